@@ -1,1 +1,43 @@
-export const placeholder = 'shared';
+export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
+export { ClusterStore, type InvalidRecord, type NodeWrite, type WriteOutcome } from './cluster-store.js';
+export { decodeClusterEvent, encodeClusterEvent, type ClusterEvent } from './cluster-event.js';
+export {
+  AdminState,
+  decodeNodeRecord,
+  encodeNodeRecord,
+  NodeState,
+  type DecodeResult,
+  type NodeRecord,
+} from './node-record.js';
+export { parseDuration } from './config/duration.js';
+export {
+  configEnvVars,
+  configPathFrom,
+  loadConfig,
+  loadConfigFile,
+  parseConfig,
+  parseConfigText,
+} from './config/load-config.js';
+export {
+  configSchema,
+  defaultInstanceId,
+  parseHostPort,
+  type ConfigInput,
+  type FslbConfig,
+  type MonitorConfig,
+  type NodeConfig,
+  type ProxyConfig,
+  type RedisConfig,
+} from './config/schema.js';
+export { ConfigError, FslbError, formatIssues, type ConfigIssue } from './errors.js';
+export { createLogger, type Logger, type LoggerSettings } from './logger.js';
+export { REDACTED, redactConfig, redactUrl } from './redact.js';
+export {
+  createRedis,
+  reconnectDelay,
+  redisOptions,
+  RedisConnections,
+  type Redis,
+  type RedisConnectionOptions,
+} from './redis-connection.js';
+export { runMain, type MainContext } from './run-main.js';

@@ -1,0 +1,43 @@
+--[[
+  Adds a configured node, or updates its configured fields (sip address, weight, configured cap),
+  keeping its live state and its admin flag. Called by every monitor when it loads a config.
+
+  KEYS[1] nodes set        (fslb:nodes)
+  KEYS[2] node hash        (fslb:node:<id>)
+  KEYS[3] version counter  (fslb:version)
+  ARGV[1] node id
+  ARGV[2] events channel   (fslb:events)
+  ARGV[3] sip
+  ARGV[4] weight
+  ARGV[5] configured session cap, 0 for none
+
+  Returns: the new version when the record was created or changed, 0 when nothing changed.
+]]
+local id, channel = ARGV[1], ARGV[2]
+local t = redis.call('TIME')
+local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))
+local created = redis.call('EXISTS', KEYS[2]) == 0
+local wanted = { sip = ARGV[3], weight = ARGV[4], cap = ARGV[5] }
+local changed = created
+if not created then
+  for k, v in pairs(wanted) do
+    if redis.call('HGET', KEYS[2], k) ~= v then changed = true end
+  end
+end
+redis.call('SADD', KEYS[1], id)
+if not changed then return 0 end
+
+local version = redis.call('INCR', KEYS[3])
+if created then
+  redis.call('HSET', KEYS[2], 'id', id, 'state', 'unknown', 'reason', 'not yet probed', 'sessions', '0',
+    'maxSessions', ARGV[5], 'idleCpu', '0', 'cps', '0', 'admin', '',
+    'owner', '', 'heartbeatAt', '0')
+end
+redis.call('HSET', KEYS[2], 'sip', wanted.sip, 'weight', wanted.weight, 'cap', wanted.cap,
+  'updatedAt', now, 'version', tostring(version))
+
+local record = {}
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+redis.call('PUBLISH', channel, cjson.encode({ v = 1, type = 'node', id = id, version = version, record = record }))
+return version

@@ -1,0 +1,98 @@
+/**
+ * The Redis key schema of fslb: the only module that spells a key. Every other module asks a
+ * `ClusterKeys` for the names it needs. With the default prefix `fslb`:
+ *
+ * | key                  | type     | TTL                      | writer                          | readers             |
+ * |----------------------|----------|--------------------------|---------------------------------|---------------------|
+ * | fslb:nodes           | SET      | none                     | monitor (config sync)           | proxy, cli, monitor |
+ * | fslb:node:<id>       | HASH     | none                     | owning monitor (fenced); cli    | proxy, cli          |
+ * |                      |          |                          | writes only the `admin` field   |                     |
+ * | fslb:alive:<id>      | STRING   | monitor.livenessTtlMs    | owning monitor, every probe     | proxy, cli          |
+ * | fslb:lease:<id>      | STRING   | monitor.leaseTtlMs       | monitor, through redlock        | monitor, cli        |
+ * | fslb:monitors        | ZSET     | none; members scored by  | every monitor                   | monitor, cli        |
+ * |                      |          | expiry (epoch ms)        |                                 |                     |
+ * | fslb:monitor:<id>    | STRING   | 3 x monitor presence     | that monitor                    | cli                 |
+ * |                      | (JSON)   | interval                 |                                 |                     |
+ * | fslb:version         | STRING   | none                     | every script that changes a     | proxy, cli          |
+ * |                      | (counter)|                          | node (INCR)                     |                     |
+ * | fslb:events          | channel  | (pub/sub)                | monitor, cli                    | proxy               |
+ *
+ * `fslb:node:<id>` fields: id, sip, state (up|down|draining|unknown), reason, sessions,
+ * maxSessions, idleCpu, cps, weight, admin (drain or empty), owner, heartbeatAt, updatedAt,
+ * version, plus `cap` (the configured session cap); see `node-record.ts`. `version` comes from
+ * the one `fslb:version` counter, so versions rise across the whole cluster, and a node that is
+ * removed and added again never goes back to an old version.
+ *
+ * Any prefix works. A hash-tagged prefix such as `{fslb}` puts every key in one Redis Cluster
+ * slot, so that the multi-key Lua scripts run on a cluster.
+ */
+export class ClusterKeys {
+  readonly prefix: string;
+
+  constructor(prefix = 'fslb') {
+    if (!isValidPrefix(prefix)) {
+      throw new TypeError(
+        `invalid key prefix ${JSON.stringify(prefix)}: 1-64 printable characters, no spaces`,
+      );
+    }
+    this.prefix = prefix;
+  }
+
+  /** SET of the ids of every configured node. */
+  get nodes(): string {
+    return `${this.prefix}:nodes`;
+  }
+
+  /** HASH: one node's record. */
+  node(id: string): string {
+    return `${this.prefix}:node:${id}`;
+  }
+
+  /** STRING with a TTL: present while the node's owning monitor is watching it. */
+  alive(id: string): string {
+    return `${this.prefix}:alive:${id}`;
+  }
+
+  /** STRING with a TTL: the redlock lease that makes one monitor the node's owner. */
+  lease(id: string): string {
+    return `${this.prefix}:lease:${id}`;
+  }
+
+  /** ZSET of live monitors, scored by the epoch ms at which each one's presence expires. */
+  get monitors(): string {
+    return `${this.prefix}:monitors`;
+  }
+
+  /** STRING (JSON) with a TTL: one monitor's presence and what it owns, for operators. */
+  monitor(id: string): string {
+    return `${this.prefix}:monitor:${id}`;
+  }
+
+  /** STRING counter: the last version handed out to any node change. */
+  get version(): string {
+    return `${this.prefix}:version`;
+  }
+
+  /** Pub/sub channel of versioned change messages (see `cluster-event.ts`). */
+  get events(): string {
+    return `${this.prefix}:events`;
+  }
+
+  /** Glob that matches every key of this prefix, for SCAN (tests, cleanup tools). */
+  get pattern(): string {
+    return `${globEscape(this.prefix)}:*`;
+  }
+}
+
+const prefixRe = /^[\x21-\x7e]{1,64}$/;
+
+export function isValidPrefix(prefix: string): boolean {
+  return prefixRe.test(prefix);
+}
+
+/** Node ids appear inside keys and logs: a small, safe alphabet. */
+export const nodeIdRe = /^[A-Za-z0-9._-]{1,64}$/;
+
+function globEscape(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,273 @@
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { isValidPrefix, nodeIdRe } from '../cluster-keys.js';
+import { parseDuration } from './duration.js';
+
+/**
+ * The one schema of an fslb configuration file. Every default lives here. Environment
+ * overrides and secret resolution happen in `load-config.ts` around this schema.
+ */
+
+const port = z.number().int().min(0).max(65535);
+const positiveMs = z.number().int().positive();
+
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: 'expected a positive duration such as 1500, 500ms, 2s or 1m' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** Exactly one of `password` and `passwordEnv` (the name of a variable holding it). */
+function secretPair(key: string) {
+  return (v: Record<string, unknown>, ctx: z.RefinementCtx): void => {
+    const direct = v[key] !== undefined;
+    const env = v[`${key}Env`] !== undefined;
+    if (direct === env) {
+      ctx.addIssue({ code: 'custom', path: [key], message: `set exactly one of ${key} and ${key}Env` });
+    }
+  };
+}
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+
+export const instanceId = z.string().regex(nodeIdRe, 'expected 1-64 characters of A-Z a-z 0-9 . _ -');
+
+export function defaultInstanceId(): string {
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 50) || 'host';
+  return `${host}-${process.pid}`;
+}
+
+const redisSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .default('redis://127.0.0.1:6379')
+      .refine((u) => /^(redis|rediss|unix):/.test(u) || u.startsWith('/'), {
+        message: 'expected a redis://, rediss:// or unix: URL, or a socket path',
+      }),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    passwordEnv: envName.optional(),
+    /** TLS even on a redis:// URL; `rediss://` turns it on by itself. */
+    tls: z
+      .union([
+        z.boolean(),
+        z.strictObject({
+          rejectUnauthorized: z.boolean().default(true),
+          caFile: z.string().optional(),
+          servername: z.string().optional(),
+        }),
+      ])
+      .optional(),
+    sentinels: z
+      .array(z.strictObject({ host: z.string().min(1), port: port.default(26379) }))
+      .min(1)
+      .optional(),
+    /** Sentinel master name; required with `sentinels`. */
+    name: z.string().min(1).optional(),
+    sentinelPassword: z.string().min(1).optional(),
+    db: z.number().int().min(0).max(15).optional(),
+    connectTimeoutMs: positiveMs.default(5000),
+    /** Reconnect backoff grows to this cap, then stays there; ioredis never gives up. */
+    maxRetryDelayMs: positiveMs.default(2000),
+  })
+  .superRefine((v, ctx) => {
+    if (v.password !== undefined && v.passwordEnv !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['password'],
+        message: 'set at most one of password and passwordEnv',
+      });
+    }
+    if (v.sentinels && !v.name) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['name'],
+        message: 'the Sentinel master name is required with sentinels',
+      });
+    }
+  });
+
+const nodeSchema = z.strictObject({
+  id: z.string().regex(nodeIdRe, 'expected 1-64 characters of A-Z a-z 0-9 . _ -'),
+  /** Where proxies send this node's INVITEs: host:port, or a full sip: URI. */
+  sip: z
+    .string()
+    .refine((s) => s.startsWith('sip:') || s.startsWith('sips:') || parseHostPort(s) !== undefined, {
+      message: 'expected host:port or a sip: URI',
+    }),
+  esl: z
+    .strictObject({
+      host: z.string().min(1),
+      port: port.default(8021),
+      password: z.string().min(1).optional(),
+      passwordEnv: envName.optional(),
+    })
+    .superRefine(secretPair('password')),
+  weight: z.number().positive().max(1000).default(1),
+  /** Cap below FreeSWITCH's own Max-Sessions; the lower of the two is published. */
+  maxSessions: z.number().int().positive().optional(),
+  /** Sofia profile whose RUNNING state the monitor checks; the node drains while it is not. */
+  sipProfile: z.string().min(1).optional(),
+});
+
+const monitorSchema = z
+  .strictObject({
+    id: instanceId.optional(),
+    probeIntervalMs: positiveMs.default(1000),
+    probeTimeoutMs: positiveMs.default(1500),
+    leaseTtlMs: z.number().int().min(500).default(5000),
+    /** How often a monitor tries to claim unowned nodes; defaults to leaseTtlMs / 5. */
+    claimIntervalMs: positiveMs.optional(),
+    /** TTL of fslb:alive:<id>; defaults to outlast a takeover (lease + claim + probe interval). */
+    livenessTtlMs: positiveMs.optional(),
+    /** Session counts from channel events are published at most this often per node. */
+    coalesceMs: z.number().int().min(0).default(20),
+    /** The longest wait between two reconnect attempts to one node. */
+    maxBackoffMs: positiveMs.default(10_000),
+    http: z.strictObject({ host: z.string().default('0.0.0.0'), port: port.default(9101) }).prefault({}),
+  })
+  .prefault({});
+
+const proxySchema = z
+  .strictObject({
+    id: instanceId.optional(),
+    drachtio: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(9022),
+        secret: z.string().min(1).optional(),
+        secretEnv: envName.optional(),
+      })
+      .prefault({})
+      .superRefine((v, ctx) => {
+        if (v.secret !== undefined && v.secretEnv !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['secret'],
+            message: 'set at most one of secret and secretEnv',
+          });
+        }
+      }),
+    recordRoute: z.boolean().default(false),
+    maxTargets: z.number().int().min(1).max(16).default(3),
+    provisionalTimeout: duration.default(2000),
+    finalTimeout: duration.default(30_000),
+    retryAfterSec: z.number().int().min(0).max(86_400).default(5),
+    affinityHeader: z.string().min(1).default('X-Fslb-Affinity'),
+    acl: z
+      .array(z.string().refine(isCidr, { message: 'expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8' }))
+      .default(['0.0.0.0/0', '::/0']),
+    rateLimit: z
+      .strictObject({
+        perSourcePerSec: z.number().positive().default(50),
+        burst: z.number().int().positive().default(100),
+      })
+      .prefault({}),
+    /** INVITEs per second this replica accepts before answering 503; unset = no limit. */
+    maxCps: z.number().positive().optional(),
+    http: z.strictObject({ host: z.string().default('0.0.0.0'), port: port.default(9102) }).prefault({}),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    redis: redisSchema.prefault({}),
+    prefix: z.string().default('fslb').refine(isValidPrefix, {
+      message: 'expected 1-64 printable characters without spaces',
+    }),
+    nodes: z.array(nodeSchema).default([]),
+    monitor: monitorSchema,
+    proxy: proxySchema,
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .prefault({}),
+  })
+  .superRefine((cfg, ctx) => {
+    if (cfg.monitor.probeTimeoutMs > cfg.monitor.leaseTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['monitor', 'probeTimeoutMs'],
+        message: 'must not exceed monitor.leaseTtlMs',
+      });
+    }
+  });
+
+/**
+ * Duplicate node ids, checked on the raw input so that they are reported together with every
+ * other problem (schema refinements only run once the rest of the object is valid).
+ */
+export function duplicateNodeIds(raw: unknown): { path: string; message: string }[] {
+  const nodes = (raw as { nodes?: unknown } | null)?.nodes;
+  if (!Array.isArray(nodes)) return [];
+  const seen = new Map<string, number>();
+  const out: { path: string; message: string }[] = [];
+  nodes.forEach((n: unknown, i) => {
+    const id = (n as { id?: unknown } | null)?.id;
+    if (typeof id !== 'string') return;
+    const first = seen.get(id);
+    if (first === undefined) seen.set(id, i);
+    else out.push({ path: `nodes.${i}.id`, message: `duplicate node id (also nodes.${first})` });
+  });
+  return out;
+}
+
+export type ConfigInput = z.input<typeof configSchema>;
+type Parsed = z.output<typeof configSchema>;
+
+/** A node as fslb uses it: its ESL password resolved. */
+export interface NodeConfig extends Omit<Parsed['nodes'][number], 'esl'> {
+  esl: { host: string; port: number; password: string };
+}
+
+export interface MonitorConfig extends Omit<Parsed['monitor'], 'id' | 'claimIntervalMs' | 'livenessTtlMs'> {
+  id: string;
+  claimIntervalMs: number;
+  livenessTtlMs: number;
+}
+
+export interface ProxyConfig extends Omit<Parsed['proxy'], 'id' | 'drachtio'> {
+  id: string;
+  drachtio: { host: string; port: number; secret: string };
+}
+
+export interface RedisConfig extends Omit<Parsed['redis'], 'passwordEnv'> {
+  password?: string;
+}
+
+/** The whole configuration, validated, defaults applied, secrets resolved, frozen. */
+export interface FslbConfig {
+  redis: RedisConfig;
+  prefix: string;
+  nodes: NodeConfig[];
+  monitor: MonitorConfig;
+  proxy: ProxyConfig;
+  log: Parsed['log'];
+}
+
+export function parseHostPort(s: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s);
+  if (!m) return undefined;
+  const p = Number(m[3]);
+  if (p < 1 || p > 65535) return undefined;
+  return { host: m[1] ?? m[2] ?? '', port: p };
+}
+
+function isCidr(s: string): boolean {
+  const [addr, bits, ...rest] = s.split('/');
+  if (rest.length > 0 || addr === undefined) return false;
+  const v4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(addr);
+  const max = v4 ? 32 : addr.includes(':') ? 128 : -1;
+  if (max < 0) return false;
+  if (v4 && v4.slice(1).some((o) => Number(o) > 255)) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
+}

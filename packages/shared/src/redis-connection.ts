@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
+import { Redis, type RedisOptions } from 'ioredis';
+import type { RedisConfig } from './config/schema.js';
+import type { Logger } from './logger.js';
+import { redactUrl } from './redact.js';
+
+export type { Redis } from 'ioredis';
+
+export interface RedisConnectionOptions {
+  /** Names the connection in logs and in CLIENT LIST (`fslb-monitor-a`). */
+  name: string;
+  log: Logger;
+  /**
+   * How many times a command is retried across reconnects before it fails. Default 2: callers
+   * hear about an outage within a few seconds instead of piling up stale writes.
+   */
+  maxRetriesPerRequest?: number | null;
+}
+
+/** Backoff for reconnects: grows from 50 ms, capped, with jitter; never gives up. */
+export function reconnectDelay(attempt: number, capMs: number, random: () => number = Math.random): number {
+  const base = Math.min(capMs, 50 * 2 ** Math.min(attempt, 16));
+  return Math.round(base / 2 + (random() * base) / 2);
+}
+
+/** ioredis options for one fslb connection: URL, TLS, credentials, Sentinel, capped retries. */
+export function redisOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions, 'log'>): RedisOptions {
+  const o: RedisOptions = {
+    connectionName: opts.name,
+    connectTimeout: cfg.connectTimeoutMs,
+    maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 2 : opts.maxRetriesPerRequest,
+    retryStrategy: (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
+    lazyConnect: true,
+  };
+  if (cfg.username !== undefined) o.username = cfg.username;
+  if (cfg.password !== undefined) o.password = cfg.password;
+  if (cfg.db !== undefined) o.db = cfg.db;
+  const tls = tlsOptions(cfg);
+  if (tls) o.tls = tls;
+  if (cfg.sentinels) {
+    o.sentinels = cfg.sentinels.map((s) => ({ host: s.host, port: s.port }));
+    o.name = cfg.name ?? 'mymaster';
+    if (cfg.sentinelPassword !== undefined) o.sentinelPassword = cfg.sentinelPassword;
+    o.sentinelRetryStrategy = (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs);
+    if (tls) o.enableTLSForSentinelMode = true;
+  }
+  return o;
+}
+
+function tlsOptions(cfg: RedisConfig): ConnectionOptions | undefined {
+  const t = cfg.tls;
+  if (t === undefined || t === false) return cfg.url.startsWith('rediss:') ? {} : undefined;
+  if (t === true) return {};
+  const o: ConnectionOptions = { rejectUnauthorized: t.rejectUnauthorized };
+  if (t.caFile !== undefined) o.ca = readFileSync(t.caFile);
+  if (t.servername !== undefined) o.servername = t.servername;
+  return o;
+}
+
+/** Makes one ioredis client for the config, logging its state changes without secrets. */
+export function createRedis(cfg: RedisConfig, opts: RedisConnectionOptions): Redis {
+  const options = redisOptions(cfg, opts);
+  let client: Redis;
+  if (cfg.sentinels) client = new Redis(options);
+  else if (cfg.url.startsWith('/') || cfg.url.startsWith('unix:')) {
+    client = new Redis({ ...options, path: cfg.url.replace(/^unix:(\/\/)?/, '') });
+  } else client = new Redis(cfg.url, options);
+  watch(
+    client,
+    opts.log.child({
+      redis: opts.name,
+      url: redactUrl(cfg.sentinels ? `sentinel:${cfg.name ?? ''}` : cfg.url),
+    }),
+  );
+  return client;
+}
+
+/** Logs the transitions of a connection once each, not every retry's error. */
+function watch(client: Redis, log: Logger): void {
+  let lastError = '';
+  let wasReady = false;
+  client.on('ready', () => {
+    if (wasReady || lastError !== '') log.info('redis connection ready');
+    else log.debug('redis connection ready');
+    wasReady = true;
+    lastError = '';
+  });
+  client.on('error', (err: Error) => {
+    const key = `${(err as NodeJS.ErrnoException).code ?? ''}${err.message}`;
+    if (key === lastError) return;
+    lastError = key;
+    log.warn({ err }, 'redis connection error');
+  });
+  client.on('end', () => log.debug('redis connection ended'));
+}
+
+/**
+ * The Redis connections of one fslb process: a command client, and a subscriber made on first
+ * use (a subscribed connection can run no other command). `close()` is idempotent.
+ */
+export class RedisConnections {
+  readonly client: Redis;
+  #subscriber: Redis | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #cfg: RedisConfig;
+  readonly #opts: RedisConnectionOptions;
+
+  constructor(cfg: RedisConfig, opts: RedisConnectionOptions) {
+    this.#cfg = cfg;
+    this.#opts = opts;
+    this.client = createRedis(cfg, opts);
+  }
+
+  /** Connects the command client; resolves when it is ready, rejects on the first failure. */
+  async connect(): Promise<void> {
+    if (this.client.status === 'wait') await this.client.connect();
+  }
+
+  /** The subscriber connection; it retries requests forever, since its only job is to listen. */
+  get subscriber(): Redis {
+    if (this.#closing) throw new Error('redis connections are closed');
+    this.#subscriber ??= createRedis(this.#cfg, {
+      ...this.#opts,
+      name: `${this.#opts.name}-sub`,
+      maxRetriesPerRequest: null,
+    });
+    return this.#subscriber;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= Promise.all([
+      quit(this.client),
+      this.#subscriber ? quit(this.#subscriber) : undefined,
+    ]).then(() => undefined);
+    return this.#closing;
+  }
+}
+
+/** QUIT when the server answers; otherwise drop the socket and stop reconnecting. */
+async function quit(client: Redis): Promise<void> {
+  if (client.status === 'end') return;
+  if (client.status !== 'ready') {
+    client.disconnect(false);
+    return;
+  }
+  const timer = setTimeout(() => client.disconnect(false), 1000);
+  const ended = new Promise<void>((resolve) => client.once('end', resolve));
+  try {
+    await client.quit();
+    await ended;
+  } catch {
+    client.disconnect(false);
+  } finally {
+    clearTimeout(timer);
+  }
+}
