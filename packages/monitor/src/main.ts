@@ -1,12 +1,40 @@
 #!/usr/bin/env node
-import { redactConfig, runMain } from '@fslb/shared';
+import { configPathFrom, createLogger, runMain } from '@fslb/shared';
+import { Monitor } from './monitor.js';
 
-await runMain('fslb-monitor', ({ config }) => {
-  const m = config.monitor;
-  process.stdout.write(
-    `fslb-monitor ${m.id}: would watch ${config.nodes.length} node(s) (${config.nodes.map((n) => n.id).join(', ')}) ` +
-      `under prefix "${config.prefix}", probing every ${m.probeIntervalMs} ms with leases of ${m.leaseTtlMs} ms.\n`,
-  );
-  process.stdout.write(`config: ${JSON.stringify(redactConfig(config))}\n`);
-  return Promise.resolve();
+await runMain('fslb-monitor', async ({ config, argv }) => {
+  const log = createLogger({
+    level: config.log.level,
+    name: 'fslb-monitor',
+    base: { monitorId: config.monitor.id },
+  });
+  const configPath = configPathFrom(argv, process.env);
+  const monitor = new Monitor({ config, log, ...(configPath === undefined ? {} : { configPath }) });
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: releasing leases');
+    const force = setTimeout(() => {
+      log.error('did not stop within 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    monitor.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading the configuration');
+    monitor.reloadFromFile();
+  });
+
+  await monitor.start();
 });

@@ -192,6 +192,21 @@ export const configSchema = z
       .prefault({}),
   })
   .superRefine((cfg, ctx) => {
+    const m = cfg.monitor;
+    if (m.claimIntervalMs !== undefined && m.claimIntervalMs * 2 > m.leaseTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['monitor', 'claimIntervalMs'],
+        message: 'must be at most half of monitor.leaseTtlMs',
+      });
+    }
+    if (m.livenessTtlMs !== undefined && m.livenessTtlMs <= m.leaseTtlMs) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['monitor', 'livenessTtlMs'],
+        message: 'must exceed monitor.leaseTtlMs, or a monitor takeover would mark healthy nodes stale',
+      });
+    }
     if (cfg.monitor.probeTimeoutMs > cfg.monitor.leaseTtlMs) {
       ctx.addIssue({
         code: 'custom',

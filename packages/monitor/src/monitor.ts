@@ -1,0 +1,336 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import {
+  ClusterKeys,
+  ClusterStore,
+  RedisConnections,
+  type ConfigError,
+  type FslbConfig,
+  type Logger,
+  type NodeConfig,
+} from '@fslb/shared';
+import { ConfigWatcher } from './config-watcher.js';
+import { MonitorHttpServer } from './http-server.js';
+import { LeaseClient } from './lease/node-lease.js';
+import { MonitorMetrics } from './metrics.js';
+import { ConnectionState } from './node-watcher.js';
+import { OwnedNode } from './owned-node.js';
+import { planClaims } from './ownership.js';
+
+export interface MonitorOptions {
+  config: FslbConfig;
+  log: Logger;
+  /** Follow this file and apply node changes without a restart. */
+  configPath?: string;
+  /** How often the config file is checked for changes (ms). */
+  configPollMs?: number;
+  /** Serve /healthz, /readyz, /metrics on config.monitor.http (default true). */
+  http?: boolean;
+}
+
+type Events = {
+  acquired: [nodeId: string];
+  released: [nodeId: string];
+  lost: [nodeId: string, reason: string];
+  reloaded: [FslbConfig];
+  reloadFailed: [ConfigError];
+  /** One claim round finished (tests and health use it). */
+  tick: [{ liveMonitors: number; share: number; owned: number }];
+};
+
+/**
+ * One fslb monitor: keeps the configured nodes in Redis, takes its fair share of node leases,
+ * watches the nodes it owns over ESL and publishes what it sees. Any number run side by side.
+ */
+export class Monitor extends EventEmitter<Events> {
+  readonly id: string;
+  readonly metrics = new MonitorMetrics();
+  readonly #log: Logger;
+  readonly #conns: RedisConnections;
+  readonly #store: ClusterStore;
+  readonly #leases: LeaseClient;
+  readonly #owned = new Map<string, OwnedNode>();
+  readonly #freeSince = new Map<string, number>();
+  readonly #opts: MonitorOptions;
+  #config: FslbConfig;
+  #nodes: Map<string, NodeConfig>;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+  #lastTickOkAt = 0;
+  #liveMonitors = 0;
+  #share = 0;
+  #http: MonitorHttpServer | undefined;
+  #httpPort: number | undefined;
+  #watcher: ConfigWatcher | undefined;
+  #closing: Promise<void> | undefined;
+  readonly #startedAt = Date.now();
+
+  constructor(opts: MonitorOptions) {
+    super();
+    this.#opts = opts;
+    this.#config = opts.config;
+    this.id = opts.config.monitor.id;
+    this.#log = opts.log.child({ component: 'monitor', monitorId: this.id });
+    this.#nodes = new Map(opts.config.nodes.map((n) => [n.id, n]));
+    this.#conns = new RedisConnections(opts.config.redis, {
+      name: `fslb-monitor-${this.id}`,
+      log: this.#log,
+    });
+    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(opts.config.prefix));
+    this.#leases = new LeaseClient(this.#conns.client, this.#log);
+  }
+
+  /** Ids of the nodes this monitor holds the lease of. */
+  get ownedNodes(): string[] {
+    return [...this.#owned.keys()].sort();
+  }
+
+  get httpPort(): number | undefined {
+    return this.#httpPort;
+  }
+
+  /** What this monitor's own watcher sees of a node it owns (undefined when not owned). */
+  connectionOf(nodeId: string): ConnectionState | undefined {
+    return this.#owned.get(nodeId)?.watcher.connection;
+  }
+
+  async start(): Promise<void> {
+    const m = this.#config.monitor;
+    await this.#conns.connect();
+    await this.#syncNodes(this.#config.nodes, { pruneOthers: true });
+    if (this.#opts.http ?? true) {
+      this.#http = new MonitorHttpServer(this, this.metrics.registry, this.#log);
+      this.#httpPort = await this.#http.listen(m.http.host, m.http.port);
+    }
+    if (this.#opts.configPath) {
+      this.#watcher = new ConfigWatcher(this.#opts.configPath, {
+        log: this.#log,
+        ...(this.#opts.configPollMs === undefined ? {} : { intervalMs: this.#opts.configPollMs }),
+      });
+      this.#watcher.on('config', (cfg) => void this.reload(cfg));
+      this.#watcher.on('invalid', (err) => {
+        this.metrics.errors.inc({ kind: 'config' });
+        this.emit('reloadFailed', err);
+      });
+      this.#watcher.start();
+    }
+    this.#log.info(
+      {
+        nodes: this.#nodes.size,
+        prefix: this.#config.prefix,
+        leaseTtlMs: m.leaseTtlMs,
+        probeIntervalMs: m.probeIntervalMs,
+      },
+      'monitor started',
+    );
+    await this.#runTick();
+  }
+
+  /** Re-reads the config file now (SIGHUP). */
+  reloadFromFile(): void {
+    this.#watcher?.reload();
+  }
+
+  /** Applies a new configuration's node list: add, update and remove nodes without a restart. */
+  async reload(config: FslbConfig): Promise<void> {
+    const before = this.#nodes;
+    const after = new Map(config.nodes.map((n) => [n.id, n]));
+    const unchangedSettings = (['prefix', 'redis'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
+    );
+    if (unchangedSettings.length > 0) {
+      this.#log.warn({ settings: unchangedSettings }, 'these settings change only on restart');
+    }
+    this.#nodes = after;
+    this.#config = { ...this.#config, nodes: config.nodes };
+    const removed = [...before.keys()].filter((id) => !after.has(id));
+    for (const id of removed) {
+      this.#dropOwned(id);
+      await this.#store.removeNode(id);
+      this.#log.info({ nodeId: id }, 'node removed from the configuration');
+    }
+    await this.#syncNodes(config.nodes, { pruneOthers: false });
+    for (const n of config.nodes) {
+      const prev = before.get(n.id);
+      if (prev && JSON.stringify(prev) !== JSON.stringify(n)) this.#owned.get(n.id)?.update(n);
+    }
+    this.emit('reloaded', config);
+  }
+
+  async #syncNodes(nodes: readonly NodeConfig[], opts: { pruneOthers: boolean }): Promise<void> {
+    for (const n of nodes)
+      await this.#store.upsertNode({ id: n.id, sip: n.sip, weight: n.weight, cap: n.maxSessions });
+    if (opts.pruneOthers) {
+      const stale = (await this.#store.nodeIds()).filter((id) => !this.#nodes.has(id));
+      for (const id of stale) {
+        await this.#store.removeNode(id);
+        this.#log.info({ nodeId: id }, 'removed a node that is no longer configured');
+      }
+    }
+  }
+
+  #isClosing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  #schedule(): void {
+    if (this.#closing) return;
+    this.#timer = setTimeout(() => void this.#runTick(), this.#config.monitor.claimIntervalMs);
+  }
+
+  #runTick(): Promise<void> {
+    this.#ticking ??= this.#tick()
+      .catch((err: unknown) => {
+        this.metrics.errors.inc({ kind: 'redis' });
+        this.#log.warn({ err }, 'claim round failed');
+      })
+      .finally(() => {
+        this.#ticking = undefined;
+        this.#schedule();
+      });
+    return this.#ticking;
+  }
+
+  /** One claim round: say we live, count monitors, hand back or claim leases. */
+  async #tick(): Promise<void> {
+    if (this.#closing) return;
+    const m = this.#config.monitor;
+    const presenceTtl = Math.min(3 * m.claimIntervalMs, m.leaseTtlMs);
+    this.#liveMonitors = await this.#store.monitorPresence(this.id, presenceTtl, this.#summary());
+    const now = Date.now();
+    const unowned = [...this.#nodes.keys()].filter((id) => !this.#owned.has(id));
+    const holders =
+      unowned.length === 0
+        ? []
+        : await this.#conns.client.mget(unowned.map((id) => this.#store.keys.lease(id)));
+    unowned.forEach((id, i) => {
+      if (holders[i] == null) {
+        if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);
+      } else this.#freeSince.delete(id);
+    });
+    for (const id of this.#freeSince.keys())
+      if (!this.#nodes.has(id) || this.#owned.has(id)) this.#freeSince.delete(id);
+
+    const plan = planClaims({
+      monitorId: this.id,
+      nodes: [...this.#nodes.keys()],
+      owned: new Set(this.#owned.keys()),
+      freeSince: this.#freeSince,
+      liveMonitors: this.#liveMonitors,
+      now,
+      starvingAfterMs: 3 * m.claimIntervalMs,
+    });
+    this.#share = plan.share;
+    if (plan.release !== undefined) {
+      this.#log.info(
+        { nodeId: plan.release, share: plan.share, owned: this.#owned.size },
+        'over fair share: handing a node back',
+      );
+      const node = this.#owned.get(plan.release);
+      this.#owned.delete(plan.release);
+      await node?.release();
+      this.emit('released', plan.release);
+    }
+    for (const id of plan.claim) {
+      if (this.#isClosing()) return;
+      const node = this.#nodes.get(id);
+      if (!node) continue;
+      const lease = await this.#leases.acquire(this.#store.keys.lease(id), m.leaseTtlMs);
+      if (!lease) continue;
+      this.#freeSince.delete(id);
+      this.#adopt(node, lease);
+    }
+    this.metrics.leasesHeld.set(this.#owned.size);
+    this.metrics.liveMonitors.set(this.#liveMonitors);
+    this.#updateConnectionGauge();
+    this.#lastTickOkAt = Date.now();
+    this.emit('tick', { liveMonitors: this.#liveMonitors, share: plan.share, owned: this.#owned.size });
+  }
+
+  #adopt(node: NodeConfig, lease: ConstructorParameters<typeof OwnedNode>[1]): void {
+    const log = this.#log.child({ nodeId: node.id });
+    const owned = new OwnedNode(node, lease, {
+      store: this.#store,
+      monitor: this.#config.monitor,
+      metrics: this.metrics,
+      log,
+    });
+    this.#owned.set(node.id, owned);
+    owned.on('lost', (reason) => {
+      if (this.#owned.get(node.id) !== owned) return;
+      this.#owned.delete(node.id);
+      this.metrics.leasesHeld.set(this.#owned.size);
+      this.emit('lost', node.id, reason);
+    });
+    owned.watcher.on('connection', () => this.#updateConnectionGauge());
+    owned.start();
+    log.info({ share: this.#share }, 'lease acquired: watching node');
+    this.emit('acquired', node.id);
+  }
+
+  #dropOwned(id: string): void {
+    const owned = this.#owned.get(id);
+    if (!owned) return;
+    this.#owned.delete(id);
+    owned.abandon();
+  }
+
+  #updateConnectionGauge(): void {
+    const counts: Record<string, number> = { connecting: 0, connected: 0, down: 0 };
+    for (const o of this.#owned.values()) {
+      const c = o.watcher.connection;
+      if (c in counts) counts[c] = (counts[c] ?? 0) + 1;
+    }
+    for (const [state, n] of Object.entries(counts)) this.metrics.connections.set({ state }, n);
+  }
+
+  #summary(): Record<string, unknown> {
+    return {
+      id: this.id,
+      host: hostname(),
+      pid: process.pid,
+      startedAt: this.#startedAt,
+      owned: this.ownedNodes,
+    };
+  }
+
+  health(): Record<string, unknown> {
+    return {
+      monitorId: this.id,
+      owned: this.ownedNodes,
+      liveMonitors: this.#liveMonitors,
+      share: this.#share,
+    };
+  }
+
+  ready(): { ready: boolean; detail: Record<string, unknown> } {
+    const redis = this.#conns.client.status;
+    const fresh = Date.now() - this.#lastTickOkAt < 3 * this.#config.monitor.claimIntervalMs + 1000;
+    return { ready: redis === 'ready' && fresh && !this.#closing, detail: { redis, claimsRunning: fresh } };
+  }
+
+  /**
+   * Stops: hands every lease back (so that other monitors take the nodes over at once), leaves
+   * the presence set, closes Redis. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearTimeout(this.#timer);
+      this.#watcher?.close();
+      await this.#ticking;
+      clearTimeout(this.#timer);
+      const owned = [...this.#owned.values()];
+      this.#owned.clear();
+      await Promise.all(owned.map((o) => o.release()));
+      try {
+        await this.#store.monitorPresence(this.id, 1, null);
+      } catch (err) {
+        this.#log.warn({ err }, 'could not remove presence (it expires by itself)');
+      }
+      await this.#http?.close();
+      await this.#conns.close();
+      this.#log.info({ released: owned.map((o) => o.id) }, 'monitor stopped');
+    })();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,175 @@
+import { EventEmitter } from 'node:events';
+import type { ClusterStore, Logger, MonitorConfig, NodeConfig } from '@fslb/shared';
+import type { NodeLease } from './lease/node-lease.js';
+import type { MonitorMetrics } from './metrics.js';
+import { NodeWatcher, type NodeSnapshot } from './node-watcher.js';
+
+export interface OwnedNodeDeps {
+  store: ClusterStore;
+  monitor: MonitorConfig;
+  metrics: MonitorMetrics;
+  log: Logger;
+}
+
+type Events = {
+  /** The lease is gone (not extended in time, taken, or the node was removed). */
+  lost: [reason: string];
+};
+
+/**
+ * A node this monitor holds the lease of: its watcher, the lease's extension, and the fenced
+ * writes of what the watcher sees. Session-only changes are coalesced to one write per
+ * `coalesceMs`; state changes are written at once; every probe interval a write refreshes the
+ * liveness key even when nothing changed. Writes never overlap.
+ */
+export class OwnedNode extends EventEmitter<Events> {
+  readonly id: string;
+  readonly watcher: NodeWatcher;
+  readonly #lease: NodeLease;
+  readonly #deps: OwnedNodeDeps;
+  readonly #log: Logger;
+  #timers: NodeJS.Timeout[] = [];
+  #coalesce: NodeJS.Timeout | undefined;
+  #writing: Promise<void> | undefined;
+  #pending = false;
+  #lastWriteAt = 0;
+  #stopped = false;
+  #redisFailing = false;
+
+  constructor(node: NodeConfig, lease: NodeLease, deps: OwnedNodeDeps) {
+    super();
+    this.id = node.id;
+    this.#lease = lease;
+    this.#deps = deps;
+    this.#log = deps.log;
+    const m = deps.monitor;
+    this.watcher = new NodeWatcher(
+      node,
+      { probeIntervalMs: m.probeIntervalMs, probeTimeoutMs: m.probeTimeoutMs, maxBackoffMs: m.maxBackoffMs },
+      this.#log,
+    );
+  }
+
+  start(): void {
+    const m = this.#deps.monitor;
+    this.watcher.on('change', (_s, { urgent }) => this.#schedule(urgent));
+    this.watcher.on('probe', ({ ok, ms }) =>
+      this.#deps.metrics.probeSeconds.observe({ node: this.id, result: ok ? 'ok' : 'failed' }, ms / 1000),
+    );
+    this.watcher.start();
+    this.#timers.push(
+      setInterval(() => void this.#extend(), Math.max(50, Math.floor(m.leaseTtlMs / 3))),
+      setInterval(() => this.#schedule(true), m.probeIntervalMs),
+    );
+  }
+
+  get snapshot(): NodeSnapshot {
+    return this.watcher.snapshot;
+  }
+
+  update(node: NodeConfig): void {
+    this.watcher.update(node);
+  }
+
+  /** Stops watching and gives the lease back so that another monitor can take the node at once. */
+  async release(): Promise<void> {
+    this.#stop();
+    await this.#writing;
+    await this.#lease.release();
+  }
+
+  /** Stops watching without touching Redis (the lease is already lost). */
+  abandon(): void {
+    this.#stop();
+  }
+
+  #stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    for (const t of this.#timers) clearInterval(t);
+    clearTimeout(this.#coalesce);
+    this.watcher.close();
+    this.#deps.metrics.nodeState.remove({ node: this.id });
+  }
+
+  #lose(reason: string): void {
+    if (this.#stopped) return;
+    this.#log.warn({ reason }, 'lease lost: closing the ESL connection');
+    this.#stop();
+    this.emit('lost', reason);
+  }
+
+  async #extend(): Promise<void> {
+    if (this.#stopped) return;
+    if (Date.now() >= this.#lease.expiresAt) {
+      this.#lose('lease expired before it could be extended');
+      return;
+    }
+    try {
+      const ok = await this.#lease.extend(this.#deps.monitor.leaseTtlMs);
+      if (!ok) this.#lose('lease taken or expired');
+    } catch (err) {
+      this.#deps.metrics.errors.inc({ kind: 'lease' });
+      this.#log.warn({ err }, 'lease extension failed; retrying until it expires');
+    }
+  }
+
+  #schedule(urgent: boolean): void {
+    if (this.#stopped || !this.watcher.reported) return;
+    if (this.#writing) {
+      this.#pending = true;
+      return;
+    }
+    const wait = urgent ? 0 : this.#lastWriteAt + this.#deps.monitor.coalesceMs - Date.now();
+    if (wait <= 0) {
+      clearTimeout(this.#coalesce);
+      this.#coalesce = undefined;
+      this.#writing = this.#write().finally(() => {
+        this.#writing = undefined;
+        if (this.#pending) {
+          this.#pending = false;
+          this.#schedule(false);
+        }
+      });
+    } else {
+      this.#coalesce ??= setTimeout(() => {
+        this.#coalesce = undefined;
+        this.#schedule(true);
+      }, wait);
+    }
+  }
+
+  async #write(): Promise<void> {
+    const s = this.watcher.snapshot;
+    const m = this.#deps.monitor;
+    this.#lastWriteAt = Date.now();
+    try {
+      const outcome = await this.#deps.store.writeNode({
+        id: this.id,
+        token: this.#lease.token,
+        owner: m.id,
+        livenessTtlMs: m.livenessTtlMs,
+        loud: {
+          state: s.state,
+          reason: s.reason,
+          sessions: s.sessions,
+          maxSessions: s.maxSessions,
+          idleCpu: s.idleCpu,
+          cps: s.cps,
+        },
+        quiet: { heartbeatAt: s.heartbeatAt },
+      });
+      this.#deps.metrics.publishes.inc({ outcome: outcome.kind });
+      this.#deps.metrics.nodeState.set({ node: this.id }, s.state === 'up' ? 1 : 0);
+      if (this.#redisFailing) this.#log.info('redis writes work again');
+      this.#redisFailing = false;
+      if (outcome.kind === 'fenced') this.#lose('fenced: another monitor holds the lease');
+      else if (outcome.kind === 'removed') this.#lose('node removed from the configuration');
+    } catch (err) {
+      this.#deps.metrics.publishes.inc({ outcome: 'error' });
+      this.#deps.metrics.errors.inc({ kind: 'redis' });
+      if (!this.#redisFailing) this.#log.warn({ err }, 'cannot write the node record to redis');
+      this.#redisFailing = true;
+    }
+  }
+}
