@@ -1,0 +1,413 @@
+import { randomUUID } from 'node:crypto';
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { connect, type Socket } from 'node:net';
+
+import {
+  buildRequest,
+  buildResponse,
+  contacts,
+  parseMessage,
+  parseNameAddr,
+  parseUri,
+  randomToken,
+  SipRequest,
+  SipResponse,
+  SipStreamFramer,
+  type URI,
+} from '../sip/sip-codec.js';
+
+/** Where a UAC sends: a SIP host and port. */
+export interface SipTarget {
+  host: string;
+  port: number;
+}
+
+/** A response as a test sees it. */
+export interface UacResponse {
+  status: number;
+  reason: string;
+  toTag: string | undefined;
+  header(name: string): string | undefined;
+  /** The raw message text. */
+  raw: string;
+}
+
+export interface InviteOptions {
+  /** Request-URI user (the dialled number); `1000` by default. */
+  user?: string;
+  /** SDP offer; a PCMU offer by default; false sends none. */
+  sdp?: string | false;
+  /** Extra header lines. */
+  headers?: string[];
+}
+
+export interface SipUacOptions {
+  /** Local address; 127.0.0.1 by default. */
+  host?: string;
+  transport?: 'udp' | 'tcp';
+  /** How long each step waits for an answer; 5000 ms by default. */
+  timeoutMs?: number;
+}
+
+interface Pending {
+  resolve: (r: UacResponse) => void;
+  onProvisional?: (r: UacResponse) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * A small SIP user agent client for tests: sends INVITE, ACK, BYE, CANCEL and OPTIONS, and
+ * answers the BYE a node sends. One UDP socket (or one TCP connection per target). Every wait
+ * has a time limit.
+ */
+export class SipUac {
+  private udp: UdpSocket | undefined;
+  private readonly tcp = new Map<string, Socket>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly calls = new Map<string, UacCall>();
+  private localPort = 0;
+  readonly host: string;
+  readonly transport: 'udp' | 'tcp';
+  readonly timeoutMs: number;
+
+  private constructor(options: SipUacOptions) {
+    this.host = options.host ?? '127.0.0.1';
+    this.transport = options.transport ?? 'udp';
+    this.timeoutMs = options.timeoutMs ?? 5000;
+  }
+
+  static async start(options: SipUacOptions = {}): Promise<SipUac> {
+    const uac = new SipUac(options);
+    const udp = createSocket('udp4');
+    udp.on('message', (bytes, rinfo) => uac.receive(bytes, { host: rinfo.address, port: rinfo.port }));
+    await new Promise<void>((resolve) => udp.bind({ port: 0, address: uac.host }, resolve));
+    uac.udp = udp;
+    uac.localPort = udp.address().port;
+    return uac;
+  }
+
+  get port(): number {
+    return this.localPort;
+  }
+
+  /** Starts a call; `final()` gives its first final response (ACK is sent automatically). */
+  invite(target: SipTarget, options: InviteOptions = {}): UacCall {
+    const call = new UacCall(this, target, options);
+    this.calls.set(call.callId, call);
+    return call;
+  }
+
+  async options(target: SipTarget): Promise<UacResponse> {
+    const callId = randomUUID();
+    return this.request(target, {
+      method: 'OPTIONS',
+      requestUri: uri(`sip:${target.host}:${target.port}`),
+      from: uri(`sip:uac@${this.host}:${this.localPort}`),
+      fromTag: randomToken(),
+      to: uri(`sip:${target.host}:${target.port}`),
+      callId,
+      cseq: 1,
+      branch: newBranch(),
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+    for (const s of this.tcp.values()) s.destroy();
+    this.tcp.clear();
+    const udp = this.udp;
+    this.udp = undefined;
+    if (udp) await new Promise<void>((resolve) => udp.close(() => resolve()));
+  }
+
+  /** @internal Sends a request and resolves with its final response. */
+  request(
+    target: SipTarget,
+    spec: {
+      method: string;
+      requestUri: URI;
+      from: URI;
+      fromTag: string;
+      to: URI;
+      toTag?: string;
+      callId: string;
+      cseq: number;
+      branch: string;
+      routeSet?: string[];
+      headers?: string[];
+      body?: { contentType: string; content: string };
+    },
+    onProvisional?: (r: UacResponse) => void,
+  ): Promise<UacResponse> {
+    const bytes = buildRequest({
+      ...spec,
+      via: {
+        transport: this.transport.toUpperCase(),
+        sentBy: `${this.host}:${this.localPort}`,
+        branch: spec.branch,
+      },
+      userAgent: 'fs-sim-uac',
+    });
+    return new Promise<UacResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(spec.branch + spec.method);
+        reject(new Error(`no final response to ${spec.method} within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+      const entry: Pending = { resolve, timer };
+      if (onProvisional) entry.onProvisional = onProvisional;
+      this.pending.set(spec.branch + spec.method, entry);
+      this.send(bytes, target);
+    });
+  }
+
+  /** @internal Sends bytes with no answer expected (ACK). */
+  send(bytes: Buffer, target: SipTarget): void {
+    if (this.transport === 'udp') {
+      this.udp?.send(bytes, target.port, target.host);
+      return;
+    }
+    const key = `${target.host}:${target.port}`;
+    let socket = this.tcp.get(key);
+    if (!socket || socket.destroyed) {
+      const s = connect({ host: target.host, port: target.port, localAddress: this.host });
+      const framer = new SipStreamFramer();
+      s.on('error', () => undefined);
+      s.on('data', (chunk: Buffer) => {
+        const messages = framer.push(chunk);
+        if (messages === 'overflow') return;
+        for (const m of messages) this.receive(m, target);
+      });
+      this.tcp.set(key, s);
+      socket = s;
+    }
+    socket.write(bytes);
+  }
+
+  private receive(bytes: Buffer, from: SipTarget): void {
+    const message = parseMessage(bytes);
+    if (!message) return;
+    if (message instanceof SipResponse) {
+      const key = message.viaBranch + message.method;
+      const p = this.pending.get(key);
+      if (!p) return;
+      const response = toUacResponse(message);
+      if (response.status < 200) {
+        p.onProvisional?.(response);
+        return;
+      }
+      clearTimeout(p.timer);
+      this.pending.delete(key);
+      p.resolve(response);
+      return;
+    }
+    if (message instanceof SipRequest) this.calls.get(message.callId)?.incoming(message, from);
+  }
+}
+
+/** One call placed by a `SipUac`. */
+export class UacCall {
+  readonly callId = randomUUID();
+  readonly fromTag = randomToken();
+  readonly provisional: UacResponse[] = [];
+  private readonly inviteBranch = newBranch();
+  private readonly finalResponse: Promise<UacResponse>;
+  private readonly localUri: URI;
+  private readonly requestUri: URI;
+  private remoteTag: string | undefined;
+  private remoteTarget: URI | undefined;
+  private routeSet: string[] = [];
+  private cseq = 1;
+  private readonly provisionalWaiters = new Set<(r: UacResponse) => void>();
+  private byeFromNode: (() => void) | undefined;
+  /** Resolves when the node sends BYE (answered 200 by the UAC). */
+  readonly ended: Promise<void>;
+
+  constructor(
+    private readonly uac: SipUac,
+    private readonly target: SipTarget,
+    options: InviteOptions,
+  ) {
+    this.localUri = uri(`sip:uac@${uac.host}:${uac.port}`);
+    this.requestUri = uri(`sip:${options.user ?? '1000'}@${target.host}:${target.port}`);
+    this.ended = new Promise<void>((resolve) => (this.byeFromNode = resolve));
+    const sdp = options.sdp === undefined ? defaultOffer(uac.host) : options.sdp;
+    this.finalResponse = uac
+      .request(
+        target,
+        {
+          method: 'INVITE',
+          requestUri: this.requestUri,
+          from: this.localUri,
+          fromTag: this.fromTag,
+          to: this.requestUri,
+          callId: this.callId,
+          cseq: 1,
+          branch: this.inviteBranch,
+          headers: [
+            `Contact: <sip:uac@${uac.host}:${uac.port};transport=${uac.transport}>`,
+            ...(options.headers ?? []),
+          ],
+          ...(sdp === false ? {} : { body: { contentType: 'application/sdp', content: sdp } }),
+        },
+        (r) => {
+          this.provisional.push(r);
+          for (const w of [...this.provisionalWaiters]) w(r);
+        },
+      )
+      .then((r) => {
+        this.onFinal(r);
+        return r;
+      });
+  }
+
+  /** The first final response to the INVITE. */
+  final(): Promise<UacResponse> {
+    return this.finalResponse;
+  }
+
+  /** Resolves once a provisional response with `status` has arrived. */
+  waitForProvisional(status: number): Promise<UacResponse> {
+    const found = this.provisional.find((r) => r.status === status);
+    if (found) return Promise.resolve(found);
+    return new Promise<UacResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.provisionalWaiters.delete(waiter);
+        reject(new Error(`no ${status} within ${this.uac.timeoutMs} ms`));
+      }, this.uac.timeoutMs);
+      const waiter = (r: UacResponse): void => {
+        if (r.status !== status) return;
+        clearTimeout(timer);
+        this.provisionalWaiters.delete(waiter);
+        resolve(r);
+      };
+      this.provisionalWaiters.add(waiter);
+    });
+  }
+
+  /** CANCEL (same branch as the INVITE); resolves with the response to the CANCEL. */
+  cancel(): Promise<UacResponse> {
+    return this.uac.request(this.target, {
+      method: 'CANCEL',
+      requestUri: this.requestUri,
+      from: this.localUri,
+      fromTag: this.fromTag,
+      to: this.requestUri,
+      callId: this.callId,
+      cseq: 1,
+      branch: this.inviteBranch,
+    });
+  }
+
+  /** BYE in the dialog; resolves with its final response. */
+  bye(): Promise<UacResponse> {
+    this.cseq++;
+    const firstRoute = this.routeSet[0] === undefined ? undefined : parseNameAddr(this.routeSet[0])?.uri;
+    const next = firstRoute ?? this.remoteTarget ?? this.requestUri;
+    const request = {
+      method: 'BYE',
+      requestUri: this.remoteTarget ?? this.requestUri,
+      from: this.localUri,
+      fromTag: this.fromTag,
+      to: this.requestUri,
+      callId: this.callId,
+      cseq: this.cseq,
+      branch: newBranch(),
+      routeSet: this.routeSet,
+      ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
+    };
+    return this.uac.request({ host: next.host, port: next.port ?? 5060 }, request);
+  }
+
+  /** @internal A request from the node within this call. */
+  incoming(req: SipRequest, from: SipTarget): void {
+    if (req.method !== 'BYE') return;
+    this.uac.send(buildResponse(req, { status: 200, reason: 'OK', userAgent: 'fs-sim-uac' }), from);
+    this.byeFromNode?.();
+  }
+
+  private onFinal(r: UacResponse): void {
+    this.remoteTag = r.toTag;
+    if (r.status >= 200 && r.status < 300) {
+      const message = parseMessage(Buffer.from(r.raw, 'latin1'));
+      if (message) {
+        this.remoteTarget = contacts(message)[0]?.uri;
+        this.routeSet = message.getHeaders('record-route').reverse();
+      }
+      const firstRoute = this.routeSet[0] === undefined ? undefined : parseNameAddr(this.routeSet[0])?.uri;
+      const next = firstRoute ?? this.remoteTarget ?? this.requestUri;
+      const ack = buildRequest({
+        method: 'ACK',
+        requestUri: this.remoteTarget ?? this.requestUri,
+        from: this.localUri,
+        fromTag: this.fromTag,
+        to: this.requestUri,
+        ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
+        callId: this.callId,
+        cseq: 1,
+        routeSet: this.routeSet,
+        via: {
+          transport: this.uac.transport.toUpperCase(),
+          sentBy: `${this.uac.host}:${this.uac.port}`,
+          branch: newBranch(),
+        },
+        userAgent: 'fs-sim-uac',
+      });
+      this.uac.send(ack, { host: next.host, port: next.port ?? 5060 });
+      return;
+    }
+    const ack = buildRequest({
+      method: 'ACK',
+      requestUri: this.requestUri,
+      from: this.localUri,
+      fromTag: this.fromTag,
+      to: this.requestUri,
+      ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
+      callId: this.callId,
+      cseq: 1,
+      via: {
+        transport: this.uac.transport.toUpperCase(),
+        sentBy: `${this.uac.host}:${this.uac.port}`,
+        branch: this.inviteBranch,
+      },
+      userAgent: 'fs-sim-uac',
+    });
+    this.uac.send(ack, this.target);
+  }
+}
+
+function toUacResponse(m: SipResponse): UacResponse {
+  return {
+    status: m.statusCode ?? 0,
+    reason: m.reasonPhrase ?? '',
+    toTag: m.toTag || undefined,
+    header: (name) => m.getHeader(name),
+    raw: m.data,
+  };
+}
+
+function uri(text: string): URI {
+  const parsed = parseUri(text);
+  if (!parsed) throw new Error(`not a SIP URI: ${text}`);
+  return parsed;
+}
+
+function newBranch(): string {
+  return `z9hG4bK${randomToken()}`;
+}
+
+function defaultOffer(ip: string): string {
+  return [
+    'v=0',
+    `o=uac 1 1 IN IP4 ${ip}`,
+    's=fs-sim-uac',
+    `c=IN IP4 ${ip}`,
+    't=0 0',
+    'm=audio 40000 RTP/AVP 0 101',
+    'a=rtpmap:0 PCMU/8000',
+    'a=rtpmap:101 telephone-event/8000',
+    'a=fmtp:101 0-16',
+    'a=sendrecv',
+    '',
+  ].join('\r\n');
+}
