@@ -121,8 +121,9 @@ export class EslConnection extends EventEmitter<Events> {
       conn.on('esl::event::disconnect::notice', (ev: EslEvent) =>
         fail(new EslError(EslErrorCode.Closed, `disconnect notice: ${firstLine(ev.getBody()) || 'goodbye'}`)),
       );
-      conn.on('esl::event::**', (ev: EslEvent, headers: Record<string, string>) => {
-        const type = headers['Content-Type'];
+      // Some of modesl's own emits under this namespace carry no headers (auth::success).
+      conn.on('esl::event::**', (ev: EslEvent, headers: Record<string, string> | undefined) => {
+        const type = headers?.['Content-Type'];
         if (type !== 'text/event-json' && type !== 'text/event-plain') return;
         self.#dispatch(ev);
       });

@@ -1,0 +1,142 @@
+/**
+ * How fast a node's failure reaches Redis: the time from a simulated crash (sockets closed) and
+ * from a stall (sockets open, nothing answered) to the `state=down` event on fslb:events, with
+ * the monitor's default timings (probe every 1000 ms, timeout 1500 ms). Also the time from a
+ * pause to `draining`, and from a call's channel event to the published session count.
+ *
+ * Writes bench/results/monitor-detection.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { ClusterKeys, createLogger, decodeClusterEvent, parseConfig, type NodeRecord } from '@fslb/shared';
+import { Monitor } from '@fslb/monitor';
+import { FsNode } from '@fslb/fs-sim';
+import { startRedis, testPrefix } from '../test/support/redis.js';
+
+const TRIALS = Number(process.env.BENCH_TRIALS ?? 5);
+const server = await startRedis();
+const redis = new Redis(server.url);
+const log = createLogger({ level: 'silent' });
+
+interface Scene {
+  node: FsNode;
+  monitor: Monitor;
+  next: (pred: (r: NodeRecord) => boolean) => Promise<number>;
+  close: () => Promise<void>;
+}
+
+async function scene(): Promise<Scene> {
+  const prefix = testPrefix('bench');
+  const keys = new ClusterKeys(prefix);
+  const node = await FsNode.start({ heartbeatMs: 20_000 });
+  const cfg = parseConfig(
+    {
+      redis: { url: server.url },
+      prefix,
+      nodes: [
+        {
+          id: 'fs1',
+          sip: `127.0.0.1:${node.sipPort}`,
+          esl: { host: '127.0.0.1', port: node.eslPort, password: 'ClueCon' },
+        },
+      ],
+      monitor: { id: 'bench', http: { port: 0 } },
+    },
+    {},
+  );
+  const sub = redis.duplicate();
+  const waiters: { pred: (r: NodeRecord) => boolean; resolve: (t: number) => void }[] = [];
+  await sub.subscribe(keys.events);
+  sub.on('message', (_c: string, m: string) => {
+    const at = performance.now();
+    const e = decodeClusterEvent(m);
+    if (!e.ok || e.value.type !== 'node') return;
+    const rec = e.value.record;
+    for (const w of [...waiters]) {
+      if (w.pred(rec)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(at);
+      }
+    }
+  });
+  const next = (pred: (r: NodeRecord) => boolean): Promise<number> =>
+    new Promise((resolve) => waiters.push({ pred, resolve }));
+  const up = next((r) => r.state === 'up');
+  const monitor = new Monitor({ config: cfg, log, http: false });
+  await monitor.start();
+  await up;
+  return {
+    node,
+    monitor,
+    next,
+    close: async () => {
+      await monitor.close();
+      await node.close();
+      sub.disconnect();
+    },
+  };
+}
+
+function stats(xs: number[]): { n: number; min: number; median: number; max: number; mean: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (v: number): number => Math.round(v * 10) / 10;
+  return {
+    n: s.length,
+    min: r(s[0] ?? 0),
+    median: r(s[Math.floor(s.length / 2)] ?? 0),
+    max: r(s[s.length - 1] ?? 0),
+    mean: r(s.reduce((a, b) => a + b, 0) / Math.max(1, s.length)),
+  };
+}
+
+const crash: number[] = [];
+const stall: number[] = [];
+const pause: number[] = [];
+const sessions: number[] = [];
+for (let i = 0; i < TRIALS; i++) {
+  {
+    const s = await scene();
+    const down = s.next((r) => r.state === 'down');
+    const t0 = performance.now();
+    await s.node.crash();
+    crash.push((await down) - t0);
+    await s.close();
+  }
+  {
+    const s = await scene();
+    const draining = s.next((r) => r.state === 'draining');
+    let t0 = performance.now();
+    s.node.pause();
+    pause.push((await draining) - t0);
+    s.node.resume();
+    await s.next((r) => r.state === 'up');
+    const seven = s.next((r) => r.sessions === 7);
+    t0 = performance.now();
+    s.node.setSessions(7);
+    sessions.push((await seven) - t0);
+    const down = s.next((r) => r.state === 'down');
+    t0 = performance.now();
+    s.node.stall();
+    stall.push((await down) - t0);
+    s.node.unstall();
+    await s.close();
+  }
+}
+
+const result = {
+  when: new Date().toISOString(),
+  trials: TRIALS,
+  settings: { probeIntervalMs: 1000, probeTimeoutMs: 1500 },
+  crashToDownMs: stats(crash),
+  stallToDownMs: stats(stall),
+  pauseToDrainingMs: stats(pause),
+  sessionChangeToEventMs: stats(sessions),
+};
+console.log(JSON.stringify(result, null, 2));
+mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+writeFileSync(
+  new URL('results/monitor-detection.json', import.meta.url),
+  `${JSON.stringify(result, null, 2)}\n`,
+);
+redis.disconnect();
+await server.close();
