@@ -2,7 +2,9 @@
  * How fast a node's failure reaches Redis: the time from a simulated crash (sockets closed) and
  * from a stall (sockets open, nothing answered) to the `state=down` event on fslb:events, with
  * the monitor's default timings (probe every 1000 ms, timeout 1500 ms). Also the time from a
- * pause to `draining`, and from a call's channel event to the published session count.
+ * pause (which FreeSWITCH announces with no event, so the probe must find it) to `draining`,
+ * from a SIP INVITE sent to the node to the event carrying the new session count (channel
+ * events), and from a count changed behind the monitor's back to its correction (probe).
  *
  * Writes bench/results/monitor-detection.json.
  */
@@ -10,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { ClusterKeys, createLogger, decodeClusterEvent, parseConfig, type NodeRecord } from '@fslb/shared';
 import { Monitor } from '@fslb/monitor';
-import { FsNode } from '@fslb/fs-sim';
+import { FsNode, SipUac } from '@fslb/fs-sim';
 import { startRedis, testPrefix } from '../test/support/redis.js';
 
 const TRIALS = Number(process.env.BENCH_TRIALS ?? 5);
@@ -93,6 +95,8 @@ const crash: number[] = [];
 const stall: number[] = [];
 const pause: number[] = [];
 const sessions: number[] = [];
+const reconcile: number[] = [];
+const uac = await SipUac.start();
 for (let i = 0; i < TRIALS; i++) {
   {
     const s = await scene();
@@ -110,10 +114,17 @@ for (let i = 0; i < TRIALS; i++) {
     pause.push((await draining) - t0);
     s.node.resume();
     await s.next((r) => r.state === 'up');
+    const one = s.next((r) => r.sessions === 1);
+    t0 = performance.now();
+    const call = uac.invite({ host: '127.0.0.1', port: s.node.sipPort });
+    sessions.push((await one) - t0);
+    await call.final();
+    await call.bye();
+    await s.next((r) => r.sessions === 0);
     const seven = s.next((r) => r.sessions === 7);
     t0 = performance.now();
     s.node.setSessions(7);
-    sessions.push((await seven) - t0);
+    reconcile.push((await seven) - t0);
     const down = s.next((r) => r.state === 'down');
     t0 = performance.now();
     s.node.stall();
@@ -130,7 +141,8 @@ const result = {
   crashToDownMs: stats(crash),
   stallToDownMs: stats(stall),
   pauseToDrainingMs: stats(pause),
-  sessionChangeToEventMs: stats(sessions),
+  inviteToSessionEventMs: stats(sessions),
+  silentCountChangeToEventMs: stats(reconcile),
 };
 console.log(JSON.stringify(result, null, 2));
 mkdirSync(new URL('results/', import.meta.url), { recursive: true });
@@ -138,5 +150,6 @@ writeFileSync(
   new URL('results/monitor-detection.json', import.meta.url),
   `${JSON.stringify(result, null, 2)}\n`,
 );
+await uac.close();
 redis.disconnect();
 await server.close();
