@@ -3,11 +3,8 @@ import { configPathFrom, createLogger, runMain } from '@fslb/shared';
 import { Monitor } from './monitor.js';
 
 await runMain('fslb-monitor', async ({ config, argv }) => {
-  const log = createLogger({
-    level: config.log.level,
-    name: 'fslb-monitor',
-    base: { monitorId: config.monitor.id },
-  });
+  // The Monitor's own child logger adds monitorId to every line.
+  const log = createLogger({ level: config.log.level, name: 'fslb-monitor' });
   const configPath = configPathFrom(argv, process.env);
   const monitor = new Monitor({ config, log, ...(configPath === undefined ? {} : { configPath }) });
 
