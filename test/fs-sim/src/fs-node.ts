@@ -69,6 +69,8 @@ export interface FsNodeEvents {
   /** An INVITE was answered 503 (busy, paused, shutting down) or 488 (no common codec). */
   inviteRefused: [reason: InviteRefusal, callId: string];
   sipRequest: [method: string, callId: string];
+  /** A SIP message that parsed but could not be handled was dropped. */
+  sipDropped: [error: unknown];
   /** An elegant shutdown finished: the node is stopped (we ended it). */
   shutdown: [];
   /** The node crashed (a fault we injected): stopped without goodbye. */
@@ -170,6 +172,7 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
       callEnded: (call, cause) => this.safeEmit('callEnded', call, cause),
       inviteRefused: (reason, callId) => this.safeEmit('inviteRefused', reason, callId),
       request: (method, callId) => this.safeEmit('sipRequest', method, callId),
+      messageDropped: (err) => this.safeEmit('sipDropped', err),
     };
   }
 

@@ -25,6 +25,7 @@ export class CommandReader {
   private buffer: Buffer = Buffer.alloc(0);
   private pending: EslCommand | undefined;
   private bodyBytes = 0;
+  private scanFrom = 0;
 
   /** Adds received bytes; returns the commands completed by them, or 'overflow' on abuse. */
   push(chunk: Buffer): EslCommand[] | 'overflow' {
@@ -41,12 +42,17 @@ export class CommandReader {
       }
       let start = 0;
       while (start < this.buffer.length && (this.buffer[start] === LF || this.buffer[start] === CR)) start++;
-      if (start > 0) this.buffer = this.buffer.subarray(start);
-      const end = findEnd(this.buffer);
+      if (start > 0) {
+        this.buffer = this.buffer.subarray(start);
+        this.scanFrom = 0;
+      }
+      const { end, resume } = findEnd(this.buffer, this.scanFrom);
       if (end < 0) {
+        this.scanFrom = resume;
         if (this.buffer.length > MAX_HEADER_BYTES) return 'overflow';
         return out;
       }
+      this.scanFrom = 0;
       const text = this.buffer.subarray(0, end).toString('utf8');
       this.buffer = this.buffer.subarray(end);
       const command = parseBlock(text);
@@ -62,19 +68,20 @@ export class CommandReader {
   }
 }
 
-/** Index just past the second LF of the first `\n[\r]*\n`, or -1. */
-function findEnd(buf: Buffer): number {
-  let lfs = 0;
-  for (let i = 0; i < buf.length; i++) {
-    const b = buf[i];
-    if (b === LF) {
-      lfs++;
-      if (lfs === 2) return i + 1;
-    } else if (b !== CR) {
-      lfs = 0;
-    }
+/**
+ * Looks for the end of a command (`\n[\r]*\n`) from `from`. Returns the index just past it, or
+ * -1 and the position to resume from when more bytes arrive (so a long command is scanned once).
+ */
+function findEnd(buf: Buffer, from: number): { end: number; resume: number } {
+  let i = buf.indexOf(LF, from);
+  while (i >= 0) {
+    let j = i + 1;
+    while (j < buf.length && buf[j] === CR) j++;
+    if (j >= buf.length) return { end: -1, resume: i };
+    if (buf[j] === LF) return { end: j + 1, resume: 0 };
+    i = buf.indexOf(LF, j);
   }
-  return -1;
+  return { end: -1, resume: buf.length };
 }
 
 function parseBlock(text: string): EslCommand {

@@ -177,7 +177,13 @@ export class EslClient {
         if (this.host.stalled()) await this.host.whenUnstalled();
         const command = this.queue.shift();
         if (command === undefined || !this.running || this.socket.destroyed) break;
-        await this.handle(command);
+        try {
+          await this.handle(command);
+        } catch {
+          // A command the simulator cannot handle ends the connection rather than the process.
+          this.socket.destroy();
+          break;
+        }
         if (!this.isRunning() && this.isOpen()) {
           this.goodbye(GOODBYE);
           break;

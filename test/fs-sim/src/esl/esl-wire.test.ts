@@ -275,6 +275,26 @@ describe('ESL refusals', () => {
   });
 });
 
+describe('garbage from a client', () => {
+  it('survives bytes that are no command, and drops a client whose command never ends', async () => {
+    const node = await FsNode.start();
+    try {
+      const c = await RawEsl.authed(node.eslPort);
+      c.write(Buffer.from([0, 255, 10, 10, 1, 2, 3, 10, 13, 10]));
+      assert.equal((await c.next()).headers.get('Reply-Text'), '-ERR command not found');
+      const flood = await RawEsl.connect(node.eslPort);
+      await flood.next();
+      flood.write(Buffer.alloc(11 * 1024 * 1024, 'a'));
+      await flood.closed;
+      c.send('api hostname');
+      assert.equal((await c.nextOfType('api/response')).body, node.hostname);
+      c.close();
+    } finally {
+      await node.close();
+    }
+  });
+});
+
 describe('malformed frames', () => {
   it('writes each kind of broken frame to every client', async () => {
     const node = await FsNode.start({ heartbeatMs: 0 });

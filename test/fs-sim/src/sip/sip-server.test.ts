@@ -333,6 +333,24 @@ describe('SIP UAS: the wire', () => {
   });
 });
 
+describe('SIP UAS: garbage in', () => {
+  it('drops what it cannot parse or answer and keeps taking calls', async () => {
+    const { node, uac, target } = await setup();
+    const raw = await rawSip();
+    const junk = [
+      '\u0000\u0001 not sip at all',
+      'INVITE sip:x@127.0.0.1 SIP/2.0\r\n\r\n',
+      `INVITE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${raw.port};branch=z9hG4bKj1\r\nTo: <<<\r\nFrom: x\r\nCall-ID: j\r\nCSeq: 1 INVITE\r\n\r\n`,
+      `OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${raw.port};branch=z9hG4bKj2\r\nCall-ID: j2\r\n\r\n`,
+      `BYE sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:${raw.port};branch=z9hG4bKj3\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: j3\r\nCSeq: 9 BYE\r\nContent-Length: 999\r\n\r\nshort`,
+      'SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKnobody\r\nCSeq: 1 BYE\r\n\r\n',
+    ];
+    for (const text of junk) raw.send(text, target.port);
+    assert.equal((await uac.invite(target).final()).status, 200);
+    assert.equal(node.sessions, 1);
+  });
+});
+
 describe('SIP UAS: stalled', () => {
   it('answers nothing while stalled, then handles what arrived once the stall ends', async () => {
     const { node, uac, target } = await setup();

@@ -42,6 +42,8 @@ export interface SipServerHost {
   callEnded(call: CallInfo, cause: string): void;
   inviteRefused(reason: InviteRefusal, callId: string): void;
   request(method: string, callId: string): void;
+  /** A message was dropped because handling it failed. */
+  messageDropped(err: unknown): void;
 }
 
 /** An INVITE server transaction, kept until 64·T1 after its final response. */
@@ -167,8 +169,14 @@ export class SipServer {
     const message = parseMessage(bytes);
     if (!message) return;
     this.sweep();
-    if (message instanceof SipResponse) this.onResponse(message);
-    else this.onRequest(message, peer);
+    try {
+      if (message instanceof SipResponse) this.onResponse(message);
+      else this.onRequest(message, peer);
+    } catch (err) {
+      // A message the builders cannot answer (an unparsable To, say) is dropped, as a datagram
+      // a real stack cannot make sense of would be; the node keeps running.
+      this.host.messageDropped(err);
+    }
   }
 
   private onRequest(req: SipRequest, peer: Peer): void {
