@@ -57,6 +57,7 @@ export class Monitor extends EventEmitter<Events> {
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #lastTickOkAt = 0;
+  #tickFailing = false;
   #liveMonitors = 0;
   #share = 0;
   #http: MonitorHttpServer | undefined;
@@ -96,8 +97,16 @@ export class Monitor extends EventEmitter<Events> {
 
   async start(): Promise<void> {
     const m = this.#config.monitor;
-    await this.#conns.connect();
+    await this.#untilRedisReady();
     await this.#syncNodes(this.#config.nodes, { pruneOthers: true });
+    // After a reconnect the server may be a new one, or one restarted without persistence:
+    // write the configured nodes again so that no node silently vanishes.
+    this.#conns.client.on('ready', () => {
+      this.#syncNodes(this.#config.nodes, { pruneOthers: false }).then(
+        () => this.#log.info('redis reconnected: configured nodes written again'),
+        (err: unknown) => this.#log.warn({ err }, 'could not write the configured nodes after a reconnect'),
+      );
+    });
     if (this.#opts.http ?? true) {
       this.#http = new MonitorHttpServer(this, this.metrics.registry, this.#log);
       this.#httpPort = await this.#http.listen(m.http.host, m.http.port);
@@ -107,7 +116,15 @@ export class Monitor extends EventEmitter<Events> {
         log: this.#log,
         ...(this.#opts.configPollMs === undefined ? {} : { intervalMs: this.#opts.configPollMs }),
       });
-      this.#watcher.on('config', (cfg) => void this.reload(cfg));
+      this.#watcher.on('config', (cfg) => {
+        this.reload(cfg).catch((err: unknown) => {
+          this.metrics.errors.inc({ kind: 'redis' });
+          this.#log.error(
+            { err },
+            'could not apply the new configuration to redis; it applies on the next change or restart',
+          );
+        });
+      });
       this.#watcher.on('invalid', (err) => {
         this.metrics.errors.inc({ kind: 'config' });
         this.emit('reloadFailed', err);
@@ -124,6 +141,29 @@ export class Monitor extends EventEmitter<Events> {
       'monitor started',
     );
     await this.#runTick();
+  }
+
+  /** Connects to Redis, waiting (and saying so) for as long as it takes: a monitor outlives a Redis restart. */
+  async #untilRedisReady(): Promise<void> {
+    const client = this.#conns.client;
+    try {
+      await this.#conns.connect();
+      return;
+    } catch (err) {
+      this.#log.warn({ err }, 'redis is not reachable yet; waiting for it');
+    }
+    while (client.status !== 'ready') {
+      if (this.#isClosing()) throw new Error('monitor closed before redis became reachable');
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 500);
+        function done(): void {
+          clearTimeout(t);
+          client.off('ready', done);
+          resolve();
+        }
+        client.once('ready', done);
+      });
+    }
   }
 
   /** Re-reads the config file now (SIGHUP). */
@@ -180,9 +220,14 @@ export class Monitor extends EventEmitter<Events> {
 
   #runTick(): Promise<void> {
     this.#ticking ??= this.#tick()
+      .then(() => {
+        if (this.#tickFailing) this.#log.info('claim rounds work again');
+        this.#tickFailing = false;
+      })
       .catch((err: unknown) => {
         this.metrics.errors.inc({ kind: 'redis' });
-        this.#log.warn({ err }, 'claim round failed');
+        if (!this.#tickFailing) this.#log.warn({ err }, 'claim round failed; retrying every claim interval');
+        this.#tickFailing = true;
       })
       .finally(() => {
         this.#ticking = undefined;
