@@ -254,9 +254,20 @@ async function freeRange(n: number): Promise<number> {
 
 describe('FsCluster', () => {
   it('starts count nodes with ports counting up from the given ones', async () => {
-    const base = await freeRange(3);
-    const cluster = await FsCluster.start({ count: 3, eslPort: base, sipPort: base + 3, heartbeatMs: 1000 });
-    cleanups.push(() => cluster.close());
+    // Fixed ports can be taken between the probe and the bind by another process: retry a few times.
+    let base = 0;
+    let cluster: FsCluster | undefined;
+    for (let attempt = 0; attempt < 5 && !cluster; attempt++) {
+      base = await freeRange(6);
+      try {
+        cluster = await FsCluster.start({ count: 3, eslPort: base, sipPort: base + 3, heartbeatMs: 1000 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+      }
+    }
+    assert.ok(cluster, 'no free port range after 5 attempts');
+    const started = cluster;
+    cleanups.push(() => started.close());
     assert.deepEqual(
       cluster.nodes.map((n) => [n.eslPort, n.sipPort]),
       [
