@@ -212,6 +212,31 @@ describe('elegant shutdown', () => {
   });
 });
 
+describe('fsctl shutdown restart and now', () => {
+  it('restart: shuts down with a goodbye and comes back on the same ports with a new Core-UUID', async () => {
+    const node = await start();
+    const { coreUuid, eslPort } = node;
+    const c = await RawEsl.authed(eslPort);
+    c.send('api fsctl shutdown restart');
+    assert.equal((await c.next()).body, '+OK\n');
+    assert.equal((await c.next()).body, 'The system is being shut down.\n');
+    await waitFor('running again', () => node.state === NodeState.Running && node.coreUuid !== coreUuid);
+    const again = await RawEsl.authed(eslPort);
+    again.send('api fsctl ready_check');
+    assert.equal((await again.next()).body, 'true');
+    again.close();
+  });
+
+  it('now: the node goes away at once, without an answer or a goodbye', async () => {
+    const node = await start();
+    const c = await RawEsl.authed(node.eslPort);
+    c.send('api fsctl shutdown now');
+    await within('connection gone', 2000, c.closed);
+    assert.equal(node.state, NodeState.Stopped);
+    assert.equal(await listening(node.eslPort), false);
+  });
+});
+
 describe('close', () => {
   it('is idempotent and frees the ports', async () => {
     const node = await FsNode.start();
