@@ -8,7 +8,7 @@ import { SipUac } from '@fslb/fs-sim';
 
 import { connectModesl, type ModeslClient } from '../fs-sim/test-support/modesl-client.js';
 import { RawEsl } from '../fs-sim/test-support/raw-esl.js';
-import { waitFor, within } from '../fs-sim/test-support/wait.js';
+import { waitFor, within } from '../support/wait.js';
 import { freeswitchBin, freeswitchTarget, simulatorTarget, type FsTarget } from './fs-target.js';
 
 const bin = freeswitchBin();

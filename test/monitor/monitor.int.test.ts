@@ -1,23 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { Redis } from 'ioredis';
 import { ClusterKeys, decodeClusterEvent, type ClusterEvent } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../support/redis.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { config, startMonitor, waitForNode } from './support.js';
 
 describe('monitor against simulated FreeSWITCH nodes', () => {
-  let server: TestRedis;
-  let redis: Redis;
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis.disconnect();
-    await server.close();
-  });
+  const r = useRedis({ before, after });
 
   /** A prefix, its keys, n simulated nodes and one monitor over them; all torn down after the test. */
   async function scene(t: TestContext, n = 1, opts: { maxSessions?: number; cap?: number } = {}) {
@@ -33,7 +23,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
       );
     }
     const cfg = config({
-      redisUrl: server.url,
+      redisUrl: r.server.url,
       prefix,
       nodes,
       monitorId: `m-${prefix}`,
@@ -43,57 +33,57 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     t.after(async () => {
       await monitor.close();
       await Promise.all(nodes.map((x) => x.close()));
-      await deletePrefix(redis, prefix);
+      await deletePrefix(r.client, prefix);
     });
     return { prefix, keys, nodes, monitor, cfg };
   }
 
   it('publishes a live node as up, owned, with its caps and a fresh liveness key', async (t) => {
     const { keys, monitor } = await scene(t, 1, { maxSessions: 200, cap: 150 });
-    const h = await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    const h = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     assert.equal(h.owner, monitor.id);
     assert.equal(h.reason, '');
     assert.equal(h.maxSessions, '150');
     assert.equal(h.cap, '150');
     assert.equal(h.sessions, '0');
     assert.ok(Number(h.heartbeatAt) > Date.now() - 5000);
-    assert.deepEqual(await redis.smembers(keys.nodes), ['fs1']);
-    assert.equal(await redis.get(keys.alive('fs1')), monitor.id);
-    assert.ok((await redis.pttl(keys.alive('fs1'))) > 0);
-    assert.ok((await redis.get(keys.lease('fs1')))?.length);
+    assert.deepEqual(await r.client.smembers(keys.nodes), ['fs1']);
+    assert.equal(await r.client.get(keys.alive('fs1')), monitor.id);
+    assert.ok((await r.client.pttl(keys.alive('fs1'))) > 0);
+    assert.ok((await r.client.get(keys.lease('fs1')))?.length);
     assert.deepEqual(monitor.ownedNodes, ['fs1']);
     // The password never reaches Redis.
-    const all = JSON.stringify(await redis.hgetall(keys.node('fs1')));
+    const all = JSON.stringify(await r.client.hgetall(keys.node('fs1')));
     assert.ok(!all.includes('ClueCon'));
   });
 
   it('marks a crashed node down, and up again when it returns', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     await nodes[0]!.crash();
-    const down = await waitForNode(redis, keys, 'fs1', (x) => x.state === 'down', 'down');
+    const down = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'down', 'down');
     assert.match(down.reason ?? '', /connection (lost|refused)/);
     await nodes[0]!.restart();
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up again');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up again');
   });
 
   it('marks a stalled node down by probe timeout', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.stall();
-    const down = await waitForNode(redis, keys, 'fs1', (x) => x.state === 'down', 'down');
+    const down = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'down', 'down');
     assert.equal(down.reason, 'probe timeout');
     nodes[0]!.unstall();
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up after the stall ends');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up after the stall ends');
   });
 
   it('reports a refused password as auth, and recovers when it is accepted', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.refuseAuth(true);
     nodes[0]!.dropEsl();
     const down = await waitForNode(
-      redis,
+      r.client,
       keys,
       'fs1',
       (x) => x.state === 'down' && x.reason === 'auth',
@@ -102,23 +92,30 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     assert.equal(down.reason, 'auth');
     nodes[0]!.refuseAuth(false);
     // Auth failures retry slowly (5 s base): allow for one retry.
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up with the password accepted', 15_000);
+    await waitForNode(
+      r.client,
+      keys,
+      'fs1',
+      (x) => x.state === 'up',
+      'up with the password accepted',
+      15_000,
+    );
   });
 
   it('drains a paused node and brings it back when resumed', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.pause();
-    const d = await waitForNode(redis, keys, 'fs1', (x) => x.state === 'draining', 'draining');
+    const d = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'draining', 'draining');
     assert.equal(d.reason, 'paused');
     nodes[0]!.resume();
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
   });
 
   it('drains on an elegant shutdown, then marks the node down', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
-    const sub = redis.duplicate();
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+    const sub = r.client.duplicate();
     t.after(() => sub.disconnect());
     const seen: string[] = [];
     await sub.subscribe(keys.events);
@@ -127,7 +124,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
       if (e.ok && e.value.type === 'node') seen.push(`${e.value.record.state}:${e.value.record.reason}`);
     });
     await nodes[0]!.shutdownElegant({ graceMs: 300 });
-    const h = await waitForNode(redis, keys, 'fs1', (x) => x.state === 'down', 'down');
+    const h = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'down', 'down');
     assert.equal(h.reason, 'shutdown');
     assert.ok(seen.includes('draining:shutdown requested'), seen.join(', '));
     assert.ok(seen.indexOf('draining:shutdown requested') < seen.indexOf('down:shutdown'), seen.join(', '));
@@ -135,7 +132,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
 
   it('reconnects after a malformed ESL frame, and the process carries on', async (t) => {
     const { keys, nodes, monitor } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     const connections: string[] = [];
     const onConn = (): void => {
       connections.push(monitor.connectionOf('fs1') ?? 'none');
@@ -145,25 +142,25 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     nodes[0]!.sendMalformed();
     await waitFor('a reconnect', () => connections.includes('connecting') || connections.includes('down'));
     await waitFor('connected again', () => monitor.connectionOf('fs1') === 'connected');
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
   });
 
   it('moves sessions with channel events and corrects them from FreeSWITCH counts', async (t) => {
     const { keys, nodes } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.setSessions(7);
-    await waitForNode(redis, keys, 'fs1', (x) => x.sessions === '7', 'sessions=7');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.sessions === '7', 'sessions=7');
     nodes[0]!.setSessions(2);
-    await waitForNode(redis, keys, 'fs1', (x) => x.sessions === '2', 'sessions=2');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.sessions === '2', 'sessions=2');
   });
 
   it('stops watching when another monitor holds the lease, and its stale writes are refused', async (t) => {
     const { keys, nodes, monitor } = await scene(t);
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     const lost = new Promise<string>((resolve) => monitor.once('lost', (_id, reason) => resolve(reason)));
     // Another owner takes over: its token is now the lease. (As if this monitor had paused past its TTL.)
-    await redis.set(keys.lease('fs1'), 'someone-else', 'PX', 60_000);
-    await redis.hset(
+    await r.client.set(keys.lease('fs1'), 'someone-else', 'PX', 60_000);
+    await r.client.hset(
       keys.node('fs1'),
       'owner',
       'mon-new',
@@ -175,7 +172,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     nodes[0]!.pause(); // would make the old owner write `draining: paused`
     assert.match(await lost, /fenced|taken/);
     await waitFor('ESL connection closed', () => nodes[0]!.eslClientCount === 0);
-    const h = await redis.hgetall(keys.node('fs1'));
+    const h = await r.client.hgetall(keys.node('fs1'));
     assert.equal(h.owner, 'mon-new');
     assert.equal(h.reason, 'set by the new owner');
     assert.deepEqual(monitor.ownedNodes, []);
@@ -184,7 +181,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
   it('serves /healthz, /readyz and /metrics', async (t) => {
     const prefix = testPrefix('http');
     const node = await FsNode.start({});
-    const cfg = config({ redisUrl: server.url, prefix, nodes: [node], monitorId: 'm-http' });
+    const cfg = config({ redisUrl: r.server.url, prefix, nodes: [node], monitorId: 'm-http' });
     const { Monitor } = await import('@fslb/monitor');
     const { testLogger } = await import('./support.js');
     const monitor = new Monitor({ config: cfg, log: testLogger() });
@@ -192,10 +189,10 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     t.after(async () => {
       await monitor.close();
       await node.close();
-      await deletePrefix(redis, prefix);
+      await deletePrefix(r.client, prefix);
     });
     const base = `http://127.0.0.1:${monitor.httpPort ?? 0}`;
-    await waitForNode(redis, new ClusterKeys(prefix), 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, new ClusterKeys(prefix), 'fs1', (x) => x.state === 'up', 'up');
     const health = await fetch(`${base}/healthz`);
     assert.equal(health.status, 200);
     assert.deepEqual(((await health.json()) as { owned: string[] }).owned, ['fs1']);
@@ -210,7 +207,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
 
   it('keeps the version rising and publishes every change as an event', async (t) => {
     const { keys, nodes } = await scene(t);
-    const sub = redis.duplicate();
+    const sub = r.client.duplicate();
     t.after(() => sub.disconnect());
     const events: ClusterEvent[] = [];
     await sub.subscribe(keys.events);
@@ -218,9 +215,9 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
       const e = decodeClusterEvent(m);
       if (e.ok) events.push(e.value);
     });
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.pause();
-    await waitForNode(redis, keys, 'fs1', (x) => x.state === 'draining', 'draining');
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'draining', 'draining');
     await waitFor('events', () => events.some((e) => e.type === 'node' && e.record.state === 'draining'));
     const versions = events.map((e) => e.version);
     assert.deepEqual(

@@ -5,11 +5,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { Redis } from 'ioredis';
 import { ClusterKeys, decodeClusterEvent } from '@fslb/shared';
 import { FsCluster } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../support/redis.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { config, rawConfig, startMonitor, waitForNode } from './support.js';
 
@@ -17,16 +16,7 @@ const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fslb-own-'));
 
 describe('monitors sharing nodes', () => {
-  let server: TestRedis;
-  let redis: Redis;
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis.disconnect();
-    await server.close();
-  });
+  const r = useRedis({ before, after });
 
   async function cluster(t: TestContext, count: number) {
     const prefix = testPrefix('own');
@@ -36,12 +26,12 @@ describe('monitors sharing nodes', () => {
     t.after(async () => {
       await Promise.all(monitors.map((m) => m.close()));
       await sims.close();
-      await deletePrefix(redis, prefix);
+      await deletePrefix(r.client, prefix);
     });
     const ids = sims.nodes.map((_n, i) => `fs${i + 1}`);
     const add = async (id: string): Promise<Monitor> => {
       const m = await startMonitor(
-        config({ redisUrl: server.url, prefix, nodes: sims.nodes, monitorId: id }),
+        config({ redisUrl: r.server.url, prefix, nodes: sims.nodes, monitorId: id }),
       );
       monitors.push(m);
       return m;
@@ -51,7 +41,7 @@ describe('monitors sharing nodes', () => {
 
   async function owners(keys: ClusterKeys, ids: string[]): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    for (const id of ids) out[id] = (await redis.hget(keys.node(id), 'owner')) ?? '';
+    for (const id of ids) out[id] = (await r.client.hget(keys.node(id), 'owner')) ?? '';
     return out;
   }
 
@@ -66,7 +56,13 @@ describe('monitors sharing nodes', () => {
     assert.deepEqual([...a.ownedNodes, ...b.ownedNodes].sort(), ids);
     for (const id of ids) {
       const owner = a.ownedNodes.includes(id) ? 'mon-a' : 'mon-b';
-      await waitForNode(redis, keys, id, (h) => h.owner === owner && h.state === 'up', `owned by ${owner}`);
+      await waitForNode(
+        r.client,
+        keys,
+        id,
+        (h) => h.owner === owner && h.state === 'up',
+        `owned by ${owner}`,
+      );
     }
     const c = await add('mon-c');
     await waitFor(
@@ -91,7 +87,7 @@ describe('monitors sharing nodes', () => {
     const file = join(dir, `${id}.json`);
     writeFileSync(
       file,
-      JSON.stringify(rawConfig({ redisUrl: server.url, prefix, nodes: sims.nodes, monitorId: id })),
+      JSON.stringify(rawConfig({ redisUrl: r.server.url, prefix, nodes: sims.nodes, monitorId: id })),
     );
     const child = spawn(
       process.execPath,
@@ -106,7 +102,7 @@ describe('monitors sharing nodes', () => {
     const keys = new ClusterKeys(prefix);
     await waitFor(
       `${id} to register (stderr: ${stderr})`,
-      async () => (await redis.zscore(keys.monitors, id)) !== null,
+      async () => (await r.client.zscore(keys.monitors, id)) !== null,
       { timeoutMs: 20_000 },
     );
     return child;
@@ -119,19 +115,19 @@ describe('monitors sharing nodes', () => {
       const sims = await FsCluster.start({ count: 4, heartbeatMs: 500 });
       t.after(async () => {
         await sims.close();
-        await deletePrefix(redis, prefix);
+        await deletePrefix(r.client, prefix);
       });
       const ids = sims.nodes.map((_n, i) => `fs${i + 1}`);
       const child = await processMonitor(t, prefix, sims, 'mon-proc');
       const survivor = await startMonitor(
-        config({ redisUrl: server.url, prefix, nodes: sims.nodes, monitorId: 'mon-stay' }),
+        config({ redisUrl: r.server.url, prefix, nodes: sims.nodes, monitorId: 'mon-stay' }),
       );
       t.after(() => survivor.close());
       await waitFor(
         'a 2/2 split',
         async () => {
           const o = await owners(keys, ids);
-          const states = await Promise.all(ids.map((id) => redis.hget(keys.node(id), 'state')));
+          const states = await Promise.all(ids.map((id) => r.client.hget(keys.node(id), 'state')));
           return (
             Object.values(o).filter((v) => v === 'mon-proc').length === 2 &&
             survivor.ownedNodes.length === 2 &&
@@ -142,7 +138,7 @@ describe('monitors sharing nodes', () => {
       );
 
       // Watch every change and every liveness key from here on.
-      const sub = redis.duplicate();
+      const sub = r.client.duplicate();
       t.after(() => sub.disconnect());
       const bad: string[] = [];
       await sub.subscribe(keys.events);
@@ -155,7 +151,7 @@ describe('monitors sharing nodes', () => {
       const watch = { on: true };
       const liveness = (async () => {
         while (watch.on) {
-          const ttls = await Promise.all(ids.map((id) => redis.pttl(keys.alive(id))));
+          const ttls = await Promise.all(ids.map((id) => r.client.pttl(keys.alive(id))));
           const i = ttls.findIndex((x) => x <= 0);
           if (i >= 0) staleSeen ||= `${ids[i] ?? '?'} liveness expired`;
           await new Promise((r) => setTimeout(r, 20));
@@ -170,13 +166,13 @@ describe('monitors sharing nodes', () => {
       });
       const takeoverMs = Date.now() - stoppedAt;
       for (const id of ids)
-        await waitForNode(redis, keys, id, (h) => h.owner === 'mon-stay', 'owned by the survivor');
+        await waitForNode(r.client, keys, id, (h) => h.owner === 'mon-stay', 'owned by the survivor');
       watch.on = false;
       await liveness;
       assert.deepEqual(bad, [], 'no node may go anything but up during a takeover');
       assert.equal(staleSeen, '');
       // SIGTERM hands leases back; SIGKILL leaves them to expire (lease TTL + a claim interval).
-      const cfg = config({ redisUrl: server.url, prefix, nodes: sims.nodes });
+      const cfg = config({ redisUrl: r.server.url, prefix, nodes: sims.nodes });
       const bound = cfg.monitor.leaseTtlMs + 2 * cfg.monitor.claimIntervalMs + 2000;
       assert.ok(takeoverMs < bound, `takeover took ${takeoverMs} ms`);
       t.diagnostic(`takeover after ${signal}: ${takeoverMs} ms`);

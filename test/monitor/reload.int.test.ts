@@ -3,26 +3,16 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import { ClusterKeys, decodeClusterEvent, parseConfig, type ClusterEvent } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../support/redis.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { rawConfig, startMonitor, waitForNode } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fslb-reload-'));
 
 describe('monitor hot reload', () => {
-  let server: TestRedis;
-  let redis: Redis;
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis.disconnect();
-    await server.close();
-  });
+  const r = useRedis({ before, after });
 
   it('adds, changes and removes nodes from the edited file, and keeps the last good one when broken', async (t) => {
     const prefix = testPrefix('reload');
@@ -34,15 +24,15 @@ describe('monitor hot reload', () => {
       writeFileSync(`${file}.tmp`, JSON.stringify(cfg));
       renameSync(`${file}.tmp`, file);
     };
-    const base = rawConfig({ redisUrl: server.url, prefix, nodes: [n1], monitorId: 'm-reload' });
+    const base = rawConfig({ redisUrl: r.server.url, prefix, nodes: [n1], monitorId: 'm-reload' });
     write(base);
     const monitor = await startMonitor(parseConfig(base, {}), { configPath: file, configPollMs: 50 });
     t.after(async () => {
       await monitor.close();
       await Promise.all([n1, n2, n3].map((n) => n.close()));
-      await deletePrefix(redis, prefix);
+      await deletePrefix(r.client, prefix);
     });
-    const sub = redis.duplicate();
+    const sub = r.client.duplicate();
     t.after(() => sub.disconnect());
     const events: ClusterEvent[] = [];
     await sub.subscribe(keys.events);
@@ -50,17 +40,17 @@ describe('monitor hot reload', () => {
       const e = decodeClusterEvent(m);
       if (e.ok) events.push(e.value);
     });
-    await waitForNode(redis, keys, 'fs1', (h) => h.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (h) => h.state === 'up', 'up');
 
     // Add fs2.
-    const two = rawConfig({ redisUrl: server.url, prefix, nodes: [n1, n2], monitorId: 'm-reload' });
+    const two = rawConfig({ redisUrl: r.server.url, prefix, nodes: [n1, n2], monitorId: 'm-reload' });
     write(two);
-    await waitForNode(redis, keys, 'fs2', (h) => h.state === 'up', 'the added node up');
-    assert.deepEqual((await redis.smembers(keys.nodes)).sort(), ['fs1', 'fs2']);
+    await waitForNode(r.client, keys, 'fs2', (h) => h.state === 'up', 'the added node up');
+    assert.deepEqual((await r.client.smembers(keys.nodes)).sort(), ['fs1', 'fs2']);
 
     // Change fs1: weight and cap; and point fs2's ESL at another simulator.
     const changed = rawConfig({
-      redisUrl: server.url,
+      redisUrl: r.server.url,
       prefix,
       nodes: [n1, n3],
       monitorId: 'm-reload',
@@ -68,7 +58,7 @@ describe('monitor hot reload', () => {
     });
     write(changed);
     await waitForNode(
-      redis,
+      r.client,
       keys,
       'fs1',
       (h) => h.weight === '3' && h.maxSessions === '40',
@@ -76,22 +66,28 @@ describe('monitor hot reload', () => {
     );
     await waitFor('fs2 to connect to the new address', () => n3.eslClientCount > 0);
     await waitFor('fs2 to leave the old address', () => n2.eslClientCount === 0);
-    await waitForNode(redis, keys, 'fs2', (h) => h.sip === `127.0.0.1:${n3.sipPort}`, 'new sip address');
+    await waitForNode(r.client, keys, 'fs2', (h) => h.sip === `127.0.0.1:${n3.sipPort}`, 'new sip address');
 
     // A broken file: logged, refused, and the monitor keeps going on the last good one.
     const failed = new Promise((resolve) => monitor.once('reloadFailed', resolve));
     writeFileSync(file, 'nodes: [ { id: "bad id" } ]\n');
     await failed;
-    assert.deepEqual((await redis.smembers(keys.nodes)).sort(), ['fs1', 'fs2']);
+    assert.deepEqual((await r.client.smembers(keys.nodes)).sort(), ['fs1', 'fs2']);
     n1.pause();
-    await waitForNode(redis, keys, 'fs1', (h) => h.state === 'draining', 'still watched after a bad reload');
+    await waitForNode(
+      r.client,
+      keys,
+      'fs1',
+      (h) => h.state === 'draining',
+      'still watched after a bad reload',
+    );
     n1.resume();
 
     // Remove fs2: proxies are told, the keys go, and the ESL connection closes.
-    write(rawConfig({ redisUrl: server.url, prefix, nodes: [n1], monitorId: 'm-reload' }));
+    write(rawConfig({ redisUrl: r.server.url, prefix, nodes: [n1], monitorId: 'm-reload' }));
     await waitFor('fs2 removed event', () => events.find((e) => e.type === 'removed' && e.id === 'fs2'));
-    assert.deepEqual(await redis.smembers(keys.nodes), ['fs1']);
-    assert.equal(await redis.exists(keys.node('fs2'), keys.alive('fs2'), keys.lease('fs2')), 0);
+    assert.deepEqual(await r.client.smembers(keys.nodes), ['fs1']);
+    assert.equal(await r.client.exists(keys.node('fs2'), keys.alive('fs2'), keys.lease('fs2')), 0);
     await waitFor(
       'the removed node is let go',
       () => n3.eslClientCount === 0 && !monitor.ownedNodes.includes('fs2'),

@@ -1,22 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
 import { ClusterKeys, decodeClusterEvent } from '@fslb/shared';
 import { FsNode, SipUac } from '@fslb/fs-sim';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../support/redis.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { config, startMonitor, waitForNode } from './support.js';
 
 describe('monitor session counts from real calls', () => {
-  let server: TestRedis;
-  let redis: Redis;
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis.disconnect();
-    await server.close();
-  });
+  const r = useRedis({ before, after });
 
   it('follows SIP calls through channel events, coalescing bursts into few publishes', async (t) => {
     const prefix = testPrefix('calls');
@@ -24,7 +14,7 @@ describe('monitor session counts from real calls', () => {
     // A slow heartbeat and a slow probe: only CHANNEL_CREATE / CHANNEL_DESTROY can move the count quickly.
     const node = await FsNode.start({ heartbeatMs: 60_000, maxSessions: 50 });
     const cfg = config({
-      redisUrl: server.url,
+      redisUrl: r.server.url,
       prefix,
       nodes: [node],
       monitorId: 'm-calls',
@@ -42,11 +32,11 @@ describe('monitor session counts from real calls', () => {
       await uac.close();
       await monitor.close();
       await node.close();
-      await deletePrefix(redis, prefix);
+      await deletePrefix(r.client, prefix);
     });
-    await waitForNode(redis, keys, 'fs1', (h) => h.state === 'up', 'up');
+    await waitForNode(r.client, keys, 'fs1', (h) => h.state === 'up', 'up');
 
-    const sub = redis.duplicate();
+    const sub = r.client.duplicate();
     t.after(() => sub.disconnect());
     const counts: number[] = [];
     await sub.subscribe(keys.events);
@@ -62,12 +52,12 @@ describe('monitor session counts from real calls', () => {
       answers.map((a) => a.status),
       Array<number>(10).fill(200),
     );
-    await waitForNode(redis, keys, 'fs1', (h) => h.sessions === '10', 'ten sessions', 1500);
+    await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '10', 'ten sessions', 1500);
     // Ten channel events arrived within a few ms; they were published as far fewer changes.
     assert.ok(counts.length < 10, `published ${counts.length} times: ${counts.join(',')}`);
 
     await Promise.all(calls.slice(0, 6).map((c) => c.bye()));
-    await waitForNode(redis, keys, 'fs1', (h) => h.sessions === '4', 'four sessions after six BYEs', 1500);
+    await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '4', 'four sessions after six BYEs', 1500);
     assert.equal(node.sessions, 4);
     assert.equal(counts.at(-1), 4);
   });

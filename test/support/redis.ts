@@ -236,3 +236,36 @@ export async function freePort(): Promise<number> {
   await once(srv, 'close');
   return port;
 }
+
+/**
+ * For a `describe` block: starts its own Redis server and a client before the tests and
+ * closes both after. Read `.server` and `.client` inside tests.
+ */
+export function useRedis(hooks: {
+  before: (fn: () => Promise<void>) => void;
+  after: (fn: () => Promise<void>) => void;
+}): { readonly server: TestRedis; readonly client: Redis } {
+  let server: TestRedis | undefined;
+  let client: Redis | undefined;
+  hooks.before(async () => {
+    server = await startRedis();
+    client = new Redis(server.url, { retryStrategy: () => 50 });
+    client.on('error', () => undefined);
+  });
+  hooks.after(async () => {
+    client?.disconnect();
+    await server?.close();
+  });
+  const need = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error('useRedis: read .server/.client inside a test, after `before` ran');
+    return v;
+  };
+  return {
+    get server() {
+      return need(server);
+    },
+    get client() {
+      return need(client);
+    },
+  };
+}

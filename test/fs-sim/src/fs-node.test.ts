@@ -3,7 +3,7 @@ import { connect, createServer } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 
 import { parsePlainEvent, RawEsl, type RawFrame } from '../test-support/raw-esl.js';
-import { settlesWithin, waitFor, within } from '../test-support/wait.js';
+import { settlesWithin, waitFor, within } from '../../support/wait.js';
 import { FsCluster } from './fs-cluster.js';
 import { FsNode, NodeState, type FsNodeOptions } from './fs-node.js';
 import { SipUac } from './uac/sip-uac.js';

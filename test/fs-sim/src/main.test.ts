@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
 
 import { RawEsl } from '../test-support/raw-esl.js';
-import { within } from '../test-support/wait.js';
+import { within } from '../../support/wait.js';
 
 const MAIN = fileURLToPath(new URL('./main.ts', import.meta.url));
 

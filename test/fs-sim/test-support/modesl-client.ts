@@ -1,6 +1,6 @@
 import esl, { type Connection, type EslEvent } from 'modesl';
 
-import { within } from './wait.js';
+import { within } from '../../support/wait.js';
 
 /**
  * Promise helpers over the real modesl client, each with a time limit (modesl has none and

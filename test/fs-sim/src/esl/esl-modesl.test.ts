@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import esl from 'modesl';
 
 import { connectModesl, type ModeslClient } from '../../test-support/modesl-client.js';
-import { settlesWithin, within } from '../../test-support/wait.js';
+import { settlesWithin, within } from '../../../support/wait.js';
 import { FsNode } from '../fs-node.js';
 import { SipUac } from '../uac/sip-uac.js';
 

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, it } from 'node:test';
 
 import { headerOf, headersOf, RawSip, statusOf } from '../../test-support/raw-sip.js';
-import { settlesWithin, within } from '../../test-support/wait.js';
+import { settlesWithin, within } from '../../../support/wait.js';
 import type { FsEvent } from '../event/fs-event.js';
 import { FsNode, type FsNodeOptions } from '../fs-node.js';
 import { SipUac, type SipTarget } from '../uac/sip-uac.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { afterEach, describe, it, type TestContext } from 'node:test';
 
 import { connectModesl } from '../../test-support/modesl-client.js';
-import { waitFor } from '../../test-support/wait.js';
+import { waitFor } from '../../../support/wait.js';
 import { FsNode } from '../fs-node.js';
 
 const sippMissing = spawnSync('sipp', ['-v'], { stdio: 'ignore' }).error !== undefined;
