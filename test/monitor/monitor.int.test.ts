@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { ClusterKeys, decodeClusterEvent, type ClusterEvent } from '@fslb/shared';
+import { Writable } from 'node:stream';
+import {
+  ClusterKeys,
+  createLogger,
+  decodeClusterEvent,
+  decodeNodeRecord,
+  parseConfig,
+  type ClusterEvent,
+} from '@fslb/shared';
+import { Monitor } from '@fslb/monitor';
 import { FsNode } from '@fslb/fs-sim';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, startMonitor, waitForNode } from './support.js';
+import { config, rawConfig, startMonitor, waitForNode } from './support.js';
 
 describe('monitor against simulated FreeSWITCH nodes', () => {
   const r = useRedis({ before, after });
@@ -130,19 +139,105 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     assert.ok(seen.indexOf('draining:shutdown requested') < seen.indexOf('down:shutdown'), seen.join(', '));
   });
 
-  it('reconnects after a malformed ESL frame, and the process carries on', async (t) => {
-    const { keys, nodes, monitor } = await scene(t);
+  // Frames that break the parser or desynchronise the stream end the connection.
+  for (const kind of ['bad-percent', 'bad-json', 'short-body'] as const) {
+    it(`reconnects after a malformed ESL frame (${kind}), and the process carries on`, async (t) => {
+      const { keys, nodes } = await scene(t);
+      const node = nodes[0]!;
+      await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+      let auths = 0;
+      node.on('eslCommand', (line) => {
+        if (line.startsWith('auth ')) auths++;
+      });
+      node.sendMalformed(kind);
+      await waitFor('a new ESL connection (auth)', () => auths >= 1);
+      await waitFor('one connection again', () => node.eslClientCount === 1);
+      await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+    });
+  }
+
+  // Frames that stay framed (no Content-Type, or numbers that are not numbers) are ignored.
+  for (const kind of ['garbage', 'bad-values'] as const) {
+    it(`ignores a well-framed but meaningless ESL frame (${kind}) and keeps a valid record`, async (t) => {
+      const { keys, nodes } = await scene(t);
+      const node = nodes[0]!;
+      const before = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+      let auths = 0;
+      node.on('eslCommand', (line) => {
+        if (line.startsWith('auth ')) auths++;
+      });
+      node.sendMalformed(kind);
+      // Probes go on answering on the same connection: heartbeatAt moves on.
+      const h = await waitForNode(
+        r.client,
+        keys,
+        'fs1',
+        (x) => Number(x.heartbeatAt) > Number(before.heartbeatAt) + 300,
+        'later probes',
+      );
+      assert.ok(decodeNodeRecord(h).ok, JSON.stringify(h));
+      assert.equal(h.state, 'up');
+      assert.equal(auths, 0);
+    });
+  }
+
+  it('drains a node whose SIP profile stops running', async (t) => {
+    const prefix = testPrefix('profile');
+    const keys = new ClusterKeys(prefix);
+    const node = await FsNode.start({});
+    const monitor = await startMonitor(
+      config({
+        redisUrl: r.server.url,
+        prefix,
+        nodes: [node],
+        monitorId: 'm-prof',
+        nodeExtra: () => ({ sipProfile: 'external' }),
+      }),
+    );
+    t.after(async () => {
+      await monitor.close();
+      await node.close();
+      await deletePrefix(r.client, prefix);
+    });
     await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
-    const connections: string[] = [];
-    const onConn = (): void => {
-      connections.push(monitor.connectionOf('fs1') ?? 'none');
-    };
-    const timer = setInterval(onConn, 5);
-    t.after(() => clearInterval(timer));
-    nodes[0]!.sendMalformed();
-    await waitFor('a reconnect', () => connections.includes('connecting') || connections.includes('down'));
-    await waitFor('connected again', () => monitor.connectionOf('fs1') === 'connected');
+    node.setProfileRunning(false);
+    const d = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'draining', 'draining');
+    assert.equal(d.reason, 'profile external not RUNNING');
+    node.setProfileRunning(true);
     await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+  });
+
+  it('never writes an ESL password to its logs', async (t) => {
+    const prefix = testPrefix('secret');
+    const keys = new ClusterKeys(prefix);
+    const secret = 'Esl-S3cret-Pw';
+    const node = await FsNode.start({ password: secret });
+    let text = '';
+    const log = createLogger(
+      { level: 'trace' },
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          text += c.toString();
+          cb();
+        },
+      }),
+    );
+    const raw = rawConfig({ redisUrl: r.server.url, prefix, nodes: [node], monitorId: 'm-secret' });
+    (raw.nodes as { esl: { password: string } }[])[0]!.esl.password = secret;
+    const monitor = new Monitor({ config: parseConfig(raw, {}), log, http: false });
+    await monitor.start();
+    t.after(async () => {
+      await monitor.close();
+      await node.close();
+      await deletePrefix(r.client, prefix);
+    });
+    await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
+    node.refuseAuth(true);
+    node.dropEsl();
+    await waitForNode(r.client, keys, 'fs1', (x) => x.reason === 'auth', 'auth refused');
+    assert.ok(text.includes('ESL password refused'));
+    assert.ok(!text.includes(secret));
+    assert.ok(!JSON.stringify(await r.client.hgetall(keys.node('fs1'))).includes(secret));
   });
 
   it('moves sessions with channel events and corrects them from FreeSWITCH counts', async (t) => {
