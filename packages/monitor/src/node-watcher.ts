@@ -242,9 +242,8 @@ export class NodeWatcher extends EventEmitter<Events> {
         connected: true,
         ready: s.ready,
         paused: readFlag(paused) ?? false,
-        shutdownRequested: this.#facts.connected
-          ? this.#facts.shutdownRequested || readFlag(shutdown) === true
-          : readFlag(shutdown) === true,
+        // shutdown_check is the truth (a cancelled shutdown clears it); the event only got there first.
+        shutdownRequested: readFlag(shutdown) ?? this.#facts.shutdownRequested,
         ...(profile !== undefined && profileBody !== undefined
           ? { profile: { name: profile, running: readProfileRunning(profileBody) } }
           : {}),

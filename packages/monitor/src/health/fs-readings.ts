@@ -66,7 +66,6 @@ export interface HeartbeatReading {
   maxSessions: number | undefined;
   cps: number | undefined;
   idleCpu: number | undefined;
-  ready: boolean;
 }
 
 /** A HEARTBEAT event's headers. */
@@ -82,6 +81,5 @@ export function readHeartbeat(header: (name: string) => string | undefined): Hea
     maxSessions: num('Max-Sessions'),
     cps: num('Session-Per-Sec'),
     idleCpu: num('Idle-CPU'),
-    ready: (header('Event-Info') ?? 'System Ready') === 'System Ready',
   };
 }
