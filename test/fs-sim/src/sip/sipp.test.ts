@@ -88,7 +88,8 @@ describe('SIPp against the simulator', () => {
 
   it('gets 503 once the cap is reached', async (t) => {
     if (skipWithoutSipp(t)) return;
-    const node = await FsNode.start({ maxSessions: 1 });
+    // Max-Sessions 2 takes one inbound call (the new call's own session counts).
+    const node = await FsNode.start({ maxSessions: 2 });
     cleanups.push(() => node.close());
     const refused: string[] = [];
     node.on('inviteRefused', (reason) => refused.push(reason));
