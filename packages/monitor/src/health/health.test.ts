@@ -76,9 +76,10 @@ describe('health rule', () => {
     });
     assert.equal(assessNode({ ...up, profile: { name: 'external', running: true } }).state, 'up');
   });
-  it('publishes the lower of the two session caps', () => {
+  it('publishes the lower of the two session caps, FreeSWITCH taking one less than its Max-Sessions', () => {
     assert.equal(effectiveMaxSessions(1000, 500), 500);
-    assert.equal(effectiveMaxSessions(100, 500), 100);
+    assert.equal(effectiveMaxSessions(100, 500), 99);
+    assert.equal(effectiveMaxSessions(100, undefined), 99);
     assert.equal(effectiveMaxSessions(undefined, 500), 500);
     assert.equal(effectiveMaxSessions(undefined, undefined), 0);
   });

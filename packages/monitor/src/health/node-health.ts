@@ -27,9 +27,16 @@ export function assessNode(f: CoreFacts): { state: NodeState; reason: string } {
   return { state: 'up', reason: '' };
 }
 
-/** The session cap published for a node: the lower of FreeSWITCH's own and the configured one. */
+/**
+ * The session cap published for a node: the lower of what FreeSWITCH will take and the
+ * configured cap. FreeSWITCH with Max-Sessions N answers at most N - 1 inbound calls: sofia
+ * creates the new call's session before comparing the session count with the limit
+ * (mod_sofia/sofia.c, `sess_count >= sess_max`; checked against FreeSWITCH 1.11.1). Publishing
+ * N - 1 lets a proxy stop exactly where the node would start answering 503.
+ */
 export function effectiveMaxSessions(fsMax: number | undefined, cap: number | undefined): number {
-  const known = [fsMax, cap].filter((v): v is number => v !== undefined && v > 0);
+  const inbound = fsMax === undefined || fsMax <= 0 ? undefined : Math.max(1, fsMax - 1);
+  const known = [inbound, cap].filter((v): v is number => v !== undefined && v > 0);
   return known.length === 0 ? 0 : Math.min(...known);
 }
 
