@@ -108,6 +108,45 @@ describe('monitors sharing nodes', () => {
     return child;
   }
 
+  it('claims leases another monitor released at once, not at its next claim round', async (t) => {
+    const prefix = testPrefix('notify');
+    const keys = new ClusterKeys(prefix);
+    const sims = await FsCluster.start({ count: 4, heartbeatMs: 500 });
+    t.after(async () => {
+      await sims.close();
+      await deletePrefix(r.client, prefix);
+    });
+    const child = await processMonitor(t, prefix, sims, 'mon-leaving');
+    // Its own claim round comes every 30 s: only the release notices can move nodes to it in time.
+    const slow = await startMonitor(
+      config({
+        redisUrl: r.server.url,
+        prefix,
+        nodes: sims.nodes,
+        monitorId: 'mon-slow',
+        monitor: { claimIntervalMs: 30_000, leaseTtlMs: 60_000 },
+      }),
+    );
+    t.after(() => slow.close());
+    await waitFor('the leaving monitor to hand over half', () => slow.ownedNodes.length === 2, {
+      timeoutMs: 10_000,
+    });
+    child.kill('SIGTERM');
+    await once(child, 'exit');
+    await waitFor('all four, long before a 30 s round', () => slow.ownedNodes.length === 4, {
+      timeoutMs: 10_000,
+    });
+    for (const id of sims.nodes.map((_n, i) => `fs${i + 1}`)) {
+      await waitForNode(
+        r.client,
+        keys,
+        id,
+        (h) => h.owner === 'mon-slow' && h.state === 'up',
+        'owned by mon-slow',
+      );
+    }
+  });
+
   for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
     it(`takes over every node of a monitor stopped by ${signal}, without a node flapping down`, async (t) => {
       const prefix = testPrefix('kill');

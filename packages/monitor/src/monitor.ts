@@ -58,6 +58,7 @@ export class Monitor extends EventEmitter<Events> {
   #ticking: Promise<void> | undefined;
   #lastTickOkAt = 0;
   #tickFailing = false;
+  #tickAgain = false;
   #liveMonitors = 0;
   #share = 0;
   #http: MonitorHttpServer | undefined;
@@ -107,6 +108,7 @@ export class Monitor extends EventEmitter<Events> {
         (err: unknown) => this.#log.warn({ err }, 'could not write the configured nodes after a reconnect'),
       );
     });
+    await this.#listenForReleases();
     if (this.#opts.http ?? true) {
       this.#http = new MonitorHttpServer(this, this.metrics.registry, this.#log);
       this.#httpPort = await this.#http.listen(m.http.host, m.http.port);
@@ -213,13 +215,19 @@ export class Monitor extends EventEmitter<Events> {
     return this.#closing !== undefined;
   }
 
-  #schedule(): void {
+  #schedule(delayMs = this.#config.monitor.claimIntervalMs): void {
+    clearTimeout(this.#timer);
     if (this.#closing) return;
-    this.#timer = setTimeout(() => void this.#runTick(), this.#config.monitor.claimIntervalMs);
+    this.#timer = setTimeout(() => void this.#runTick(), delayMs);
   }
 
+  /** Runs a claim round now, or right after the one under way. */
   #runTick(): Promise<void> {
-    this.#ticking ??= this.#tick()
+    if (this.#ticking) {
+      this.#tickAgain = true;
+      return this.#ticking;
+    }
+    this.#ticking = this.#tick()
       .then(() => {
         if (this.#tickFailing) this.#log.info('claim rounds work again');
         this.#tickFailing = false;
@@ -231,7 +239,9 @@ export class Monitor extends EventEmitter<Events> {
       })
       .finally(() => {
         this.#ticking = undefined;
-        this.#schedule();
+        const again = this.#tickAgain;
+        this.#tickAgain = false;
+        this.#schedule(again ? 0 : undefined);
       });
     return this.#ticking;
   }
@@ -274,6 +284,7 @@ export class Monitor extends EventEmitter<Events> {
       const node = this.#owned.get(plan.release);
       this.#owned.delete(plan.release);
       await node?.release();
+      await this.#announceRelease([plan.release]);
       this.emit('released', plan.release);
     }
     for (const id of plan.claim) {
@@ -290,6 +301,37 @@ export class Monitor extends EventEmitter<Events> {
     this.#updateConnectionGauge();
     this.#lastTickOkAt = Date.now();
     this.emit('tick', { liveMonitors: this.#liveMonitors, share: plan.share, owned: this.#owned.size });
+  }
+
+  /** Tells the other monitors that leases are free now, so that they claim at once. */
+  async #announceRelease(nodes: string[]): Promise<void> {
+    if (nodes.length === 0) return;
+    try {
+      await this.#conns.client.publish(
+        this.#store.keys.monitorEvents,
+        JSON.stringify({ v: 1, type: 'released', monitor: this.id, nodes }),
+      );
+    } catch (err) {
+      this.#log.debug({ err }, 'could not announce released leases (others find them on their next round)');
+    }
+  }
+
+  /** Listens for other monitors' released leases and claims at once instead of at the next round. */
+  async #listenForReleases(): Promise<void> {
+    const sub = this.#conns.subscriber;
+    const channel = this.#store.keys.monitorEvents;
+    sub.on('message', (ch: string, message: string) => {
+      if (ch !== channel) return;
+      let from: unknown;
+      try {
+        from = (JSON.parse(message) as { monitor?: unknown }).monitor;
+      } catch {
+        return;
+      }
+      if (from === this.id || this.#isClosing()) return;
+      void this.#runTick();
+    });
+    await sub.subscribe(channel);
   }
 
   #adopt(node: NodeConfig, lease: ConstructorParameters<typeof OwnedNode>[1]): void {
@@ -366,12 +408,15 @@ export class Monitor extends EventEmitter<Events> {
       clearTimeout(this.#timer);
       const owned = [...this.#owned.values()];
       this.#owned.clear();
-      await Promise.all(owned.map((o) => o.release()));
+      // Leave the presence set first, so that the others' fair share already counts without
+      // this monitor when they hear of the released leases.
       try {
         await this.#store.monitorPresence(this.id, 1, null);
       } catch (err) {
         this.#log.warn({ err }, 'could not remove presence (it expires by itself)');
       }
+      await Promise.all(owned.map((o) => o.release()));
+      await this.#announceRelease(owned.map((o) => o.id));
       await this.#http?.close();
       await this.#conns.close();
       this.#log.info({ released: owned.map((o) => o.id) }, 'monitor stopped');

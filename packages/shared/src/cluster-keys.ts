@@ -16,6 +16,7 @@
  * | fslb:version         | STRING   | none                     | every script that changes a     | proxy, cli          |
  * |                      | (counter)|                          | node (INCR)                     |                     |
  * | fslb:events          | channel  | (pub/sub)                | monitor, cli                    | proxy               |
+ * | fslb:monitor-events  | channel  | (pub/sub)                | monitor (leases released)       | monitor             |
  *
  * `fslb:node:<id>` fields: id, sip, state (up|down|draining|unknown), reason, sessions,
  * maxSessions, idleCpu, cps, weight, admin (drain or empty), owner, heartbeatAt, updatedAt,
@@ -76,6 +77,11 @@ export class ClusterKeys {
   /** Pub/sub channel of versioned change messages (see `cluster-event.ts`). */
   get events(): string {
     return `${this.prefix}:events`;
+  }
+
+  /** Pub/sub channel where a monitor says it released leases, so that others claim at once. */
+  get monitorEvents(): string {
+    return `${this.prefix}:monitor-events`;
   }
 
   /** Glob that matches every key of this prefix, for SCAN (tests, cleanup tools). */

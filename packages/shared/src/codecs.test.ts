@@ -93,6 +93,7 @@ describe('cluster keys', () => {
         k.monitor('m'),
         k.version,
         k.events,
+        k.monitorEvents,
       ],
       [
         'fslb:nodes',
@@ -103,6 +104,7 @@ describe('cluster keys', () => {
         'fslb:monitor:m',
         'fslb:version',
         'fslb:events',
+        'fslb:monitor-events',
       ],
     );
   });
