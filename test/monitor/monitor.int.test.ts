@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { Writable } from 'node:stream';
-import {
-  ClusterKeys,
-  createLogger,
-  decodeClusterEvent,
-  decodeNodeRecord,
-  parseConfig,
-  type ClusterEvent,
-} from '@fslb/shared';
+import { ClusterKeys, decodeNodeRecord, parseConfig } from '@fslb/shared';
 import { Monitor } from '@fslb/monitor';
 import { FsNode } from '@fslb/fs-sim';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, rawConfig, startMonitor, waitForNode } from './support.js';
+import { config, rawConfig, recordEvents, records, startMonitor, waitForNode } from './support.js';
+import { captureLogger } from '../support/log-capture.js';
 
 describe('monitor against simulated FreeSWITCH nodes', () => {
   const r = useRedis({ before, after });
@@ -124,20 +117,18 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
   it('drains on an elegant shutdown, then marks the node down', async (t) => {
     const { keys, nodes } = await scene(t);
     await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
-    const sub = r.client.duplicate();
-    t.after(() => sub.disconnect());
-    const seen: string[] = [];
-    await sub.subscribe(keys.events);
-    sub.on('message', (_c: string, m: string) => {
-      const e = decodeClusterEvent(m);
-      if (e.ok && e.value.type === 'node') seen.push(`${e.value.record.state}:${e.value.record.reason}`);
-    });
+    const events = await recordEvents(t, r.client, keys);
+    const seen = (): string[] => records(events).map((x) => `${x.state}:${x.reason}`);
     await nodes[0]!.shutdownElegant({ graceMs: 300 });
     const h = await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'down', 'down');
     assert.equal(h.reason, 'shutdown');
-    await waitFor('the down event', () => seen.includes('down:shutdown'));
-    assert.ok(seen.includes('draining:shutdown requested'), seen.join(', '));
-    assert.ok(seen.indexOf('draining:shutdown requested') < seen.indexOf('down:shutdown'), seen.join(', '));
+    await waitFor('the down event', () => seen().includes('down:shutdown'));
+    const order = seen();
+    assert.ok(order.includes('draining:shutdown requested'), order.join(', '));
+    assert.ok(
+      order.indexOf('draining:shutdown requested') < order.indexOf('down:shutdown'),
+      order.join(', '),
+    );
   });
 
   // Frames that break the parser or desynchronise the stream end the connection.
@@ -213,16 +204,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     const keys = new ClusterKeys(prefix);
     const secret = 'Esl-S3cret-Pw';
     const node = await FsNode.start({ password: secret });
-    let text = '';
-    const log = createLogger(
-      { level: 'trace' },
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          text += c.toString();
-          cb();
-        },
-      }),
-    );
+    const { log, text } = captureLogger('trace');
     const raw = rawConfig({ redisUrl: r.server.url, prefix, nodes: [node], monitorId: 'm-secret' });
     (raw.nodes as { esl: { password: string } }[])[0]!.esl.password = secret;
     const monitor = new Monitor({ config: parseConfig(raw, {}), log, http: false });
@@ -236,8 +218,8 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
     node.refuseAuth(true);
     node.dropEsl();
     await waitForNode(r.client, keys, 'fs1', (x) => x.reason === 'auth', 'auth refused');
-    assert.ok(text.includes('ESL password refused'));
-    assert.ok(!text.includes(secret));
+    assert.ok(text().includes('ESL password refused'));
+    assert.ok(!text().includes(secret));
     assert.ok(!JSON.stringify(await r.client.hgetall(keys.node('fs1'))).includes(secret));
   });
 
@@ -303,14 +285,7 @@ describe('monitor against simulated FreeSWITCH nodes', () => {
 
   it('keeps the version rising and publishes every change as an event', async (t) => {
     const { keys, nodes } = await scene(t);
-    const sub = r.client.duplicate();
-    t.after(() => sub.disconnect());
-    const events: ClusterEvent[] = [];
-    await sub.subscribe(keys.events);
-    sub.on('message', (_c: string, m: string) => {
-      const e = decodeClusterEvent(m);
-      if (e.ok) events.push(e.value);
-    });
+    const events = await recordEvents(t, r.client, keys);
     await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'up', 'up');
     nodes[0]!.pause();
     await waitForNode(r.client, keys, 'fs1', (x) => x.state === 'draining', 'draining');

@@ -5,12 +5,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import { ClusterKeys, decodeClusterEvent } from '@fslb/shared';
+import { ClusterKeys } from '@fslb/shared';
 import { FsCluster } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, rawConfig, startMonitor, waitForNode } from './support.js';
+import { config, rawConfig, recordEvents, records, startMonitor, waitForNode } from './support.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'fslb-own-'));
@@ -177,15 +177,7 @@ describe('monitors sharing nodes', () => {
       );
 
       // Watch every change and every liveness key from here on.
-      const sub = r.client.duplicate();
-      t.after(() => sub.disconnect());
-      const bad: string[] = [];
-      await sub.subscribe(keys.events);
-      sub.on('message', (_c: string, m: string) => {
-        const e = decodeClusterEvent(m);
-        if (e.ok && e.value.type === 'node' && e.value.record.state !== 'up')
-          bad.push(`${e.value.id}:${e.value.record.state}`);
-      });
+      const events = await recordEvents(t, r.client, keys);
       let staleSeen = '';
       const watch = { on: true };
       const liveness = (async () => {
@@ -208,7 +200,13 @@ describe('monitors sharing nodes', () => {
         await waitForNode(r.client, keys, id, (h) => h.owner === 'mon-stay', 'owned by the survivor');
       watch.on = false;
       await liveness;
-      assert.deepEqual(bad, [], 'no node may go anything but up during a takeover');
+      assert.deepEqual(
+        records(events)
+          .filter((x) => x.state !== 'up')
+          .map((x) => `${x.id}:${x.state}`),
+        [],
+        'no node may go anything but up during a takeover',
+      );
       assert.equal(staleSeen, '');
       // SIGTERM hands leases back; SIGKILL leaves them to expire (lease TTL + a claim interval).
       const cfg = config({ redisUrl: r.server.url, prefix, nodes: sims.nodes });

@@ -3,11 +3,11 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ClusterKeys, decodeClusterEvent, parseConfig, type ClusterEvent } from '@fslb/shared';
+import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { rawConfig, startMonitor, waitForNode } from './support.js';
+import { rawConfig, recordEvents, startMonitor, waitForNode } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fslb-reload-'));
 
@@ -32,14 +32,7 @@ describe('monitor hot reload', () => {
       await Promise.all([n1, n2, n3].map((n) => n.close()));
       await deletePrefix(r.client, prefix);
     });
-    const sub = r.client.duplicate();
-    t.after(() => sub.disconnect());
-    const events: ClusterEvent[] = [];
-    await sub.subscribe(keys.events);
-    sub.on('message', (_c: string, m: string) => {
-      const e = decodeClusterEvent(m);
-      if (e.ok) events.push(e.value);
-    });
+    const events = await recordEvents(t, r.client, keys);
     await waitForNode(r.client, keys, 'fs1', (h) => h.state === 'up', 'up');
 
     // Add fs2.

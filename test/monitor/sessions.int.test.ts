@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ClusterKeys, decodeClusterEvent } from '@fslb/shared';
+import { ClusterKeys } from '@fslb/shared';
 import { FsNode, SipUac } from '@fslb/fs-sim';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, startMonitor, waitForNode } from './support.js';
+import { config, recordEvents, records, startMonitor, waitForNode } from './support.js';
 
 describe('monitor session counts from real calls', () => {
   const r = useRedis({ before, after });
@@ -37,14 +37,8 @@ describe('monitor session counts from real calls', () => {
     });
     await waitForNode(r.client, keys, 'fs1', (h) => h.state === 'up', 'up');
 
-    const sub = r.client.duplicate();
-    t.after(() => sub.disconnect());
-    const counts: number[] = [];
-    await sub.subscribe(keys.events);
-    sub.on('message', (_c: string, m: string) => {
-      const e = decodeClusterEvent(m);
-      if (e.ok && e.value.type === 'node') counts.push(e.value.record.sessions);
-    });
+    const events = await recordEvents(t, r.client, keys);
+    const counts = (): number[] => records(events).map((x) => x.sessions);
 
     const target = { host: '127.0.0.1', port: node.sipPort };
     const calls = Array.from({ length: 10 }, () => uac.invite(target));
@@ -55,11 +49,11 @@ describe('monitor session counts from real calls', () => {
     );
     await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '10', 'ten sessions', 3000);
     // Ten channel events arrived within a few ms; they were published as far fewer changes.
-    assert.ok(counts.length < 10, `published ${counts.length} times: ${counts.join(',')}`);
+    assert.ok(counts().length < 10, `published ${counts().length} times: ${counts().join(',')}`);
 
     await Promise.all(calls.slice(0, 6).map((c) => c.bye()));
     await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '4', 'four sessions after six BYEs', 3000);
     assert.equal(node.sessions, 4);
-    await waitFor('the event saying 4', () => counts.at(-1) === 4);
+    await waitFor('the event saying 4', () => counts().at(-1) === 4);
   });
 });

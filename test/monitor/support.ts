@@ -1,5 +1,15 @@
 import { Redis } from 'ioredis';
-import { ClusterKeys, createLogger, parseConfig, type FslbConfig, type Logger } from '@fslb/shared';
+import type { TestContext } from 'node:test';
+import {
+  ClusterKeys,
+  createLogger,
+  decodeClusterEvent,
+  parseConfig,
+  type ClusterEvent,
+  type FslbConfig,
+  type Logger,
+  type NodeRecord,
+} from '@fslb/shared';
 import { Monitor } from '@fslb/monitor';
 import type { FsNode } from '@fslb/fs-sim';
 import { waitFor } from '../support/wait.js';
@@ -77,4 +87,27 @@ export function waitForNode(
     },
     { timeoutMs, intervalMs: 5 },
   );
+}
+
+/** Subscribes to the cluster's change events for the rest of the test; returns the list they fill. */
+export async function recordEvents(
+  t: TestContext,
+  client: Redis,
+  keys: ClusterKeys,
+): Promise<ClusterEvent[]> {
+  const sub = client.duplicate();
+  t.after(() => sub.disconnect());
+  const events: ClusterEvent[] = [];
+  sub.on('message', (channel: string, message: string) => {
+    if (channel !== keys.events) return;
+    const e = decodeClusterEvent(message);
+    if (e.ok) events.push(e.value);
+  });
+  await sub.subscribe(keys.events);
+  return events;
+}
+
+/** The node records among recorded events, in order. */
+export function records(events: readonly ClusterEvent[]): NodeRecord[] {
+  return events.flatMap((e) => (e.type === 'node' ? [e.record] : []));
 }

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
-import { Writable } from 'node:stream';
 import { startRedis, type TestRedis } from '../../../test/support/redis.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { parseConfig } from './config/load-config.js';
 import { createLogger } from './logger.js';
 import { reconnectDelay, RedisConnections } from './redis-connection.js';
+import { captureLogger } from '../../../test/support/log-capture.js';
 
 const silent = createLogger({ level: 'silent' });
 
@@ -67,24 +67,15 @@ describe('redis connections', () => {
   });
 
   it('logs a failing connection without its password', async () => {
-    let text = '';
-    const log = createLogger(
-      { level: 'debug' },
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          text += c.toString();
-          cb();
-        },
-      }),
-    );
+    const { log, text } = captureLogger('debug');
     // Nothing listens on port 1: every attempt fails.
     const cfg = parseConfig({ redis: { url: 'redis://fslb:hunter2@127.0.0.1:1', maxRetryDelayMs: 50 } }, {});
     const conns = new RedisConnections(cfg.redis, { name: 'fail', log });
     await assert.rejects(conns.connect());
-    await waitFor('an error line', () => text.includes('redis connection error'));
+    await waitFor('an error line', () => text().includes('redis connection error'));
     await conns.close();
-    assert.ok(!text.includes('hunter2'), text);
-    assert.ok(text.includes('127.0.0.1:1'));
+    assert.ok(!text().includes('hunter2'), text());
+    assert.ok(text().includes('127.0.0.1:1'));
   });
 
   it('backs off with a cap and jitter', () => {
