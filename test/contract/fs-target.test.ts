@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 
@@ -7,19 +6,9 @@ import { SipUac } from '@fslb/fs-sim';
 
 import { connectModesl } from '../fs-sim/test-support/modesl-client.js';
 import { freeswitchTarget } from './fs-target.js';
+import { listening } from '../support/net.js';
 
 const FAKE = fileURLToPath(new URL('./fake-freeswitch.sh', import.meta.url));
-
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 describe('the real-FreeSWITCH runner of the contract suite', () => {
   it('starts a binary with the test configuration on free ports, waits for it, and stops it', async () => {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { FsNode } from '@fslb/fs-sim';
 
 import { connectModesl } from '../fs-sim/test-support/modesl-client.js';
+import { freeTcpPort } from '../support/net.js';
 
 /**
  * Something that speaks FreeSWITCH's protocols: the simulator, or a real FreeSWITCH. The
@@ -142,15 +143,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
   await exited;
   clearTimeout(timer);
-}
-
-async function freeTcpPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen({ port: 0, host: '127.0.0.1' }, resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /** A port free for both UDP and TCP right now (sofia binds both). */

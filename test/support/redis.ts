@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import { freeTcpPort } from './net.js';
 
 /**
  * A Redis server that belongs to one test file. Chosen in this order:
@@ -85,7 +85,7 @@ function containerRuntimeAnswers(): Promise<boolean> {
 
 async function containerRedis(): Promise<TestRedis> {
   const { RedisContainer } = await import('@testcontainers/redis');
-  const port = await freePort();
+  const port = await freeTcpPort();
   // A fixed host port, so that a restarted container is found at the same address.
   const container = await new RedisContainer('redis:7-alpine')
     .withExposedPorts({ container: 6379, host: port })
@@ -128,7 +128,7 @@ class SpawnedRedis implements TestRedis {
 
   static async start(): Promise<SpawnedRedis> {
     for (let attempt = 0; ; attempt++) {
-      const r = new SpawnedRedis(await freePort());
+      const r = new SpawnedRedis(await freeTcpPort());
       try {
         await r.#launch();
         return r;
@@ -223,18 +223,6 @@ async function ping(url: string): Promise<boolean> {
   } finally {
     c.disconnect();
   }
-}
-
-/** A TCP port free on loopback at the moment of asking. */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const addr = srv.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  srv.close();
-  await once(srv, 'close');
-  return port;
 }
 
 /**

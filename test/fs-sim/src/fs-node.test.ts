@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { afterEach, describe, it } from 'node:test';
 
 import { parsePlainEvent, RawEsl, type RawFrame } from '../test-support/raw-esl.js';
@@ -7,6 +7,7 @@ import { settlesWithin, waitFor, within } from '../../support/wait.js';
 import { FsCluster } from './fs-cluster.js';
 import { FsNode, NodeState, type FsNodeOptions } from './fs-node.js';
 import { SipUac } from './uac/sip-uac.js';
+import { listening } from '../../support/net.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -38,18 +39,6 @@ const eventName = (f: RawFrame): string | undefined =>
   f.headers.get('Content-Type') === 'text/event-plain'
     ? parsePlainEvent(f.body).get('Event-Name')
     : undefined;
-
-/** Whether something accepts TCP connections on the port. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1' });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
 
 describe('stall', () => {
   it('keeps sockets open but greets no one, answers nothing and sends no HEARTBEAT until unstalled', async () => {
