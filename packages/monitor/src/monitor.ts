@@ -177,11 +177,14 @@ export class Monitor extends EventEmitter<Events> {
   async reload(config: FslbConfig): Promise<void> {
     const before = this.#nodes;
     const after = new Map(config.nodes.map((n) => [n.id, n]));
-    const unchangedSettings = (['prefix', 'redis'] as const).filter(
+    const restartOnly = (['prefix', 'redis', 'monitor', 'log'] as const).filter(
       (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
     );
-    if (unchangedSettings.length > 0) {
-      this.#log.warn({ settings: unchangedSettings }, 'these settings change only on restart');
+    if (restartOnly.length > 0) {
+      this.#log.warn(
+        { settings: restartOnly },
+        'only nodes change on reload: restart the monitor to apply these',
+      );
     }
     this.#nodes = after;
     this.#config = { ...this.#config, nodes: config.nodes };

@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseConfig } from './config/load-config.js';
+import { redisOptions } from './redis-connection.js';
+
+const opts = (redis: Record<string, unknown>, env: Record<string, string> = {}) =>
+  redisOptions(parseConfig({ redis }, env).redis, { name: 'x' });
+
+describe('redis options', () => {
+  it('passes credentials, database and a capped retry strategy', () => {
+    const o = opts(
+      { url: 'redis://h:6380', username: 'fslb', passwordEnv: 'RPW', db: 3, maxRetryDelayMs: 700 },
+      { RPW: 'pw' },
+    );
+    assert.equal(o.username, 'fslb');
+    assert.equal(o.password, 'pw');
+    assert.equal(o.db, 3);
+    assert.equal(o.connectionName, 'x');
+    assert.equal(o.maxRetriesPerRequest, 2);
+    for (const attempt of [1, 5, 50]) {
+      const delay = o.retryStrategy?.(attempt);
+      assert.ok(typeof delay === 'number' && delay > 0 && delay <= 700, String(delay));
+    }
+    assert.equal(o.tls, undefined);
+  });
+
+  it('turns TLS on for rediss:// and for tls: true, with the given settings', () => {
+    assert.deepEqual(opts({ url: 'rediss://h:6380' }).tls, {});
+    assert.deepEqual(opts({ url: 'redis://h', tls: true }).tls, {});
+    assert.deepEqual(
+      opts({ url: 'redis://h', tls: { rejectUnauthorized: false, servername: 'r.example' } }).tls,
+      {
+        rejectUnauthorized: false,
+        servername: 'r.example',
+      },
+    );
+  });
+
+  it('uses Sentinel when sentinels are given', () => {
+    const o = opts({
+      sentinels: [{ host: 's1' }, { host: 's2', port: 26380 }],
+      name: 'main',
+      sentinelPassword: 'sp',
+    });
+    assert.deepEqual(o.sentinels, [
+      { host: 's1', port: 26379 },
+      { host: 's2', port: 26380 },
+    ]);
+    assert.equal(o.name, 'main');
+    assert.equal(o.sentinelPassword, 'sp');
+    assert.equal(typeof o.sentinelRetryStrategy, 'function');
+  });
+});
