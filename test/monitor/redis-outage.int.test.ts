@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
-import { ClusterKeys } from '@fslb/shared';
+import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
 import { startRedis, testPrefix, type TestRedis } from '../support/redis.js';
-import { waitFor } from '../support/wait.js';
-import { config, startMonitor, waitForNode } from './support.js';
+import { waitFor, within } from '../support/wait.js';
+import { config, rawConfig, startMonitor, waitForNode } from './support.js';
 
 describe('monitor through a Redis outage', () => {
   let server: TestRedis;
@@ -56,5 +56,46 @@ describe('monitor through a Redis outage', () => {
     assert.deepEqual(await redis.smembers(keys.nodes), ['fs1']);
     assert.equal(await redis.get(keys.alive('fs1')), 'm-outage');
     assert.deepEqual(monitor.ownedNodes, ['fs1']);
+  });
+
+  it('lets go of its leases while Redis is frozen, still stops promptly, and a new start carries on', async (t) => {
+    if (!server.controllable) {
+      t.skip('REDIS_URL names a server this test cannot freeze');
+      return;
+    }
+    const prefix = testPrefix('frozen');
+    const keys = new ClusterKeys(prefix);
+    const node = await FsNode.start({});
+    const raw = rawConfig({ redisUrl: server.url, prefix, nodes: [node], monitorId: 'm-frozen' });
+    raw.redis = { url: server.url, commandTimeoutMs: 300, maxRetryDelayMs: 200 };
+    const first = await startMonitor(parseConfig(raw, {}));
+    const redis = new Redis(server.url, { retryStrategy: () => 50 });
+    redis.on('error', () => undefined);
+    t.after(async () => {
+      await server.thaw();
+      await first.close();
+      await node.close();
+      redis.disconnect();
+    });
+    await waitForNode(redis, keys, 'fs1', (h) => h.state === 'up', 'up');
+    const lost = new Promise((resolve) => first.once('lost', resolve));
+    await server.freeze();
+    await lost;
+    await waitFor('ESL connection closed', () => node.eslClientCount === 0);
+    // Commands time out instead of waiting for a server that does not answer: stopping works.
+    await within('close while Redis is frozen', 10_000, first.close());
+    await server.thaw();
+    const second = await startMonitor(parseConfig(raw, {}));
+    t.after(() => second.close());
+    const h = await waitForNode(
+      redis,
+      keys,
+      'fs1',
+      (x) => x.state === 'up' && x.owner === 'm-frozen',
+      'owned again',
+      15_000,
+    );
+    assert.ok(Number(h.heartbeatAt) > Date.now() - 5000);
+    await waitFor('watching again', () => node.eslClientCount === 1);
   });
 });

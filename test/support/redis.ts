@@ -20,6 +20,10 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Kills the server at once (SIGKILL / container kill): clients see a reset, not a goodbye. */
   kill(): Promise<void>;
+  /** Freezes the server (SIGSTOP): sockets stay open, nothing is answered. */
+  freeze(): Promise<void>;
+  /** Lets a frozen server run again (SIGCONT). */
+  thaw(): Promise<void>;
   /** Starts it again on the same address after stop or kill. */
   restart(): Promise<void>;
   /** Stops it for good; idempotent. */
@@ -61,6 +65,8 @@ function externalRedis(url: string): TestRedis {
     controllable: false,
     stop: no,
     kill: no,
+    freeze: no,
+    thaw: no,
     restart: no,
     close: () => Promise.resolve(),
   };
@@ -101,6 +107,12 @@ async function containerRedis(): Promise<TestRedis> {
     },
     kill: async () => {
       await container.exec(['sh', '-c', 'kill -9 1']).catch(() => undefined);
+    },
+    freeze: async () => {
+      await container.exec(['sh', '-c', 'kill -STOP 1']);
+    },
+    thaw: async () => {
+      await container.exec(['sh', '-c', 'kill -CONT 1']);
     },
     restart: async () => {
       await container.restart();
@@ -187,6 +199,16 @@ class SpawnedRedis implements TestRedis {
 
   stop(): Promise<void> {
     return this.#signal('SIGTERM');
+  }
+
+  freeze(): Promise<void> {
+    this.#child?.kill('SIGSTOP');
+    return Promise.resolve();
+  }
+
+  thaw(): Promise<void> {
+    this.#child?.kill('SIGCONT');
+    return Promise.resolve();
   }
 
   kill(): Promise<void> {

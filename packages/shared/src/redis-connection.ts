@@ -33,6 +33,8 @@ export function redisOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions
     retryStrategy: (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
     lazyConnect: true,
   };
+  // A subscriber waits for messages indefinitely; every other connection's commands time out.
+  if (opts.maxRetriesPerRequest !== null) o.commandTimeout = cfg.commandTimeoutMs;
   if (cfg.username !== undefined) o.username = cfg.username;
   if (cfg.password !== undefined) o.password = cfg.password;
   if (cfg.db !== undefined) o.db = cfg.db;

@@ -17,6 +17,9 @@ describe('redis options', () => {
     assert.equal(o.db, 3);
     assert.equal(o.connectionName, 'x');
     assert.equal(o.maxRetriesPerRequest, 2);
+    assert.equal(o.commandTimeout, 2000);
+    const sub = redisOptions(parseConfig({}, {}).redis, { name: 's', maxRetriesPerRequest: null });
+    assert.equal(sub.commandTimeout, undefined);
     for (const attempt of [1, 5, 50]) {
       const delay = o.retryStrategy?.(attempt);
       assert.ok(typeof delay === 'number' && delay > 0 && delay <= 700, String(delay));

@@ -74,6 +74,8 @@ const redisSchema = z
     sentinelPassword: z.string().min(1).optional(),
     db: z.number().int().min(0).max(15).optional(),
     connectTimeoutMs: positiveMs.default(5000),
+    /** A command unanswered this long fails (a stalled server must not stall fslb). */
+    commandTimeoutMs: positiveMs.default(2000),
     /** Reconnect backoff grows to this cap, then stays there; ioredis never gives up. */
     maxRetryDelayMs: positiveMs.default(2000),
   })
