@@ -6,7 +6,7 @@ export {
   type EslEventMessage,
   type EslTarget,
 } from './esl/esl-connection.js';
-export { readCount, readFlag, readHeartbeat, readProfileRunning, readStatus } from './health/fs-readings.js';
+export { readFlag, readHeartbeat, readProfileRunning, readStatus } from './health/fs-readings.js';
 export { assessNode, backoffDelay, effectiveMaxSessions, type CoreFacts } from './health/node-health.js';
 export { SessionCount } from './health/session-count.js';
 export { MonitorMetrics } from './metrics.js';

@@ -11,7 +11,6 @@ export {
 } from './node-record.js';
 export { parseDuration } from './config/duration.js';
 export {
-  configEnvVars,
   configPathFrom,
   loadConfig,
   loadConfigFile,

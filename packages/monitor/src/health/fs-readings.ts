@@ -55,12 +55,6 @@ export function readProfileRunning(body: string): boolean {
   return /\bRUNNING\b/.test(body) || /^Name\s+\S+/m.test(body);
 }
 
-/** `show channels count` / `show calls count`: "\n<N> total.\n". */
-export function readCount(body: string): number | undefined {
-  const m = /^\s*(\d+) total\./m.exec(body);
-  return m?.[1] === undefined ? undefined : Number(m[1]);
-}
-
 export interface HeartbeatReading {
   sessions: number | undefined;
   maxSessions: number | undefined;

@@ -20,8 +20,6 @@ const envOverrides: readonly { name: string; path: readonly string[]; numeric?: 
   { name: 'FSLB_PROXY_HTTP_PORT', path: ['proxy', 'http', 'port'], numeric: true },
 ];
 
-export const configEnvVars: readonly string[] = ['FSLB_CONFIG', ...envOverrides.map((o) => o.name)];
-
 /** Finds the config file named by `--config FILE`, `--config=FILE` or FSLB_CONFIG. */
 export function configPathFrom(argv: readonly string[], env: Env): string | undefined {
   for (let i = 0; i < argv.length; i++) {
