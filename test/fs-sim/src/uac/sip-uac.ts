@@ -236,14 +236,7 @@ export class UacCall {
       .request(
         target,
         {
-          method: 'INVITE',
-          requestUri: this.requestUri,
-          from: this.localUri,
-          fromTag: this.fromTag,
-          to: this.requestUri,
-          callId: this.callId,
-          cseq: 1,
-          branch: this.inviteBranch,
+          ...this.inviteTransaction('INVITE'),
           headers: [
             `Contact: <sip:uac@${uac.host}:${uac.port};transport=${uac.transport}>`,
             ...(options.headers ?? []),
@@ -287,8 +280,13 @@ export class UacCall {
 
   /** CANCEL (same branch as the INVITE); resolves with the response to the CANCEL. */
   cancel(): Promise<UacResponse> {
-    return this.uac.request(this.target, {
-      method: 'CANCEL',
+    return this.uac.request(this.target, this.inviteTransaction('CANCEL'));
+  }
+
+  /** What the INVITE and its CANCEL share (RFC 3261 9.1: same Request-URI, tags, Call-ID, CSeq number and branch). */
+  private inviteTransaction(method: 'INVITE' | 'CANCEL') {
+    return {
+      method,
       requestUri: this.requestUri,
       from: this.localUri,
       fromTag: this.fromTag,
@@ -296,7 +294,7 @@ export class UacCall {
       callId: this.callId,
       cseq: 1,
       branch: this.inviteBranch,
-    });
+    };
   }
 
   /** BYE in the dialog; resolves with its final response. */
