@@ -300,11 +300,10 @@ export class UacCall {
   /** BYE in the dialog; resolves with its final response. */
   bye(): Promise<UacResponse> {
     this.cseq++;
-    const firstRoute = this.routeSet[0] === undefined ? undefined : parseNameAddr(this.routeSet[0])?.uri;
-    const next = firstRoute ?? this.remoteTarget ?? this.requestUri;
+    const { requestUri, nextHop } = this.inDialogRoute();
     const request = {
       method: 'BYE',
-      requestUri: this.remoteTarget ?? this.requestUri,
+      requestUri,
       from: this.localUri,
       fromTag: this.fromTag,
       to: this.requestUri,
@@ -314,7 +313,39 @@ export class UacCall {
       routeSet: this.routeSet,
       ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
     };
-    return this.uac.request({ host: next.host, port: next.port ?? 5060 }, request);
+    return this.uac.request(nextHop, request);
+  }
+
+  /**
+   * Where an in-dialog request goes (RFC 3261 12.2.1.1): its Request-URI is the remote target,
+   * and it is sent to the first route of the route set, or to the remote target when none.
+   */
+  private inDialogRoute(): { requestUri: URI; nextHop: SipTarget } {
+    const requestUri = this.remoteTarget ?? this.requestUri;
+    const firstRoute = this.routeSet[0] === undefined ? undefined : parseNameAddr(this.routeSet[0])?.uri;
+    const next = firstRoute ?? requestUri;
+    return { requestUri, nextHop: { host: next.host, port: next.port ?? 5060 } };
+  }
+
+  /** An ACK: for a 2xx a new transaction in the dialog, otherwise part of the INVITE transaction. */
+  private ack(requestUri: URI, branch: string, routeSet?: string[]): Buffer {
+    return buildRequest({
+      method: 'ACK',
+      requestUri,
+      from: this.localUri,
+      fromTag: this.fromTag,
+      to: this.requestUri,
+      ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
+      callId: this.callId,
+      cseq: 1,
+      ...(routeSet === undefined ? {} : { routeSet }),
+      via: {
+        transport: this.uac.transport.toUpperCase(),
+        sentBy: `${this.uac.host}:${this.uac.port}`,
+        branch,
+      },
+      userAgent: 'fs-sim-uac',
+    });
   }
 
   /** @internal A request from the node within this call. */
@@ -332,45 +363,11 @@ export class UacCall {
         this.remoteTarget = contacts(message)[0]?.uri;
         this.routeSet = message.getHeaders('record-route').reverse();
       }
-      const firstRoute = this.routeSet[0] === undefined ? undefined : parseNameAddr(this.routeSet[0])?.uri;
-      const next = firstRoute ?? this.remoteTarget ?? this.requestUri;
-      const ack = buildRequest({
-        method: 'ACK',
-        requestUri: this.remoteTarget ?? this.requestUri,
-        from: this.localUri,
-        fromTag: this.fromTag,
-        to: this.requestUri,
-        ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
-        callId: this.callId,
-        cseq: 1,
-        routeSet: this.routeSet,
-        via: {
-          transport: this.uac.transport.toUpperCase(),
-          sentBy: `${this.uac.host}:${this.uac.port}`,
-          branch: newBranch(),
-        },
-        userAgent: 'fs-sim-uac',
-      });
-      this.uac.send(ack, { host: next.host, port: next.port ?? 5060 });
+      const { requestUri, nextHop } = this.inDialogRoute();
+      this.uac.send(this.ack(requestUri, newBranch(), this.routeSet), nextHop);
       return;
     }
-    const ack = buildRequest({
-      method: 'ACK',
-      requestUri: this.requestUri,
-      from: this.localUri,
-      fromTag: this.fromTag,
-      to: this.requestUri,
-      ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
-      callId: this.callId,
-      cseq: 1,
-      via: {
-        transport: this.uac.transport.toUpperCase(),
-        sentBy: `${this.uac.host}:${this.uac.port}`,
-        branch: this.inviteBranch,
-      },
-      userAgent: 'fs-sim-uac',
-    });
-    this.uac.send(ack, this.target);
+    this.uac.send(this.ack(this.requestUri, this.inviteBranch), this.target);
   }
 }
 
