@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import {
   ClusterKeys,
   ClusterStore,
+  HealthHttpServer,
   RedisConnections,
   type ConfigError,
   type FslbConfig,
@@ -10,7 +11,7 @@ import {
   type NodeConfig,
 } from '@fslb/shared';
 import { ConfigWatcher } from './config-watcher.js';
-import { MonitorHttpServer } from './http-server.js';
+
 import { LeaseClient } from './lease/node-lease.js';
 import { MonitorMetrics } from './metrics.js';
 import { ConnectionState } from './node-watcher.js';
@@ -61,7 +62,7 @@ export class Monitor extends EventEmitter<Events> {
   #tickAgain = false;
   #liveMonitors = 0;
   #share = 0;
-  #http: MonitorHttpServer | undefined;
+  #http: HealthHttpServer | undefined;
   #httpPort: number | undefined;
   #watcher: ConfigWatcher | undefined;
   #closing: Promise<void> | undefined;
@@ -110,7 +111,7 @@ export class Monitor extends EventEmitter<Events> {
     });
     await this.#listenForReleases();
     if (this.#opts.http ?? true) {
-      this.#http = new MonitorHttpServer(this, this.metrics.registry, this.#log);
+      this.#http = new HealthHttpServer(this, this.metrics.registry, this.#log);
       this.#httpPort = await this.#http.listen(m.http.host, m.http.port);
     }
     if (this.#opts.configPath) {

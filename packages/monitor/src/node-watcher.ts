@@ -37,6 +37,11 @@ type Events = {
   /** A probe finished (ok) or failed, with its round trip. */
   probe: [{ ok: boolean; ms: number }];
   connection: [ConnectionState];
+  /**
+   * FreeSWITCH created an inbound channel for this SIP Call-ID and the session count includes
+   * it: a proxy's reservation for that call can end (emitted just before the `change`).
+   */
+  counted: [callId: string];
 };
 
 /** Events the monitor subscribes to; modesl adds BACKGROUND_JOB and CHANNEL_EXECUTE_COMPLETE. */
@@ -264,6 +269,10 @@ export class NodeWatcher extends EventEmitter<Events> {
     switch (e.name) {
       case 'CHANNEL_CREATE': {
         const id = e.header('Unique-ID');
+        // sofia stores the INVITE's Call-ID as the channel variable sip_call_id; a drachtio proxy
+        // keeps the caller's Call-ID, so it names the reservation the proxy took for this call.
+        const callId = e.header('variable_sip_call_id');
+        if (callId && e.header('Call-Direction') === 'inbound') this.emit('counted', callId);
         if (id && this.#sessions.created(id)) this.#refresh();
         break;
       }

@@ -11,6 +11,9 @@ export interface OwnedNodeDeps {
   log: Logger;
 }
 
+/** Call-IDs held for settling while Redis cannot be written; beyond this they lapse by TTL. */
+const MAX_UNSETTLED = 10_000;
+
 type Events = {
   /** The lease is gone (not extended in time, taken, or the node was removed). */
   lost: [reason: string];
@@ -35,6 +38,8 @@ export class OwnedNode extends EventEmitter<Events> {
   #lastWriteAt = 0;
   #stopped = false;
   #redisFailing = false;
+  /** Call-IDs FreeSWITCH has counted whose reservations the next write settles. */
+  #settle = new Set<string>();
 
   constructor(node: NodeConfig, lease: NodeLease, deps: OwnedNodeDeps) {
     super();
@@ -52,6 +57,10 @@ export class OwnedNode extends EventEmitter<Events> {
 
   start(): void {
     const m = this.#deps.monitor;
+    this.watcher.on('counted', (callId) => {
+      // Bounded: a reservation left unsettled lapses by its TTL, so dropping one costs only time.
+      if (this.#settle.size < MAX_UNSETTLED) this.#settle.add(callId);
+    });
     this.watcher.on('change', (_s, { urgent }) => this.#schedule(urgent));
     this.watcher.on('probe', ({ ok, ms }) =>
       this.#deps.metrics.probeSeconds.observe({ node: this.id, result: ok ? 'ok' : 'failed' }, ms / 1000),
@@ -142,6 +151,8 @@ export class OwnedNode extends EventEmitter<Events> {
   async #write(): Promise<void> {
     const s = this.watcher.snapshot;
     const m = this.#deps.monitor;
+    const settle = [...this.#settle];
+    this.#settle.clear();
     this.#lastWriteAt = Date.now();
     try {
       const outcome = await this.#deps.store.writeNode({
@@ -158,6 +169,7 @@ export class OwnedNode extends EventEmitter<Events> {
           cps: s.cps,
         },
         quiet: { heartbeatAt: s.heartbeatAt },
+        settle,
       });
       this.#deps.metrics.publishes.inc({ outcome: outcome.kind });
       this.#deps.metrics.nodeState.set({ node: this.id }, s.state === 'up' ? 1 : 0);
@@ -166,6 +178,7 @@ export class OwnedNode extends EventEmitter<Events> {
       if (outcome.kind === 'fenced') this.#lose('fenced: another monitor holds the lease');
       else if (outcome.kind === 'removed') this.#lose('node removed from the configuration');
     } catch (err) {
+      for (const callId of settle) if (this.#settle.size < MAX_UNSETTLED) this.#settle.add(callId);
       this.#deps.metrics.publishes.inc({ outcome: 'error' });
       this.#deps.metrics.errors.inc({ kind: 'redis' });
       if (!this.#redisFailing) this.#log.warn({ err }, 'cannot write the node record to redis');

@@ -1,12 +1,28 @@
-import type { FslbConfig } from '@fslb/shared';
-
-/** What `fslb-proxy` will run with this configuration (routing arrives with the proxy issue). */
-export function describePlan(config: FslbConfig): string {
-  const p = config.proxy;
-  return (
-    `fslb-proxy ${p.id}: would connect to drachtio-server at ${p.drachtio.host}:${p.drachtio.port}, ` +
-    `route INVITEs over ${config.nodes.length} node(s) under prefix "${config.prefix}" ` +
-    `(maxTargets ${p.maxTargets}), and serve HTTP on ${p.http.host}:${p.http.port}. ` +
-    `Routing is not built yet.`
-  );
-}
+export { CallAccounting, SlotMode, type CallSlots, type ReserveOutcome } from './call-accounting.js';
+export {
+  DrachtioLink,
+  type InboundRequest,
+  type ProxyRequest,
+  type ProxyResult,
+  type TargetResponse,
+} from './drachtio/drachtio-link.js';
+export { SourceAcl } from './guards/acl.js';
+export { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
+export { ProxyMetrics } from './metrics.js';
+export { FslbProxy, type ProxyOptions } from './proxy.js';
+export { aorOf, Router, type RouterSettings } from './router.js';
+export { combine, hashString, unitInterval } from './selection/hash.js';
+export {
+  hasRoom,
+  loadScore,
+  rendezvousScore,
+  selectByAor,
+  selectLeastLoaded,
+  selectWithAffinity,
+  type SelectNode,
+  type SelectOptions,
+} from './selection/select.js';
+export { optionsAnswer, Refusal, refusalAnswer, type SipAnswer } from './sip-answers.js';
+export { ClusterView, EventEffect, type SnapshotReport } from './view/cluster-view.js';
+export { hostPortOf, sipUri, ViewNode } from './view/view-node.js';
+export { ViewSource, ViewSync } from './view/view-sync.js';

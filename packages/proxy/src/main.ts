@@ -1,9 +1,33 @@
 #!/usr/bin/env node
-import { redactConfig, runMain } from '@fslb/shared';
-import { describePlan } from './index.js';
+import { createLogger, runMain } from '@fslb/shared';
+import { FslbProxy } from './proxy.js';
 
-await runMain('fslb-proxy', ({ config }) => {
-  process.stdout.write(`${describePlan(config)}\n`);
-  process.stdout.write(`config: ${JSON.stringify(redactConfig(config))}\n`);
-  return Promise.resolve();
+await runMain('fslb-proxy', async ({ config }) => {
+  const log = createLogger({ level: config.log.level, name: 'fslb-proxy' });
+  const proxy = new FslbProxy({ config, log });
+
+  let stopping = false;
+  const stop = (signal: string, drain: boolean): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, drain ? 'stopping: finishing calls in progress' : 'stopping now');
+    const force = setTimeout(() => {
+      log.error('did not stop in time; exiting');
+      process.exit(1);
+    }, config.proxy.shutdownTimeoutMs + 10_000);
+    force.unref();
+    (drain ? proxy.drain() : Promise.resolve())
+      .then(() => proxy.close())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM', true));
+  process.on('SIGINT', () => stop('SIGINT', true));
+
+  await proxy.start();
 });

@@ -12,6 +12,7 @@
   ARGV[5] configured session cap, 0 for none
 
   Returns: the new version when the record was created or changed, 0 when nothing changed.
+  The event carries `at` (Redis time in microseconds, as a string) beside the record.
 ]]
 local id, channel = ARGV[1], ARGV[2]
 local t = redis.call('TIME')
@@ -28,6 +29,12 @@ redis.call('SADD', KEYS[1], id)
 if not changed then return 0 end
 
 local version = redis.call('INCR', KEYS[3])
+-- A lost or reset counter must not hand out a version this node already had.
+local heldVersion = tonumber(redis.call('HGET', KEYS[2], 'version')) or 0
+if version <= heldVersion then
+  version = heldVersion + 1
+  redis.call('SET', KEYS[3], version)
+end
 if created then
   redis.call('HSET', KEYS[2], 'id', id, 'state', 'unknown', 'reason', 'not yet probed', 'sessions', '0',
     'maxSessions', ARGV[5], 'idleCpu', '0', 'cps', '0', 'admin', '',
@@ -39,5 +46,6 @@ redis.call('HSET', KEYS[2], 'sip', wanted.sip, 'weight', wanted.weight, 'cap', w
 local record = {}
 local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-redis.call('PUBLISH', channel, cjson.encode({ v = 1, type = 'node', id = id, version = version, record = record }))
+redis.call('PUBLISH', channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
+  at = t[1] .. string.format('%06d', tonumber(t[2])), record = record }))
 return version

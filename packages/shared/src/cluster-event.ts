@@ -8,12 +8,33 @@ import { decodeNodeRecord, encodeNodeRecord, type DecodeResult, type NodeRecord 
  * `fslb:version` counter: a reader applies an event only when it is newer than what it holds
  * for that node, and reloads from the keys whenever it may have missed one.
  *
- *   {"v":1,"type":"node","id":"fs1","version":42,"record":{...hash fields...}}
+ *   {"v":1,"type":"node","id":"fs1","version":42,"at":"1764490000123456","resv":2,"record":{...}}
  *   {"v":1,"type":"removed","id":"fs1","version":43}
+ *   {"v":1,"type":"load","from":"proxy-a","nodes":{"fs1":{"s":10,"r":3,"at":"1764490000123999"}}}
+ *
+ * `at` is Redis time in microseconds (a string: JSON numbers lose digits in Lua's encoder) and
+ * orders load figures (sessions, reservations) from every writer, monitors and proxies alike.
+ * `resv` is the node's live reservations at that time. `load` messages are published by proxies,
+ * coalesced, with the figures their reservation scripts returned; they bump no version.
  */
 export type ClusterEvent =
-  | { type: 'node'; id: string; version: number; record: NodeRecord }
-  | { type: 'removed'; id: string; version: number };
+  | { type: 'node'; id: string; version: number; record: NodeRecord; at?: number; reservations?: number }
+  | { type: 'removed'; id: string; version: number }
+  | { type: 'load'; from: string; nodes: LoadFigure[] };
+
+/** One node's sessions and live reservations as Redis had them at `at` (µs since the epoch). */
+export interface LoadFigure {
+  id: string;
+  sessions: number;
+  reservations: number;
+  at: number;
+}
+
+const micros = z
+  .string()
+  .regex(/^\d{1,16}$/)
+  .transform(Number);
+const count = z.number().int().min(0);
 
 const envelope = z.discriminatedUnion('type', [
   z.object({
@@ -22,12 +43,20 @@ const envelope = z.discriminatedUnion('type', [
     id: z.string().regex(nodeIdRe),
     version: z.number().int().positive(),
     record: z.record(z.string(), z.string()),
+    at: micros.optional(),
+    resv: count.optional(),
   }),
   z.object({
     v: z.literal(1),
     type: z.literal('removed'),
     id: z.string().regex(nodeIdRe),
     version: z.number().int().positive(),
+  }),
+  z.object({
+    v: z.literal(1),
+    type: z.literal('load'),
+    from: z.string().max(128),
+    nodes: z.record(z.string().regex(nodeIdRe), z.object({ s: count, r: count, at: micros })),
   }),
 ]);
 
@@ -48,20 +77,46 @@ export function decodeClusterEvent(message: string): DecodeResult<ClusterEvent> 
   }
   const m = e.data;
   if (m.type === 'removed') return { ok: true, value: { type: 'removed', id: m.id, version: m.version } };
+  if (m.type === 'load') {
+    const nodes = Object.entries(m.nodes).map(([id, f]) => ({
+      id,
+      sessions: f.s,
+      reservations: f.r,
+      at: f.at,
+    }));
+    return { ok: true, value: { type: 'load', from: m.from, nodes } };
+  }
   const rec = decodeNodeRecord(m.record);
   if (!rec.ok) return { ok: false, problems: rec.problems.map((p) => `record.${p}`) };
   if (rec.value.id !== m.id) return { ok: false, problems: ['record.id differs from id'] };
-  return { ok: true, value: { type: 'node', id: m.id, version: m.version, record: rec.value } };
+  return {
+    ok: true,
+    value: {
+      type: 'node',
+      id: m.id,
+      version: m.version,
+      record: rec.value,
+      ...(m.at === undefined ? {} : { at: m.at }),
+      ...(m.resv === undefined ? {} : { reservations: m.resv }),
+    },
+  };
 }
 
 /** Writes one message as the Lua scripts do (used by tests and by writers outside Lua). */
 export function encodeClusterEvent(e: ClusterEvent): string {
   if (e.type === 'removed') return JSON.stringify({ v: 1, type: 'removed', id: e.id, version: e.version });
+  if (e.type === 'load') {
+    const nodes: Record<string, { s: number; r: number; at: string }> = {};
+    for (const f of e.nodes) nodes[f.id] = { s: f.sessions, r: f.reservations, at: String(f.at) };
+    return JSON.stringify({ v: 1, type: 'load', from: e.from, nodes });
+  }
   return JSON.stringify({
     v: 1,
     type: 'node',
     id: e.id,
     version: e.version,
+    ...(e.at === undefined ? {} : { at: String(e.at) }),
+    ...(e.reservations === undefined ? {} : { resv: e.reservations }),
     record: encodeNodeRecord(e.record),
   });
 }

@@ -15,12 +15,27 @@
  * |                      | (JSON)   | interval                 |                                 |                     |
  * | fslb:version         | STRING   | none                     | every script that changes a     | proxy, cli          |
  * |                      | (counter)|                          | node (INCR)                     |                     |
- * | fslb:events          | channel  | (pub/sub)                | monitor, cli                    | proxy               |
+ * | fslb:resv:<id>       | ZSET     | none; members (Call-IDs) | proxy (reserve, release);       | proxy, cli          |
+ * |                      |          | scored by expiry (ms)    | owning monitor (settles)        |                     |
+ * | fslb:call:<id>       | STRING   | longest reservation of   | proxy (reserve, release);       | proxy, monitor, cli |
+ * |                      |          | the call                 | owning monitor (settles)        |                     |
+ * | fslb:proxies         | ZSET     | none; members scored by  | every proxy                     | cli                 |
+ * |                      |          | expiry (epoch ms)        |                                 |                     |
+ * | fslb:proxy:<id>      | STRING   | 3 x proxy presence       | that proxy                      | cli                 |
+ * |                      | (JSON)   | interval                 |                                 |                     |
+ * | fslb:events          | channel  | (pub/sub)                | monitor, cli, proxy (load)      | proxy               |
  * | fslb:monitor-events  | channel  | (pub/sub)                | monitor (leases released)       | monitor             |
  *
  * `fslb:node:<id>` fields: id, sip, state (up|down|draining|unknown), reason, sessions,
  * maxSessions, idleCpu, cps, weight, admin (drain or empty), owner, heartbeatAt, updatedAt,
- * version, plus `cap` (the configured session cap); see `node-record.ts`. `version` comes from
+ * version, plus `cap` (the configured session cap); see `node-record.ts`.
+ *
+ * Reservations: a proxy reserves a slot on each node it hands a call to before proxying it.
+ * `fslb:resv:<id>` holds one member per reserved call (its SIP Call-ID) scored by the epoch ms
+ * at which the reservation lapses; `fslb:call:<id>` (the id is the Call-ID) lists the node ids the call holds slots
+ * on (space-separated), so that whoever ends the call's reservations (the owning monitor when
+ * FreeSWITCH counts the call, the proxy when it fails) ends all of them. A node's load is
+ * `sessions` + the unexpired members of its reservation set. `version` comes from
  * the one `fslb:version` counter, so versions rise across the whole cluster, and a node that is
  * removed and added again never goes back to an old version.
  *
@@ -72,6 +87,26 @@ export class ClusterKeys {
   /** STRING counter: the last version handed out to any node change. */
   get version(): string {
     return `${this.prefix}:version`;
+  }
+
+  /** ZSET: calls holding a slot on the node, scored by the epoch ms their reservation lapses. */
+  resv(id: string): string {
+    return `${this.prefix}:resv:${id}`;
+  }
+
+  /** STRING with a TTL: the node ids (space-separated) a call holds reservations on. */
+  call(callId: string): string {
+    return `${this.prefix}:call:${callId}`;
+  }
+
+  /** ZSET of live proxies, scored by the epoch ms at which each one's presence expires. */
+  get proxies(): string {
+    return `${this.prefix}:proxies`;
+  }
+
+  /** STRING (JSON) with a TTL: one proxy's presence (host, version, start time, view age). */
+  proxy(id: string): string {
+    return `${this.prefix}:proxy:${id}`;
   }
 
   /** Pub/sub channel of versioned change messages (see `cluster-event.ts`). */

@@ -22,6 +22,65 @@ export interface NodeWrite {
   loud: Readonly<Record<string, string | number>>;
   /** Fields stored without an event (heartbeatAt). */
   quiet?: Readonly<Record<string, string | number>>;
+  /**
+   * Call-IDs of calls FreeSWITCH has counted (CHANNEL_CREATE) and `loud.sessions` includes:
+   * their reservations end in this same write.
+   */
+  settle?: readonly string[];
+}
+
+/** What a reservation attempt found on one candidate node. */
+export const SlotStatus = {
+  /** A slot was taken. */
+  Taken: 1,
+  /** sessions + reservations reached maxSessions. */
+  Full: 0,
+  /** Not eligible in Redis: missing, not up, drained, no liveness key, unknown capacity. */
+  Ineligible: -1,
+  /** Not looked at: enough slots were taken on earlier candidates. */
+  Skipped: -2,
+} as const;
+export type SlotStatus = (typeof SlotStatus)[keyof typeof SlotStatus];
+
+/** One node's load as Redis had it at `at`. */
+export interface NodeLoad {
+  id: string;
+  sessions: number;
+  reservations: number;
+  maxSessions: number;
+}
+
+export interface ReserveResult {
+  /** Redis time of the reservation, microseconds since the epoch: orders load figures. */
+  at: number;
+  /** One entry per candidate, in the order given. */
+  nodes: (NodeLoad & { status: SlotStatus })[];
+  /** Ids of the nodes a slot was taken on, in candidate order. */
+  taken: string[];
+}
+
+export interface ReserveRequest {
+  callId: string;
+  /** Node ids in order of preference; slots are taken on the first ones with room. */
+  candidates: readonly string[];
+  /** Slots to take at most. */
+  want: number;
+  /** Lifetime of the first slot; each further slot lives `stepTtlMs` longer than the previous. */
+  firstTtlMs: number;
+  stepTtlMs: number;
+}
+
+/** One node in a consistent snapshot of the cluster. */
+export type ViewEntry =
+  | { id: string; ok: true; record: NodeRecord; alive: boolean; reservations: number }
+  | { id: string; ok: false; problems: string[] };
+
+export interface ViewSnapshot {
+  /** Redis time of the snapshot, microseconds since the epoch. */
+  at: number;
+  /** The `fslb:version` counter at that instant; 0 when it is missing or unreadable. */
+  version: number;
+  nodes: ViewEntry[];
 }
 
 export interface InvalidRecord {
@@ -66,8 +125,8 @@ export class ClusterStore {
     return Number(
       await runScript(
         this.redis,
-        'remove-node-5',
-        [k.nodes, k.node(id), k.alive(id), k.lease(id), k.version],
+        'remove-node-6',
+        [k.nodes, k.node(id), k.alive(id), k.lease(id), k.version, k.resv(id)],
         [id, k.events],
       ),
     );
@@ -81,9 +140,22 @@ export class ClusterStore {
     const r = Number(
       await runScript(
         this.redis,
-        'write-node-5',
-        [k.node(w.id), k.lease(w.id), k.alive(w.id), k.nodes, k.version],
-        [w.token, w.owner, w.livenessTtlMs, k.events, w.id, loud.length / 2, ...loud, ...quiet],
+        'write-node-6',
+        [k.node(w.id), k.lease(w.id), k.alive(w.id), k.nodes, k.version, k.resv(w.id)],
+        [
+          w.token,
+          w.owner,
+          w.livenessTtlMs,
+          k.events,
+          w.id,
+          loud.length / 2,
+          quiet.length / 2,
+          k.resv(''),
+          k.call(''),
+          ...loud,
+          ...quiet,
+          ...(w.settle ?? []),
+        ],
       ),
     );
     if (r === -1) return { kind: 'fenced' };
@@ -97,14 +169,146 @@ export class ClusterStore {
    */
   async monitorPresence(monitorId: string, ttlMs: number, summary: object | null): Promise<number> {
     const k = this.keys;
+    return this.#presence(k.monitors, k.monitor(monitorId), monitorId, ttlMs, summary);
+  }
+
+  /** The same for a proxy: returns how many proxies are alive. */
+  async proxyPresence(proxyId: string, ttlMs: number, summary: object | null): Promise<number> {
+    const k = this.keys;
+    return this.#presence(k.proxies, k.proxy(proxyId), proxyId, ttlMs, summary);
+  }
+
+  async #presence(
+    zset: string,
+    key: string,
+    id: string,
+    ttlMs: number,
+    summary: object | null,
+  ): Promise<number> {
     return Number(
       await runScript(
         this.redis,
-        'monitor-presence-2',
-        [k.monitors, k.monitor(monitorId)],
-        [monitorId, ttlMs, summary === null ? '' : JSON.stringify(summary)],
+        'presence-2',
+        [zset, key],
+        [id, ttlMs, summary === null ? '' : JSON.stringify(summary)],
       ),
     );
+  }
+
+  /**
+   * Takes slots for a call on the first candidates with room, in one round trip and atomically
+   * across every proxy (`reserve-call.lua`). Throws on a Redis error or an unreadable reply.
+   */
+  async reserveCall(req: ReserveRequest): Promise<ReserveResult> {
+    const k = this.keys;
+    const keys = [k.call(req.callId)];
+    for (const id of req.candidates) keys.push(k.node(id), k.resv(id), k.alive(id));
+    const reply = await runScript(this.redis, 'reserve-call', keys, [
+      req.callId,
+      req.want,
+      Math.ceil(req.firstTtlMs),
+      Math.ceil(req.stepTtlMs),
+      k.resv(''),
+      ...req.candidates,
+    ]);
+    if (!Array.isArray(reply) || reply.length !== req.candidates.length + 2) {
+      throw new TypeError('reserve-call: unexpected reply');
+    }
+    const nodes: ReserveResult['nodes'] = [];
+    const taken: string[] = [];
+    req.candidates.forEach((id, i) => {
+      const row = reply[i + 2] as unknown;
+      if (!Array.isArray(row)) throw new TypeError('reserve-call: unexpected reply');
+      const status = Number(row[0]) as SlotStatus;
+      if (status === SlotStatus.Taken) taken.push(id);
+      nodes.push({
+        id,
+        status,
+        sessions: Number(row[1]),
+        reservations: Number(row[2]),
+        maxSessions: Number(row[3]),
+      });
+    });
+    return { at: redisMicros(reply[0], reply[1]), nodes, taken };
+  }
+
+  /**
+   * Ends a call's reservations on every node but `keep` (the node that answered it, whose slot
+   * the monitor settles); `nodes` are ended even if the call key is gone. Returns the Redis time
+   * and the live reservations left on each node looked at.
+   */
+  async releaseCall(
+    callId: string,
+    nodes: readonly string[],
+    keep = '',
+  ): Promise<{ at: number; nodes: { id: string; reservations: number }[] }> {
+    const k = this.keys;
+    const reply = await runScript(
+      this.redis,
+      'release-call',
+      [k.call(callId)],
+      [callId, k.resv(''), keep, ...nodes],
+    );
+    if (!Array.isArray(reply) || reply.length < 2) throw new TypeError('release-call: unexpected reply');
+    return {
+      at: redisMicros(reply[0], reply[1]),
+      nodes: (reply.slice(2) as unknown[][]).map((row) => ({
+        id: String(row[0]),
+        reservations: Number(row[1]),
+      })),
+    };
+  }
+
+  /** Call-IDs holding a slot on a node, with the epoch ms at which each lapses. */
+  async reservations(id: string): Promise<{ callId: string; expiresAt: number }[]> {
+    const flat = await this.redis.zrangebyscore(this.keys.resv(id), Date.now(), '+inf', 'WITHSCORES');
+    const out: { callId: string; expiresAt: number }[] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      out.push({ callId: flat[i] ?? '', expiresAt: Number(flat[i + 1]) });
+    }
+    return out;
+  }
+
+  /**
+   * The whole cluster in one consistent snapshot (`read-view-2.lua`): every node's record,
+   * liveness and live reservations, with the Redis time and version counter of that instant.
+   * Unreadable records are returned as problems, never thrown.
+   */
+  async readView(): Promise<ViewSnapshot> {
+    const k = this.keys;
+    const reply = await runScript(
+      this.redis,
+      'read-view-2',
+      [k.nodes, k.version],
+      [k.node(''), k.alive(''), k.resv('')],
+    );
+    if (!Array.isArray(reply) || reply.length < 3) throw new TypeError('read-view: unexpected reply');
+    const version = Number(reply[2] ?? 0);
+    const nodes: ViewEntry[] = [];
+    for (const row of reply.slice(3) as unknown[][]) {
+      const id = String(row[0]);
+      const flat = row[1];
+      if (!Array.isArray(flat)) {
+        nodes.push({ id, ok: false, problems: [typeof flat === 'string' ? flat : 'unreadable record'] });
+        continue;
+      }
+      const hash: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) hash[String(flat[i])] = String(flat[i + 1]);
+      const d = decodeNodeRecord(hash);
+      if (!d.ok) nodes.push({ id, ok: false, problems: d.problems });
+      else if (d.value.id !== id) nodes.push({ id, ok: false, problems: ['id field differs from key'] });
+      else {
+        nodes.push({
+          id,
+          ok: true,
+          record: d.value,
+          alive: Number(row[2]) === 1,
+          reservations: Number(row[3]),
+        });
+      }
+    }
+    nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return { at: redisMicros(reply[0], reply[1]), version: Number.isFinite(version) ? version : 0, nodes };
   }
 
   async nodeIds(): Promise<string[]> {
@@ -139,4 +343,11 @@ export class ClusterStore {
     const values = await this.redis.mget(ids.map((id) => this.keys.alive(id)));
     return new Map(ids.map((id, i) => [id, values[i] ?? null]));
   }
+}
+
+/** Redis TIME (seconds, microseconds) as microseconds since the epoch (exact below 2^53). */
+function redisMicros(sec: unknown, usec: unknown): number {
+  const v = Number(sec) * 1_000_000 + Number(usec);
+  if (!Number.isFinite(v)) throw new TypeError('unexpected Redis time');
+  return v;
 }

@@ -1,6 +1,22 @@
 export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
-export { ClusterStore, type InvalidRecord, type NodeWrite, type WriteOutcome } from './cluster-store.js';
-export { decodeClusterEvent, encodeClusterEvent, type ClusterEvent } from './cluster-event.js';
+export {
+  ClusterStore,
+  SlotStatus,
+  type InvalidRecord,
+  type NodeLoad,
+  type NodeWrite,
+  type ReserveRequest,
+  type ReserveResult,
+  type ViewEntry,
+  type ViewSnapshot,
+  type WriteOutcome,
+} from './cluster-store.js';
+export {
+  decodeClusterEvent,
+  encodeClusterEvent,
+  type ClusterEvent,
+  type LoadFigure,
+} from './cluster-event.js';
 export {
   AdminState,
   decodeNodeRecord,
@@ -30,6 +46,7 @@ export {
 } from './config/schema.js';
 export { ConfigError, FslbError, formatIssues, type ConfigIssue } from './errors.js';
 export { createLogger, type Logger, type LoggerSettings } from './logger.js';
+export { HealthHttpServer, type HealthSource, type MetricsRegistry } from './http-server.js';
 export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {
   createRedis,

@@ -18,6 +18,9 @@ const envOverrides: readonly { name: string; path: readonly string[]; numeric?: 
   { name: 'FSLB_MONITOR_HTTP_PORT', path: ['monitor', 'http', 'port'], numeric: true },
   { name: 'FSLB_PROXY_ID', path: ['proxy', 'id'] },
   { name: 'FSLB_PROXY_HTTP_PORT', path: ['proxy', 'http', 'port'], numeric: true },
+  { name: 'FSLB_DRACHTIO_HOST', path: ['proxy', 'drachtio', 'host'] },
+  { name: 'FSLB_DRACHTIO_PORT', path: ['proxy', 'drachtio', 'port'], numeric: true },
+  { name: 'FSLB_PROXY_MAX_CPS', path: ['proxy', 'maxCps'], numeric: true },
 ];
 
 /** Finds the config file named by `--config FILE`, `--config=FILE` or FSLB_CONFIG. */

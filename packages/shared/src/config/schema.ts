@@ -158,7 +158,26 @@ const proxySchema = z
         }
       }),
     recordRoute: z.boolean().default(false),
+    /** Methods proxied besides OPTIONS; REGISTER and SUBSCRIBE go to a node chosen by their AOR. */
+    methods: z
+      .array(z.enum(['INVITE', 'REGISTER', 'SUBSCRIBE']))
+      .min(1)
+      .default(['INVITE'])
+      .refine((m) => m.includes('INVITE'), { message: 'must include INVITE' })
+      .refine((m) => new Set(m).size === m.length, { message: 'each method once' }),
     maxTargets: z.number().int().min(1).max(16).default(3),
+    /** Full reload of the view from the keys, whatever the events said. */
+    resyncIntervalMs: positiveMs.default(5000),
+    /** OPTIONS answers 503 when the view has not heard from Redis for this long. */
+    viewMaxAgeMs: positiveMs.default(30_000),
+    /** The reservation round trip's own timeout; past it the call proceeds on local accounting. */
+    reserveTimeoutMs: positiveMs.default(50),
+    /** A reservation outlives the provisional timeout by this much before it lapses. */
+    reservationMarginMs: positiveMs.default(1000),
+    /** Load figures learnt from reservations are published at most this often. */
+    loadPublishMs: z.number().int().min(1).default(20),
+    /** SIGTERM waits this long at most for calls in progress to finish. */
+    shutdownTimeoutMs: positiveMs.default(40_000),
     provisionalTimeout: duration.default(2000),
     finalTimeout: duration.default(30_000),
     retryAfterSec: z.number().int().min(0).max(86_400).default(5),

@@ -1,22 +1,27 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '@fslb/shared';
-import type { Registry } from 'prom-client';
+import type { Logger } from './logger.js';
 
 export interface HealthSource {
   /** Liveness: the process works (JSON details). */
   health(): Record<string, unknown>;
-  /** Readiness: true when the monitor can do its job (Redis reachable, claims running). */
+  /** Readiness: true when the component can do its job; `detail` says what it sees. */
   ready(): { ready: boolean; detail: Record<string, unknown> };
 }
 
-/** `/healthz`, `/readyz` and `/metrics` on one small HTTP server. */
-export class MonitorHttpServer {
+/** What the server needs of a prom-client Registry. */
+export interface MetricsRegistry {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/** `/healthz`, `/readyz` and `/metrics` on one small HTTP server (monitor and proxy alike). */
+export class HealthHttpServer {
   readonly #server: Server;
   readonly #log: Logger;
   #closing: Promise<void> | undefined;
 
-  constructor(source: HealthSource, registry: Registry, log: Logger) {
+  constructor(source: HealthSource, registry: MetricsRegistry, log: Logger) {
     this.#log = log;
     this.#server = createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];

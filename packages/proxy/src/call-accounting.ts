@@ -1,0 +1,272 @@
+import {
+  encodeClusterEvent,
+  SlotStatus,
+  type ClusterStore,
+  type LoadFigure,
+  type Logger,
+} from '@fslb/shared';
+import type { ClusterView } from './view/cluster-view.js';
+import type { ViewNode } from './view/view-node.js';
+
+/** How a call's slots were taken. */
+export const SlotMode = {
+  /** Reserved in Redis, atomically across every proxy. */
+  Redis: 'redis',
+  /** Redis was slow or unreachable: counted in this proxy only. */
+  Local: 'local',
+} as const;
+export type SlotMode = (typeof SlotMode)[keyof typeof SlotMode];
+
+/** The slots one call holds; handed back to `release` when the call's outcome is known. */
+export interface CallSlots {
+  readonly callId: string;
+  readonly mode: SlotMode;
+  /** The nodes holding a slot, in failover order: the call's targets. */
+  readonly nodes: readonly ViewNode[];
+  /** Local mode: when these slots lapse by themselves (monotonic ms). */
+  readonly expiresAt: number;
+}
+
+export type ReserveOutcome =
+  | { kind: 'reserved'; slots: CallSlots; ms: number }
+  /** Every candidate was full or not eligible in Redis. */
+  | { kind: 'full'; ms: number };
+
+export interface AccountingSettings {
+  /** Slots a call takes at most (primary + failovers). */
+  maxTargets: number;
+  /** The reservation round trip's own timeout; past it the call proceeds on local accounting. */
+  timeoutMs: number;
+  /** Lifetime of the first slot (a little above the provisional timeout). */
+  firstTtlMs: number;
+  /** Added lifetime of each further slot (serial forking reaches it one provisional timeout later). */
+  stepTtlMs: number;
+  /** Load figures learnt from replies are published at most this often. */
+  publishMs: number;
+  proxyId: string;
+}
+
+export interface AccountingObserver {
+  reservation(result: 'redis' | 'full' | 'local-timeout' | 'local-error' | 'local-offline', ms: number): void;
+}
+
+/**
+ * Exact cluster-wide accounting of calls in setup. Before a call is proxied, one script call
+ * takes a slot on each of its targets in Redis (`reserve-call.lua`), so that however many proxies
+ * send at once no node is handed more calls than it takes. The reply's load figures update this
+ * proxy's view at once and are published, coalesced, for the others.
+ *
+ * A slot ends when FreeSWITCH counts the call (the owning monitor settles it), when the proxy
+ * learns the call failed at that node (`release`), or by its TTL. When Redis is slow or gone the
+ * call proceeds at once on local accounting: slots counted in this proxy's view only.
+ */
+export class CallAccounting {
+  readonly #store: ClusterStore;
+  readonly #view: ClusterView;
+  readonly #settings: AccountingSettings;
+  readonly #observer: AccountingObserver;
+  readonly #log: Logger;
+  readonly #redisReady: () => boolean;
+  /** Local-mode slots by Call-ID, swept when they lapse. */
+  readonly #local = new Map<string, CallSlots>();
+  #sweep: NodeJS.Timeout | undefined;
+  readonly #outbox = new Map<string, LoadFigure>();
+  #flush: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(opts: {
+    store: ClusterStore;
+    view: ClusterView;
+    settings: AccountingSettings;
+    observer: AccountingObserver;
+    log: Logger;
+    redisReady: () => boolean;
+  }) {
+    this.#store = opts.store;
+    this.#view = opts.view;
+    this.#settings = opts.settings;
+    this.#observer = opts.observer;
+    this.#log = opts.log;
+    this.#redisReady = opts.redisReady;
+  }
+
+  /** Local-mode slots held now (for metrics and tests). */
+  get localSlots(): number {
+    return this.#local.size;
+  }
+
+  /**
+   * Takes slots for a call on the first `maxTargets` candidates with room. `candidates` is the
+   * selection's ordered list, longer than maxTargets so that a node found full in Redis is
+   * replaced by the next one within the same round trip.
+   */
+  async reserve(callId: string, candidates: readonly ViewNode[]): Promise<ReserveOutcome> {
+    const started = performance.now();
+    const s = this.#settings;
+    if (!this.#redisReady()) return this.#reserveLocally(callId, candidates, started, 'local-offline');
+    const primary = candidates[0];
+    if (primary) primary.pending++;
+    const clock = { timedOut: false };
+    let timer: NodeJS.Timeout | undefined;
+    const attempt = this.#store.reserveCall({
+      callId,
+      candidates: candidates.map((n) => n.id),
+      want: s.maxTargets,
+      firstTtlMs: s.firstTtlMs,
+      stepTtlMs: s.stepTtlMs,
+    });
+    const settled = attempt.finally(() => {
+      if (primary) primary.pending--;
+    });
+    try {
+      const result = await Promise.race([
+        settled,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            clock.timedOut = true;
+            reject(new Error(`no reply within ${s.timeoutMs} ms`));
+          }, s.timeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      const ms = performance.now() - started;
+      const taken: ViewNode[] = [];
+      for (const r of result.nodes) {
+        if (r.status === SlotStatus.Skipped) continue;
+        const figure = { id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at };
+        this.#view.applyLoad(figure);
+        this.#queue(figure);
+        if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
+        if (r.status === SlotStatus.Taken) {
+          const n = this.#view.get(r.id);
+          if (n) taken.push(n);
+        }
+      }
+      if (taken.length === 0) {
+        this.#observer.reservation('full', ms);
+        return { kind: 'full', ms };
+      }
+      this.#observer.reservation('redis', ms);
+      return { kind: 'reserved', ms, slots: { callId, mode: SlotMode.Redis, nodes: taken, expiresAt: 0 } };
+    } catch (err) {
+      clearTimeout(timer);
+      if (clock.timedOut) {
+        // The script may still run: whatever it takes then is ended when it answers.
+        settled.then(
+          (late) => void this.#releaseRedis(callId, late.taken),
+          () => undefined,
+        );
+      } else {
+        this.#log.debug({ err, callId }, 'reservation failed; counting locally');
+      }
+      return this.#reserveLocally(
+        callId,
+        candidates,
+        started,
+        clock.timedOut ? 'local-timeout' : 'local-error',
+      );
+    }
+  }
+
+  /**
+   * Ends a call's slots once its outcome is known. `answeredBy`: the node that answered it,
+   * whose slot stays for the monitor to settle when FreeSWITCH counts the call (or to lapse).
+   * Never throws and never delays the caller: Redis work runs in the background.
+   */
+  release(slots: CallSlots, answeredBy?: ViewNode): void {
+    if (slots.mode === SlotMode.Local) {
+      if (this.#local.get(slots.callId) === slots) {
+        this.#local.delete(slots.callId);
+        for (const n of slots.nodes) n.local--;
+      }
+      return;
+    }
+    const ids = slots.nodes.map((n) => n.id);
+    const keep = answeredBy?.id ?? '';
+    if (ids.length === 1 && ids[0] === keep) return;
+    void this.#releaseRedis(slots.callId, ids, keep);
+  }
+
+  async #releaseRedis(callId: string, ids: readonly string[], keep = ''): Promise<void> {
+    if (ids.length === 0 || this.#closed) return;
+    try {
+      const r = await this.#store.releaseCall(callId, ids, keep);
+      for (const n of r.nodes) {
+        const held = this.#view.get(n.id);
+        if (!held) continue;
+        const figure = { id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at };
+        this.#view.applyLoad(figure);
+        this.#queue(figure);
+      }
+    } catch (err) {
+      // The slots lapse by their TTL; nothing is lost but a little capacity for a few seconds.
+      this.#log.debug({ err, callId }, 'could not release reservations; they lapse by their TTL');
+    }
+  }
+
+  #reserveLocally(
+    callId: string,
+    candidates: readonly ViewNode[],
+    started: number,
+    why: 'local-timeout' | 'local-error' | 'local-offline',
+  ): ReserveOutcome {
+    const s = this.#settings;
+    const nodes: ViewNode[] = [];
+    for (const n of candidates) {
+      if (nodes.length >= s.maxTargets) break;
+      if (n.sessions + n.reservations < n.maxSessions) nodes.push(n);
+    }
+    const ms = performance.now() - started;
+    this.#observer.reservation(why, ms);
+    if (nodes.length === 0) return { kind: 'full', ms };
+    const previous = this.#local.get(callId);
+    if (previous) this.release(previous);
+    for (const n of nodes) n.local++;
+    const slots: CallSlots = {
+      callId,
+      mode: SlotMode.Local,
+      nodes,
+      expiresAt: performance.now() + s.firstTtlMs + s.stepTtlMs * (nodes.length - 1),
+    };
+    this.#local.set(callId, slots);
+    this.#sweep ??= setInterval(() => this.#sweepLocal(), 250);
+    return { kind: 'reserved', ms, slots };
+  }
+
+  #sweepLocal(): void {
+    const now = performance.now();
+    for (const slots of this.#local.values()) if (slots.expiresAt <= now) this.release(slots);
+    if (this.#local.size === 0) {
+      clearInterval(this.#sweep);
+      this.#sweep = undefined;
+    }
+  }
+
+  /** Queues a load figure for the coalesced `load` message. */
+  #queue(f: LoadFigure): void {
+    if (this.#closed) return;
+    const held = this.#outbox.get(f.id);
+    if (!held || held.at < f.at) this.#outbox.set(f.id, f);
+    this.#flush ??= setTimeout(() => {
+      this.#flush = undefined;
+      this.#publish();
+    }, this.#settings.publishMs);
+  }
+
+  #publish(): void {
+    if (this.#outbox.size === 0 || !this.#redisReady()) return;
+    const nodes = [...this.#outbox.values()];
+    this.#outbox.clear();
+    const message = encodeClusterEvent({ type: 'load', from: this.#settings.proxyId, nodes });
+    this.#store.redis.publish(this.#store.keys.events, message).catch((err: unknown) => {
+      this.#log.debug({ err }, 'could not publish load figures');
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#sweep);
+    clearTimeout(this.#flush);
+    this.#outbox.clear();
+  }
+}

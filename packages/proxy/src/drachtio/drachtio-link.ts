@@ -1,0 +1,199 @@
+import { EventEmitter } from 'node:events';
+import Srf from 'drachtio-srf';
+import type { Logger } from '@fslb/shared';
+
+/**
+ * The only module that touches drachtio-srf. It connects to drachtio-server in inbound mode,
+ * reconnecting for ever with capped backoff, registers the methods the proxy serves, and hands
+ * each request on as an `InboundRequest`: a small typed surface the router can be tested with.
+ *
+ * drachtio-srf's bundled types lack `req.proxy`, `srf.options` and the reconnect options; the
+ * structural types below describe exactly what fslb uses of it.
+ */
+
+/** One response a proxied target sent, as drachtio-server reported it. */
+export interface TargetResponse {
+  address: string;
+  port: number;
+  status: number;
+}
+
+export interface ProxyResult {
+  /** A 2xx reached the caller. */
+  connected: boolean;
+  /** The last final status drachtio-server saw (undefined when no target answered). */
+  finalStatus: number | undefined;
+  /** Every final response from a target, in order. Silent targets leave no entry. */
+  responses: TargetResponse[];
+}
+
+export interface ProxyRequest {
+  destinations: readonly string[];
+  recordRoute: boolean;
+  provisionalTimeout: string;
+  finalTimeout: string;
+}
+
+/** A SIP request as the router needs it. */
+export interface InboundRequest {
+  readonly method: string;
+  readonly callId: string;
+  readonly sourceAddress: string;
+  readonly sourcePort: number;
+  readonly protocol: string;
+  header(name: string): string | undefined;
+  /** The To header's URI (the address of record of a REGISTER or SUBSCRIBE). */
+  toUri(): string;
+  respond(status: number, reason: string, headers?: Record<string, string>): void;
+  proxy(req: ProxyRequest): Promise<ProxyResult>;
+}
+
+export interface DrachtioSettings {
+  host: string;
+  port: number;
+  secret: string;
+  /** Longest wait between reconnect attempts. */
+  retryMaxDelayMs: number;
+}
+
+type Events = {
+  connected: [hostports: string];
+  disconnected: [];
+  request: [InboundRequest];
+};
+
+interface SrfMessage {
+  method: string;
+  callId: string;
+  source_address: string;
+  source_port: string | number;
+  protocol: string;
+  get(name: string): string | undefined;
+  has(name: string): boolean;
+  getParsedHeader(name: 'To'): { uri: string };
+  proxy(opts: Record<string, unknown>): Promise<SrfProxyResult>;
+}
+interface SrfResponse {
+  send(status: number, reason: string, opts: { headers: Record<string, string> }): void;
+}
+interface SrfProxyResult {
+  connected: boolean;
+  finalStatus?: number;
+  responses: { address: string; port: number | string; msgs: { status: number }[] }[];
+}
+type Handler = (req: SrfMessage, res: SrfResponse) => void;
+interface SrfApp {
+  connect(opts: Record<string, unknown>): void;
+  disconnect(): void;
+  on(event: 'connect', fn: (err: Error | null, hostports: string) => void): void;
+  on(event: 'close' | 'reconnecting', fn: () => void): void;
+  on(event: 'error', fn: (err: Error) => void): void;
+  invite(fn: Handler): void;
+  options(fn: Handler): void;
+  register(fn: Handler): void;
+  subscribe(fn: Handler): void;
+}
+
+export class DrachtioLink extends EventEmitter<Events> {
+  readonly #settings: DrachtioSettings;
+  readonly #log: Logger;
+  readonly #srf: SrfApp;
+  #connected = false;
+  #closed = false;
+  #failing = false;
+
+  constructor(settings: DrachtioSettings, log: Logger) {
+    super();
+    this.#settings = settings;
+    this.#log = log;
+    this.#srf = new Srf() as unknown as SrfApp;
+  }
+
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Registers handlers for `methods` (upper case) and OPTIONS, then connects. */
+  start(methods: readonly string[]): void {
+    const srf = this.#srf;
+    const handler: Handler = (req, res) => this.emit('request', wrap(req, res));
+    srf.options(handler);
+    for (const m of methods) {
+      if (m === 'INVITE') srf.invite(handler);
+      else if (m === 'REGISTER') srf.register(handler);
+      else if (m === 'SUBSCRIBE') srf.subscribe(handler);
+    }
+    srf.on('connect', (err, hostports) => {
+      if (err) {
+        this.#log.error(
+          { err: err.message },
+          'drachtio-server refused the connection: check proxy.drachtio.secret',
+        );
+        return;
+      }
+      this.#connected = true;
+      this.#failing = false;
+      this.#log.info({ hostports }, 'connected to drachtio-server');
+      this.emit('connected', hostports);
+    });
+    srf.on('close', () => {
+      if (this.#closed) return;
+      if (this.#connected) this.#log.warn('drachtio-server connection lost; reconnecting');
+      this.#connected = false;
+      this.emit('disconnected');
+    });
+    srf.on('error', (err) => {
+      // Without a listener srf's errors kill the process; a refused connect lands here on every retry.
+      if (!this.#failing && !this.#closed)
+        this.#log.warn({ err: err.message }, 'drachtio-server connection error; retrying');
+      this.#failing = true;
+    });
+    srf.connect({
+      host: this.#settings.host,
+      port: this.#settings.port,
+      secret: this.#settings.secret,
+      reconnect: { retryMaxDelay: this.#settings.retryMaxDelayMs },
+    });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#connected = false;
+    try {
+      this.#srf.disconnect();
+    } catch {
+      // Not connected: nothing to close.
+    }
+  }
+}
+
+function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
+  return {
+    method: req.method,
+    callId: req.callId || (req.get('Call-ID') ?? ''),
+    sourceAddress: req.source_address,
+    sourcePort: Number(req.source_port),
+    protocol: req.protocol,
+    header: (name) => (req.has(name) ? req.get(name) : undefined),
+    toUri: () => req.getParsedHeader('To').uri,
+    respond: (status, reason, headers = {}) => res.send(status, reason, { headers }),
+    proxy: async (p) => {
+      const r = await req.proxy({
+        destination: [...p.destinations],
+        remainInDialog: p.recordRoute,
+        forking: 'sequential',
+        provisionalTimeout: p.provisionalTimeout,
+        finalTimeout: p.finalTimeout,
+        followRedirects: false,
+      });
+      const responses: TargetResponse[] = [];
+      for (const group of r.responses) {
+        for (const m of group.msgs) {
+          responses.push({ address: group.address, port: Number(group.port), status: m.status });
+        }
+      }
+      return { connected: r.connected, finalStatus: r.finalStatus, responses };
+    },
+  };
+}

@@ -1,0 +1,82 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The proxy's Prometheus metrics, on a registry of its own (tests run several proxies in one process). */
+export class ProxyMetrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'fslb_proxy_requests_total',
+    help:
+      'Requests by method and outcome (connected, failed, no-capacity, forbidden, rate-limited, ' +
+      'overloaded, shutting-down, timeout, error, options-ok, options-unavailable)',
+    labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly decisionSeconds = new Histogram({
+    name: 'fslb_proxy_decision_duration_seconds',
+    help: 'Time to choose the targets of one request from the view (no I/O)',
+    buckets: [0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.001],
+    registers: [this.registry],
+  });
+  readonly reservationSeconds = new Histogram({
+    name: 'fslb_proxy_reservation_duration_seconds',
+    help: 'Round trip of the reservation script, by outcome',
+    labelNames: ['outcome'] as const,
+    buckets: [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+    registers: [this.registry],
+  });
+  readonly reservations = new Counter({
+    name: 'fslb_proxy_reservations_total',
+    help:
+      'Reservations by outcome: redis (slots taken atomically), full (every candidate full in ' +
+      'Redis), local-timeout, local-error, local-offline (counted in this proxy only)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly targetFailures = new Counter({
+    name: 'fslb_proxy_target_failures_total',
+    help: 'Final failure responses from nodes, by node and status (a failover followed)',
+    labelNames: ['node', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly eligibleNodes = new Gauge({
+    name: 'fslb_proxy_eligible_nodes',
+    help: 'Nodes that can take a call now (up, not drained, watched, below capacity)',
+    registers: [this.registry],
+  });
+  readonly viewAgeSeconds = new Gauge({
+    name: 'fslb_proxy_view_age_seconds',
+    help: 'Time since the view last heard from Redis (snapshot or event)',
+    registers: [this.registry],
+  });
+  readonly viewSource = new Gauge({
+    name: 'fslb_proxy_view_source',
+    help: '1 for the current source of the view: none, live, last-known',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly redisUp = new Gauge({
+    name: 'fslb_proxy_redis_up',
+    help: '1 when the Redis command connection is ready',
+    registers: [this.registry],
+  });
+  readonly drachtioUp = new Gauge({
+    name: 'fslb_proxy_drachtio_up',
+    help: '1 when connected to drachtio-server',
+    registers: [this.registry],
+  });
+  readonly callsInProgress = new Gauge({
+    name: 'fslb_proxy_calls_in_progress',
+    help: 'Requests being proxied now (waiting for a final response)',
+    registers: [this.registry],
+  });
+  readonly nodeLoad = new Gauge({
+    name: 'fslb_proxy_node_load',
+    help: 'Per node, as this proxy sees it: sessions, reservations, max',
+    labelNames: ['node', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'fslb_proxy_process_' });
+  }
+}

@@ -1,0 +1,302 @@
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import {
+  ClusterKeys,
+  ClusterStore,
+  HealthHttpServer,
+  RedisConnections,
+  type FslbConfig,
+  type Logger,
+} from '@fslb/shared';
+import { CallAccounting } from './call-accounting.js';
+import { DrachtioLink } from './drachtio/drachtio-link.js';
+import { SourceAcl } from './guards/acl.js';
+import { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
+import { ProxyMetrics } from './metrics.js';
+import { Router } from './router.js';
+import { hasRoom } from './selection/select.js';
+import { ClusterView } from './view/cluster-view.js';
+import { ViewSource, ViewSync } from './view/view-sync.js';
+
+export interface ProxyOptions {
+  config: FslbConfig;
+  log: Logger;
+  /** Serve /healthz, /readyz, /metrics on config.proxy.http (default true). */
+  http?: boolean;
+  /** Random source for selection (tests); Math.random by default. */
+  random?: () => number;
+}
+
+type Events = {
+  /** drachtio-server accepted the connection and the routes. */
+  connected: [];
+  disconnected: [];
+};
+
+/** How often a proxy refreshes its presence key; the key lives three times as long. */
+const PRESENCE_MS = 2000;
+const VERSION = '0.1.0';
+
+/**
+ * One fslb proxy replica: the view of the cluster from Redis, the drachtio-server connection,
+ * and the router between them. Keeps nothing that matters in itself: a restarted replica
+ * reloads the view and reservations live in Redis.
+ */
+export class FslbProxy extends EventEmitter<Events> {
+  readonly id: string;
+  readonly metrics = new ProxyMetrics();
+  readonly view = new ClusterView();
+  readonly #config: FslbConfig;
+  readonly #log: Logger;
+  readonly #conns: RedisConnections;
+  readonly #store: ClusterStore;
+  readonly #sync: ViewSync;
+  readonly #accounting: CallAccounting;
+  readonly #router: Router;
+  readonly #link: DrachtioLink;
+  readonly #opts: ProxyOptions;
+  readonly #startedAt = Date.now();
+  #http: HealthHttpServer | undefined;
+  #httpPort: number | undefined;
+  #presence: NodeJS.Timeout | undefined;
+  #gauges: NodeJS.Timeout | undefined;
+  #closing: Promise<void> | undefined;
+  #draining = false;
+
+  constructor(opts: ProxyOptions) {
+    super();
+    this.#opts = opts;
+    const config = opts.config;
+    const p = config.proxy;
+    this.#config = config;
+    this.id = p.id;
+    this.#log = opts.log.child({ component: 'proxy', proxyId: this.id });
+    this.#conns = new RedisConnections(config.redis, { name: `fslb-proxy-${this.id}`, log: this.#log });
+    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(config.prefix));
+    this.#sync = new ViewSync({
+      view: this.view,
+      store: this.#store,
+      subscriber: this.#conns.subscriber,
+      resyncMs: p.resyncIntervalMs,
+      log: this.#log,
+    });
+    const metrics = this.metrics;
+    this.#accounting = new CallAccounting({
+      store: this.#store,
+      view: this.view,
+      settings: {
+        maxTargets: p.maxTargets,
+        timeoutMs: p.reserveTimeoutMs,
+        firstTtlMs: p.provisionalTimeout + p.reservationMarginMs,
+        stepTtlMs: p.provisionalTimeout,
+        publishMs: p.loadPublishMs,
+        proxyId: this.id,
+      },
+      observer: {
+        reservation(outcome, ms) {
+          metrics.reservations.inc({ outcome });
+          metrics.reservationSeconds.observe({ outcome }, ms / 1000);
+        },
+      },
+      log: this.#log,
+      redisReady: () => this.#conns.client.status === 'ready',
+    });
+    const now = performance.now();
+    this.#router = new Router({
+      view: this.view,
+      accounting: this.#accounting,
+      settings: {
+        maxTargets: p.maxTargets,
+        recordRoute: p.recordRoute,
+        provisionalTimeoutMs: p.provisionalTimeout,
+        finalTimeoutMs: p.finalTimeout,
+        retryAfterSec: p.retryAfterSec,
+        affinityHeader: p.affinityHeader,
+        viewMaxAgeMs: p.viewMaxAgeMs,
+      },
+      acl: new SourceAcl(p.acl),
+      perSource: new SourceRateLimiter(p.rateLimit.perSourcePerSec, p.rateLimit.burst),
+      cps:
+        p.maxCps === undefined
+          ? undefined
+          : new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
+      metrics,
+      log: this.#log,
+      ...(opts.random ? { random: opts.random } : {}),
+    });
+    this.#link = new DrachtioLink(
+      { host: p.drachtio.host, port: p.drachtio.port, secret: p.drachtio.secret, retryMaxDelayMs: 5000 },
+      this.#log,
+    );
+  }
+
+  get httpPort(): number | undefined {
+    return this.#httpPort;
+  }
+
+  get source(): ViewSource {
+    return this.#sync.source;
+  }
+
+  get drachtioConnected(): boolean {
+    return this.#link.connected;
+  }
+
+  /** Requests being proxied now. */
+  get inFlight(): number {
+    return this.#router.inFlight;
+  }
+
+  /** Reloads the view from Redis now (tests; also runs periodically and after every resubscribe). */
+  resync(): Promise<void> {
+    return this.#sync.resync('requested');
+  }
+
+  async start(): Promise<void> {
+    const p = this.#config.proxy;
+    this.#conns.client.on('ready', () => void this.#announce());
+    try {
+      await this.#conns.connect();
+    } catch (err) {
+      this.#log.warn({ err }, 'redis is not reachable yet; starting without a view and retrying');
+    }
+    await this.#sync.start();
+    this.#link.on('request', (req) => this.#router.handle(req));
+    this.#link.on('connected', () => this.emit('connected'));
+    this.#link.on('disconnected', () => {
+      this.#router.abandonInFlight('drachtio-lost');
+      this.emit('disconnected');
+    });
+    this.#link.start(p.methods);
+    if (this.#opts.http ?? true) {
+      this.#http = new HealthHttpServer(this, this.metrics.registry, this.#log);
+      this.#httpPort = await this.#http.listen(p.http.host, p.http.port);
+    }
+    this.#presence = setInterval(() => void this.#announce(), PRESENCE_MS);
+    this.#gauges = setInterval(() => this.#updateGauges(), 1000);
+    this.#updateGauges();
+    void this.#announce();
+    this.#log.info(
+      {
+        drachtio: `${p.drachtio.host}:${p.drachtio.port}`,
+        prefix: this.#config.prefix,
+        nodes: this.view.nodes.length,
+        methods: p.methods,
+        maxTargets: p.maxTargets,
+        maxCps: p.maxCps ?? null,
+        recordRoute: p.recordRoute,
+      },
+      'proxy started',
+    );
+  }
+
+  /**
+   * SIGTERM: answers new requests 503 (so the upstream moves to another replica), waits for the
+   * calls in progress to get their final answers, then closes. Bounded by shutdownTimeoutMs.
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    const left = this.#router.inFlight;
+    this.#log.info({ inFlight: left }, 'draining: new requests get 503; waiting for calls in progress');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      this.#router.drain().then(() => false),
+      new Promise<boolean>(
+        (resolve) => (timer = setTimeout(() => resolve(true), this.#config.proxy.shutdownTimeoutMs)),
+      ),
+    ]);
+    clearTimeout(timer);
+    if (timedOut)
+      this.#log.warn({ inFlight: this.#router.inFlight }, 'drain timed out; closing with calls in progress');
+    else this.#log.info('drained: no call in progress');
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      clearInterval(this.#presence);
+      clearInterval(this.#gauges);
+      this.#sync.close();
+      this.#link.close();
+      this.#router.abandonInFlight('closed');
+      this.#accounting.close();
+      await this.#http?.close();
+      if (this.#conns.client.status === 'ready') {
+        await this.#store.proxyPresence(this.id, PRESENCE_MS * 3, null).catch(() => undefined);
+      }
+      await this.#conns.close();
+      this.#log.info('proxy stopped');
+    })();
+    return this.#closing;
+  }
+
+  health(): Record<string, unknown> {
+    return { id: this.id, uptimeSec: Math.round((Date.now() - this.#startedAt) / 1000) };
+  }
+
+  ready(): { ready: boolean; detail: Record<string, unknown> } {
+    const source = this.#sync.source;
+    const ageMs = this.#viewAgeMs();
+    const eligible = this.view.nodes.filter(hasRoom).length;
+    const drachtio = this.#link.connected;
+    const ready = drachtio && !this.#draining && this.#router.canRoute();
+    const state = !ready ? 'unready' : source === ViewSource.Live ? 'ok' : 'degraded';
+    return {
+      ready,
+      detail: {
+        state,
+        draining: this.#draining,
+        drachtio: drachtio ? 'connected' : 'disconnected',
+        redis: this.#conns.client.status,
+        view: {
+          source,
+          ageMs: ageMs === null ? null : Math.round(ageMs),
+          nodes: this.view.nodes.length,
+          eligible,
+        },
+        inFlight: this.#router.inFlight,
+        localSlots: this.#accounting.localSlots,
+      },
+    };
+  }
+
+  #viewAgeMs(): number | null {
+    return this.view.loaded ? performance.now() - this.view.touchedAt : null;
+  }
+
+  #updateGauges(): void {
+    const m = this.metrics;
+    const age = this.#viewAgeMs();
+    m.viewAgeSeconds.set(age === null ? -1 : age / 1000);
+    for (const s of Object.values(ViewSource))
+      m.viewSource.set({ source: s }, s === this.#sync.source ? 1 : 0);
+    m.redisUp.set(this.#conns.client.status === 'ready' ? 1 : 0);
+    m.drachtioUp.set(this.#link.connected ? 1 : 0);
+    m.eligibleNodes.set(this.view.nodes.filter(hasRoom).length);
+    m.nodeLoad.reset();
+    for (const n of this.view.nodes) {
+      m.nodeLoad.set({ node: n.id, kind: 'sessions' }, n.sessions);
+      m.nodeLoad.set({ node: n.id, kind: 'reservations' }, n.reservations);
+      m.nodeLoad.set({ node: n.id, kind: 'max' }, n.maxSessions);
+    }
+  }
+
+  async #announce(): Promise<void> {
+    if (this.#conns.client.status !== 'ready' || this.#closing) return;
+    const age = this.#viewAgeMs();
+    try {
+      await this.#store.proxyPresence(this.id, PRESENCE_MS * 3, {
+        id: this.id,
+        host: hostname(),
+        pid: process.pid,
+        version: VERSION,
+        startedAt: this.#startedAt,
+        viewAgeMs: age === null ? null : Math.round(age),
+        viewSource: this.#sync.source,
+        nodes: this.view.nodes.length,
+        drachtio: this.#link.connected,
+      });
+    } catch (err) {
+      this.#log.debug({ err }, 'could not refresh the presence key');
+    }
+  }
+}

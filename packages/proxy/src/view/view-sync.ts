@@ -1,0 +1,183 @@
+import { EventEmitter } from 'node:events';
+import { decodeClusterEvent, type ClusterStore, type Logger, type Redis } from '@fslb/shared';
+import { EventEffect, type ClusterView } from './cluster-view.js';
+
+/** Where the view's contents come from now. */
+export const ViewSource = {
+  /** Never loaded: the proxy has nothing to route on. */
+  None: 'none',
+  /** Loaded from Redis and following its events. */
+  Live: 'live',
+  /** Redis is unreachable: routing on the last view, with local accounting. */
+  LastKnown: 'last-known',
+} as const;
+export type ViewSource = (typeof ViewSource)[keyof typeof ViewSource];
+
+type Events = {
+  /** A snapshot was applied (at start, after every (re)subscribe, periodically, after a gap). */
+  synced: [{ nodes: number; why: string }];
+  source: [ViewSource];
+};
+
+/**
+ * Keeps a `ClusterView` current: loads every node from the keys at start and after every
+ * (re)subscribe, applies `fslb:events` as they come, reloads at once when a version is skipped,
+ * and reloads every `resyncMs` regardless, which heals anything lost. Never throws after start:
+ * a failing reload is logged once and retried on the next occasion.
+ */
+export class ViewSync extends EventEmitter<Events> {
+  readonly #view: ClusterView;
+  readonly #store: ClusterStore;
+  readonly #subscriber: Redis;
+  readonly #resyncMs: number;
+  readonly #log: Logger;
+  #timer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
+  #again: string | undefined;
+  #failing = false;
+  #source: ViewSource = ViewSource.None;
+  #unreadable = new Map<string, string>();
+  #garbageLogged = false;
+  #closed = false;
+  #syncs = 0;
+
+  constructor(opts: {
+    view: ClusterView;
+    store: ClusterStore;
+    subscriber: Redis;
+    resyncMs: number;
+    log: Logger;
+  }) {
+    super();
+    this.#view = opts.view;
+    this.#store = opts.store;
+    this.#subscriber = opts.subscriber;
+    this.#resyncMs = opts.resyncMs;
+    this.#log = opts.log;
+  }
+
+  get source(): ViewSource {
+    return this.#source;
+  }
+
+  /** Snapshots applied so far. */
+  get syncs(): number {
+    return this.#syncs;
+  }
+
+  /**
+   * Subscribes and loads the first snapshot. Resolves once the view is loaded, or after the
+   * first failure (the proxy then starts with nothing to route on and keeps trying).
+   */
+  async start(): Promise<void> {
+    const channel = this.#store.keys.events;
+    this.#subscriber.on('message', (ch: string, message: string) => {
+      if (ch === channel) this.#onMessage(message);
+    });
+    this.#subscriber.on('ready', () => {
+      // ioredis resubscribes by itself; subscribing again is harmless and tells us when it is done.
+      this.#subscriber.subscribe(channel).then(
+        () => this.resync('resubscribed'),
+        (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
+      );
+    });
+    this.#subscriber.on('close', () => this.#setSource());
+    this.#store.redis.on('close', () => this.#setSource());
+    this.#store.redis.on('ready', () => this.#setSource());
+    this.#timer = setInterval(() => void this.resync('periodic'), this.#resyncMs);
+    try {
+      await this.#subscriber.subscribe(channel);
+    } catch (err) {
+      this.#log.warn({ err }, 'could not subscribe to the events channel yet; retrying');
+    }
+    await this.resync('start');
+  }
+
+  /** Reloads the view from the keys; one reload at a time, a request during one runs after it. */
+  resync(why: string): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    if (this.#syncing) {
+      this.#again = why;
+      return this.#syncing;
+    }
+    this.#syncing = this.#load(why).finally(() => {
+      this.#syncing = undefined;
+      const again = this.#again;
+      this.#again = undefined;
+      if (again !== undefined) void this.resync(again);
+    });
+    return this.#syncing;
+  }
+
+  async #load(why: string): Promise<void> {
+    if (this.#store.redis.status !== 'ready') {
+      this.#setSource();
+      return;
+    }
+    try {
+      const snapshot = await this.#store.readView();
+      const report = this.#view.applySnapshot(snapshot, performance.now());
+      this.#syncs++;
+      if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
+      this.#failing = false;
+      if (report.added.length > 0 || report.removed.length > 0) {
+        this.#log.info({ why, added: report.added, removed: report.removed }, 'view: nodes changed');
+      }
+      this.#logUnreadable(report.unreadable);
+      this.#setSource();
+      this.emit('synced', { nodes: snapshot.nodes.length, why });
+    } catch (err) {
+      if (!this.#failing)
+        this.#log.warn({ err, why }, 'cannot reload the view from redis; routing on the last view');
+      this.#failing = true;
+      this.#setSource();
+    }
+  }
+
+  #onMessage(message: string): void {
+    const d = decodeClusterEvent(message);
+    if (!d.ok) {
+      if (!this.#garbageLogged) {
+        this.#log.warn({ problems: d.problems }, 'unreadable message on the events channel skipped');
+        this.#garbageLogged = true;
+      }
+      return;
+    }
+    if (!this.#view.loaded) return;
+    const effect = this.#view.applyEvent(d.value, performance.now());
+    if (effect === EventEffect.Gap) void this.resync('missed event');
+  }
+
+  #logUnreadable(list: { id: string; problems: string[] }[]): void {
+    const now = new Map(list.map((u) => [u.id, u.problems.join('; ')]));
+    for (const [id, problems] of now) {
+      if (this.#unreadable.get(id) !== problems) {
+        this.#log.warn(
+          { nodeId: id, problems },
+          'node record unreadable: not routing to it until it is repaired',
+        );
+      }
+    }
+    for (const id of this.#unreadable.keys()) {
+      if (!now.has(id)) this.#log.info({ nodeId: id }, 'node record readable again');
+    }
+    this.#unreadable = now;
+  }
+
+  #setSource(): void {
+    const live =
+      this.#store.redis.status === 'ready' && this.#subscriber.status === 'ready' && !this.#failing;
+    const next = !this.#view.loaded ? ViewSource.None : live ? ViewSource.Live : ViewSource.LastKnown;
+    if (next === this.#source) return;
+    this.#source = next;
+    if (next === ViewSource.LastKnown)
+      this.#log.warn('redis unreachable: routing on the last view with local accounting');
+    if (next === ViewSource.Live) this.#log.info('view live: loaded from redis and following its events');
+    this.emit('source', next);
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearInterval(this.#timer);
+  }
+}
