@@ -103,8 +103,8 @@ describe('reservations (Lua scripts against a real Redis)', () => {
   });
 
   it('never lets concurrent callers take more slots than a node has room for', async () => {
-    const { keys, store } = await cluster({ a: { sessions: 20, max: 50 }, b: { sessions: 45, max: 50 } });
-    const clients = await Promise.all([0, 1, 2, 3].map(async () => new Redis(server.url)));
+    const { keys } = await cluster({ a: { sessions: 20, max: 50 }, b: { sessions: 45, max: 50 } });
+    const clients = [0, 1, 2, 3].map(() => new Redis(server.url));
     try {
       const stores = clients.map((c) => new ClusterStore(c, keys));
       const results = await Promise.all(
