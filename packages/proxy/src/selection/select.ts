@@ -40,10 +40,11 @@ export function loadScore(n: SelectNode): number {
 
 /**
  * Least loaded first, spread among near-equals. Each node with room gets the key
- * `score + u x unit` (u uniform in [0, 1), unit = what one more call adds to its score) and the
- * lowest keys win, lowest tier first. So nodes within one call of the least loaded are picked
- * uniformly at random, a node more than one call above it is never picked first, and N proxies
- * holding the same view scatter their next calls instead of herding onto one node.
+ * `score + u x 2 x unit` (u uniform in [0, 1), unit = what one more call adds to its score) and
+ * the lowest keys win, lowest tier first. So equally loaded nodes are picked uniformly at
+ * random, a node one call above the least loaded is picked now and then, a node two or more
+ * calls above it never first, and N proxies holding the same view scatter their next calls
+ * instead of herding onto one node.
  *
  * Returns up to `maxTargets` distinct nodes in order; empty when no node has room.
  */
@@ -54,7 +55,7 @@ export function selectLeastLoaded<T extends SelectNode>(nodes: readonly T[], opt
   for (const n of nodes) {
     if (!hasRoom(n)) continue;
     const unit = 1 / (n.maxSessions * n.weight);
-    const key = n.tier * TIER_SPAN + loadScore(n) + opts.random() * unit;
+    const key = n.tier * TIER_SPAN + loadScore(n) + opts.random() * 2 * unit;
     insertTopK(best, keys, n, key, k);
   }
   return best;

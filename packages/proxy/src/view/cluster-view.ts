@@ -82,8 +82,8 @@ export class ClusterView {
         continue;
       }
       // A counter that went backwards (the version key was lost) makes the snapshot the truth.
-      if (e.record.version >= held.version || held.version > s.version) held.setRecord(e.record, s.at);
       held.setLoad(e.record.sessions, e.reservations, s.at);
+      if (e.record.version >= held.version || held.version > s.version) held.setRecord(e.record, s.at);
       held.setAlive(e.alive);
     }
     for (const id of [...this.#byId.keys()]) {
@@ -123,8 +123,8 @@ export class ClusterView {
       return gap ? EventEffect.Gap : EventEffect.Applied;
     }
     if (e.version <= held.version) return gap ? EventEffect.Gap : EventEffect.Stale;
-    held.setRecord(e.record, e.at);
     if (e.at !== undefined) held.setLoad(e.record.sessions, e.reservations, e.at);
+    held.setRecord(e.record, e.at);
     // Only the owner's fenced write carries the reservation count, and it refreshes liveness.
     if (e.reservations !== undefined) held.setAlive(true);
     return gap ? EventEffect.Gap : EventEffect.Applied;

@@ -54,14 +54,15 @@ export class ViewNode implements SelectNode {
     return this.record.version;
   }
 
-  /** A newer record (higher version) replaces the old one; its session count counts if newer. */
+  /**
+   * A newer record (higher version) replaces the old one. Its session count is a load figure:
+   * applied here only when it carries no Redis time (`at`), otherwise through `setLoad`.
+   */
   setRecord(record: NodeRecord, at: number | undefined): void {
     const sipChanged = record.sip !== this.record.sip;
     this.record = record;
-    if (at === undefined || at > this.loadAt) {
-      this.sessions = record.sessions;
-      if (at !== undefined) this.loadAt = at;
-    }
+    if (at === undefined) this.sessions = record.sessions;
+    else this.setLoad(record.sessions, undefined, at);
     if (sipChanged) this.#derive();
     else this.eligible = this.#isEligible();
   }
