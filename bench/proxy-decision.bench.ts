@@ -1,0 +1,155 @@
+/**
+ * The proxy's hot-path costs that need no SIP: choosing targets from the view (decision latency
+ * at 10, 100 and 1000 nodes, p50/p99 in µs) and the reservation script's round trip to a real
+ * local Redis (p50/p99 in ms, reserve + release per call, as a proxy does).
+ *
+ * Writes bench/results/proxy-decision.json.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { ClusterKeys, ClusterStore, type NodeRecord } from '@fslb/shared';
+import { ClusterView, selectLeastLoaded, selectWithAffinity } from '@fslb/proxy';
+import { deletePrefix, startRedis, testPrefix } from '../test/support/redis.js';
+
+const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 200_000);
+const RESERVATIONS = Number(process.env.BENCH_RESERVATIONS ?? 5000);
+
+function record(id: string, sessions: number): NodeRecord {
+  return {
+    id,
+    sip: `10.0.${id.length}.1:5080`,
+    state: 'up',
+    reason: '',
+    sessions,
+    maxSessions: 1000,
+    cap: 0,
+    idleCpu: 80,
+    cps: 0,
+    weight: 1,
+    admin: '',
+    owner: 'm',
+    heartbeatAt: 1,
+    updatedAt: 1,
+    version: 1,
+  };
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? NaN;
+}
+
+/** Decision latency over a view of `n` nodes whose loads move as calls are placed and end. */
+function decisions(n: number, affinity: boolean): { p50: number; p99: number; max: number } {
+  const view = new ClusterView();
+  view.applySnapshot(
+    {
+      at: 1,
+      version: 1,
+      nodes: Array.from({ length: n }, (_, i) => ({
+        id: `fs${i}`,
+        ok: true as const,
+        record: record(`fs${i}`, Math.floor(Math.random() * 500)),
+        alive: true,
+        reservations: 0,
+      })),
+    },
+    0,
+  );
+  const nodes = view.nodes;
+  const opts = { maxTargets: 6, random: Math.random };
+  const samples = new Float64Array(DECISIONS);
+  for (let i = 0; i < DECISIONS; i++) {
+    const t0 = performance.now();
+    const chosen = affinity
+      ? selectWithAffinity(nodes, `conf-${i & 1023}`, opts)
+      : selectLeastLoaded(nodes, opts);
+    samples[i] = (performance.now() - t0) * 1000;
+    const first = chosen[0];
+    if (first) {
+      first.pending++;
+      if (first.pending > 50) first.pending = 0;
+    }
+  }
+  samples.sort();
+  return {
+    p50: percentile(samples, 0.5),
+    p99: percentile(samples, 0.99),
+    max: samples[samples.length - 1] ?? NaN,
+  };
+}
+
+const decision: Record<string, { p50: number; p99: number; max: number }> = {};
+for (const n of [10, 100, 1000]) {
+  decisions(n, false); // warm up the JIT
+  decision[`least_loaded_${n}`] = decisions(n, false);
+  decision[`affinity_${n}`] = decisions(n, true);
+}
+
+const server = await startRedis();
+const redis = new Redis(server.url);
+const prefix = testPrefix('bench');
+const keys = new ClusterKeys(prefix);
+const store = new ClusterStore(redis, keys);
+const ids = Array.from({ length: 10 }, (_, i) => `fs${i}`);
+for (const id of ids) {
+  await store.upsertNode({ id, sip: `127.0.0.1:${5080 + Number(id.slice(2))}`, weight: 1 });
+  await redis.set(keys.lease(id), 'tok', 'PX', 600_000);
+  await store.writeNode({
+    id,
+    token: 'tok',
+    owner: 'bench',
+    livenessTtlMs: 600_000,
+    loud: { state: 'up', sessions: 0, maxSessions: 100_000 },
+  });
+}
+const reserveMs = new Float64Array(RESERVATIONS);
+const releaseMs = new Float64Array(RESERVATIONS);
+for (let i = 0; i < RESERVATIONS; i++) {
+  const callId = `bench-${i}@host`;
+  const candidates = [ids[i % 10]!, ids[(i + 3) % 10]!, ids[(i + 7) % 10]!, ids[(i + 1) % 10]!];
+  const t0 = performance.now();
+  const r = await store.reserveCall({ callId, candidates, want: 3, firstTtlMs: 3000, stepTtlMs: 2000 });
+  reserveMs[i] = performance.now() - t0;
+  const t1 = performance.now();
+  await store.releaseCall(callId, r.taken, '');
+  releaseMs[i] = performance.now() - t1;
+}
+reserveMs.sort();
+releaseMs.sort();
+await deletePrefix(redis, prefix);
+redis.disconnect();
+await server.close();
+
+const round = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+const result = {
+  machine: `${process.platform} ${process.arch}, node ${process.version}`,
+  date: new Date().toISOString(),
+  decisions: DECISIONS,
+  decision_us: Object.fromEntries(
+    Object.entries(decision).map(([k, v]) => [
+      k,
+      { p50: round(v.p50), p99: round(v.p99), max: round(v.max) },
+    ]),
+  ),
+  decision_p99_us_10: round(decision.least_loaded_10!.p99),
+  decision_p99_us_100: round(decision.least_loaded_100!.p99),
+  decision_p99_us_1000: round(decision.least_loaded_1000!.p99),
+  reservations: RESERVATIONS,
+  reservation_p50_ms: round(percentile(reserveMs, 0.5), 3),
+  reservation_p99_ms: round(percentile(reserveMs, 0.99), 3),
+  release_p50_ms: round(percentile(releaseMs, 0.5), 3),
+  release_p99_ms: round(percentile(releaseMs, 0.99), 3),
+  redis: server.kind,
+};
+console.log('decision latency (µs, maxTargets 6 candidates):');
+for (const [k, v] of Object.entries(result.decision_us))
+  console.log(`  ${k.padEnd(18)} p50 ${v.p50}  p99 ${v.p99}  max ${v.max}`);
+console.log(
+  `reservation round trip (ms, 4 candidates, 3 slots): p50 ${result.reservation_p50_ms} p99 ${result.reservation_p99_ms}; ` +
+    `release p50 ${result.release_p50_ms} p99 ${result.release_p99_ms}`,
+);
+mkdirSync(new URL('results/', import.meta.url), { recursive: true });
+writeFileSync(
+  new URL('results/proxy-decision.json', import.meta.url),
+  `${JSON.stringify(result, null, 2)}\n`,
+);
