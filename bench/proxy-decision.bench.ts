@@ -1,7 +1,7 @@
 /**
  * The proxy's hot-path costs that need no SIP: choosing targets from the view (decision latency
  * at 10, 100 and 1000 nodes, p50/p99 in µs) and the reservation script's round trip to a real
- * local Redis (p50/p99 in ms, reserve + release per call, as a proxy does).
+ * local Redis (p50/p99 in ms, reserve (1 slot, 2 failovers) + release per call).
  *
  * Writes bench/results/proxy-decision.json.
  */
@@ -108,7 +108,7 @@ for (let i = 0; i < RESERVATIONS; i++) {
   const callId = `bench-${i}@host`;
   const candidates = [ids[i % 10]!, ids[(i + 3) % 10]!, ids[(i + 7) % 10]!, ids[(i + 1) % 10]!];
   const t0 = performance.now();
-  const r = await store.reserveCall({ callId, candidates, want: 3, firstTtlMs: 3000, stepTtlMs: 2000 });
+  const r = await store.reserveCall({ callId, candidates, slots: 1, failovers: 2, ttlMs: 3000 });
   reserveMs[i] = performance.now() - t0;
   const t1 = performance.now();
   await store.releaseCall(callId, r.taken, '');
@@ -145,7 +145,7 @@ console.log('decision latency (µs, maxTargets 6 candidates):');
 for (const [k, v] of Object.entries(result.decision_us))
   console.log(`  ${k.padEnd(18)} p50 ${v.p50}  p99 ${v.p99}  max ${v.max}`);
 console.log(
-  `reservation round trip (ms, 4 candidates, 3 slots): p50 ${result.reservation_p50_ms} p99 ${result.reservation_p99_ms}; ` +
+  `reservation round trip (ms, 4 candidates, 1 slot + 2 failovers): p50 ${result.reservation_p50_ms} p99 ${result.reservation_p99_ms}; ` +
     `release p50 ${result.release_p50_ms} p99 ${result.release_p99_ms}`,
 );
 mkdirSync(new URL('results/', import.meta.url), { recursive: true });

@@ -24,3 +24,13 @@ export function listening(port: number): Promise<boolean> {
     s.once('error', () => resolve(false));
   });
 }
+
+/** A UDP port free on loopback at the moment of asking. */
+export async function freeUdpPort(): Promise<number> {
+  const { createSocket } = await import('node:dgram');
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}

@@ -21,26 +21,25 @@ export type SlotMode = (typeof SlotMode)[keyof typeof SlotMode];
 export interface CallSlots {
   readonly callId: string;
   readonly mode: SlotMode;
-  /** The nodes holding a slot, in failover order: the call's targets. */
+  /** The nodes holding a slot (the chosen node). */
   readonly nodes: readonly ViewNode[];
   /** Local mode: when these slots lapse by themselves (monotonic ms). */
   readonly expiresAt: number;
 }
 
 export type ReserveOutcome =
-  | { kind: 'reserved'; slots: CallSlots; ms: number }
+  /** `targets`: the chosen node (holding the slot), then failover targets with room. */
+  | { kind: 'reserved'; slots: CallSlots; targets: ViewNode[]; ms: number }
   /** Every candidate was full or not eligible in Redis. */
   | { kind: 'full'; ms: number };
 
 export interface AccountingSettings {
-  /** Slots a call takes at most (primary + failovers). */
+  /** Targets a call gets at most: the chosen node, then failovers. */
   maxTargets: number;
   /** The reservation round trip's own timeout; past it the call proceeds on local accounting. */
   timeoutMs: number;
-  /** Lifetime of the first slot (a little above the provisional timeout). */
-  firstTtlMs: number;
-  /** Added lifetime of each further slot (serial forking reaches it one provisional timeout later). */
-  stepTtlMs: number;
+  /** Lifetime of a slot (a little above the provisional timeout). */
+  ttlMs: number;
   /** Load figures learnt from replies are published at most this often. */
   publishMs: number;
   proxyId: string;
@@ -52,9 +51,10 @@ export interface AccountingObserver {
 
 /**
  * Exact cluster-wide accounting of calls in setup. Before a call is proxied, one script call
- * takes a slot on each of its targets in Redis (`reserve-call.lua`), so that however many proxies
- * send at once no node is handed more calls than it takes. The reply's load figures update this
- * proxy's view at once and are published, coalesced, for the others.
+ * takes a slot on the chosen node in Redis (`reserve-call.lua`) and names failover targets that
+ * have room, so that however many proxies send at once no node is handed more first calls than
+ * it takes. The reply's load figures update this proxy's view at once and are published,
+ * coalesced, for the others.
  *
  * A slot ends when FreeSWITCH counts the call (the owning monitor settles it), when the proxy
  * learns the call failed at that node (`release`), or by its TTL. When Redis is slow or gone the
@@ -96,9 +96,9 @@ export class CallAccounting {
   }
 
   /**
-   * Takes slots for a call on the first `maxTargets` candidates with room. `candidates` is the
-   * selection's ordered list, longer than maxTargets so that a node found full in Redis is
-   * replaced by the next one within the same round trip.
+   * Takes a slot for a call on the first candidate with room and picks up to `maxTargets - 1`
+   * failover targets after it. `candidates` is the selection's ordered list, longer than
+   * maxTargets so that a node found full in Redis is replaced within the same round trip.
    */
   async reserve(callId: string, candidates: readonly ViewNode[]): Promise<ReserveOutcome> {
     const started = performance.now();
@@ -111,9 +111,9 @@ export class CallAccounting {
     const attempt = this.#store.reserveCall({
       callId,
       candidates: candidates.map((n) => n.id),
-      want: s.maxTargets,
-      firstTtlMs: s.firstTtlMs,
-      stepTtlMs: s.stepTtlMs,
+      slots: 1,
+      failovers: s.maxTargets - 1,
+      ttlMs: s.ttlMs,
     });
     const settled = attempt.finally(() => {
       if (primary) primary.pending--;
@@ -131,23 +131,30 @@ export class CallAccounting {
       clearTimeout(timer);
       const ms = performance.now() - started;
       const taken: ViewNode[] = [];
+      const failovers: ViewNode[] = [];
       for (const r of result.nodes) {
         if (r.status === SlotStatus.Skipped) continue;
         const figure = { id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at };
         this.#view.applyLoad(figure);
         this.#queue(figure);
         if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
-        if (r.status === SlotStatus.Taken) {
-          const n = this.#view.get(r.id);
-          if (n) taken.push(n);
-        }
+        const n = this.#view.get(r.id);
+        if (!n) continue;
+        if (r.status === SlotStatus.Taken) taken.push(n);
+        else if (r.status === SlotStatus.Room) failovers.push(n);
       }
       if (taken.length === 0) {
+        // The call may have no slot, but the script may have ended an earlier attempt's: nothing to undo.
         this.#observer.reservation('full', ms);
         return { kind: 'full', ms };
       }
       this.#observer.reservation('redis', ms);
-      return { kind: 'reserved', ms, slots: { callId, mode: SlotMode.Redis, nodes: taken, expiresAt: 0 } };
+      return {
+        kind: 'reserved',
+        ms,
+        slots: { callId, mode: SlotMode.Redis, nodes: taken, expiresAt: 0 },
+        targets: [...taken, ...failovers],
+      };
     } catch (err) {
       clearTimeout(timer);
       if (clock.timedOut) {
@@ -169,11 +176,11 @@ export class CallAccounting {
   }
 
   /**
-   * Ends a call's slots once its outcome is known. `answeredBy`: the node that answered it,
-   * whose slot stays for the monitor to settle when FreeSWITCH counts the call (or to lapse).
-   * Never throws and never delays the caller: Redis work runs in the background.
+   * Ends a call's slots when no node holds the call (every target failed, or drachtio-server
+   * was lost). A connected call's slots are the monitor's to settle. Never throws and never
+   * delays the caller: Redis work runs in the background.
    */
-  release(slots: CallSlots, answeredBy?: ViewNode): void {
+  release(slots: CallSlots): void {
     if (slots.mode === SlotMode.Local) {
       if (this.#local.get(slots.callId) === slots) {
         this.#local.delete(slots.callId);
@@ -181,10 +188,10 @@ export class CallAccounting {
       }
       return;
     }
-    const ids = slots.nodes.map((n) => n.id);
-    const keep = answeredBy?.id ?? '';
-    if (ids.length === 1 && ids[0] === keep) return;
-    void this.#releaseRedis(slots.callId, ids, keep);
+    void this.#releaseRedis(
+      slots.callId,
+      slots.nodes.map((n) => n.id),
+    );
   }
 
   async #releaseRedis(callId: string, ids: readonly string[], keep = ''): Promise<void> {
@@ -211,26 +218,27 @@ export class CallAccounting {
     why: 'local-timeout' | 'local-error' | 'local-offline',
   ): ReserveOutcome {
     const s = this.#settings;
-    const nodes: ViewNode[] = [];
+    const targets: ViewNode[] = [];
     for (const n of candidates) {
-      if (nodes.length >= s.maxTargets) break;
-      if (n.sessions + n.reservations < n.maxSessions) nodes.push(n);
+      if (targets.length >= s.maxTargets) break;
+      if (n.sessions + n.reservations < n.maxSessions) targets.push(n);
     }
     const ms = performance.now() - started;
     this.#observer.reservation(why, ms);
-    if (nodes.length === 0) return { kind: 'full', ms };
+    const chosen = targets[0];
+    if (!chosen) return { kind: 'full', ms };
     const previous = this.#local.get(callId);
     if (previous) this.release(previous);
-    for (const n of nodes) n.local++;
+    chosen.local++;
     const slots: CallSlots = {
       callId,
       mode: SlotMode.Local,
-      nodes,
-      expiresAt: performance.now() + s.firstTtlMs + s.stepTtlMs * (nodes.length - 1),
+      nodes: [chosen],
+      expiresAt: performance.now() + s.ttlMs,
     };
     this.#local.set(callId, slots);
     this.#sweep ??= setInterval(() => this.#sweepLocal(), 250);
-    return { kind: 'reserved', ms, slots };
+    return { kind: 'reserved', ms, slots, targets };
   }
 
   #sweepLocal(): void {

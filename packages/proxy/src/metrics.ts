@@ -34,8 +34,8 @@ export class ProxyMetrics {
   });
   readonly targetFailures = new Counter({
     name: 'fslb_proxy_target_failures_total',
-    help: 'Final failure responses from nodes, by node and status (a failover followed)',
-    labelNames: ['node', 'status'] as const,
+    help: 'Final failure responses from proxied targets, by status (the next target was tried)',
+    labelNames: ['status'] as const,
     registers: [this.registry],
   });
   readonly eligibleNodes = new Gauge({

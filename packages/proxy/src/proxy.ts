@@ -87,8 +87,7 @@ export class FslbProxy extends EventEmitter<Events> {
       settings: {
         maxTargets: p.maxTargets,
         timeoutMs: p.reserveTimeoutMs,
-        firstTtlMs: p.provisionalTimeout + p.reservationMarginMs,
-        stepTtlMs: p.provisionalTimeout,
+        ttlMs: p.provisionalTimeout + p.reservationMarginMs,
         publishMs: p.loadPublishMs,
         proxyId: this.id,
       },

@@ -7,7 +7,7 @@ import type { ProxyMetrics } from './metrics.js';
 import { selectByAor, selectLeastLoaded, selectWithAffinity, hasRoom } from './selection/select.js';
 import { optionsAnswer, Refusal, refusalAnswer, type SipAnswer } from './sip-answers.js';
 import type { ClusterView } from './view/cluster-view.js';
-import type { ViewNode } from './view/view-node.js';
+import { hostPortOf, type ViewNode } from './view/view-node.js';
 
 export interface RouterSettings {
   maxTargets: number;
@@ -25,7 +25,10 @@ export interface RouterSettings {
 export interface Outcome {
   outcome: string;
   status: number;
+  /** The first target: the node chosen. */
   node?: string;
+  /** The node whose 2xx connected the call, when its Contact tells. */
+  answeredBy?: string;
   tried: string[];
   accounting?: string;
 }
@@ -136,7 +139,7 @@ export class Router {
         return;
       }
       slots = r.slots;
-      targets = r.slots.nodes;
+      targets = r.targets;
       if (this.#draining) {
         this.#accounting.release(slots);
         this.#refuse(req, Refusal.ShuttingDown, started, []);
@@ -215,39 +218,35 @@ export class Router {
       if (this.#draining && this.#inFlight.size === 0) this.#idle?.();
     }
 
-    const answeredBy = result?.connected ? this.#answeredBy(result, targets) : undefined;
-    if (slots) {
-      // Connected but the answering target cannot be told (a hostname destination): keep every
-      // slot, for the monitor to settle or for the TTL; releasing might uncount the live call.
-      if (!(result?.connected && !answeredBy)) this.#accounting.release(slots, answeredBy);
-    }
+    // Connected: the answering node's monitor settles every slot of the call (they are listed
+    // under the Call-ID) when FreeSWITCH counts it; releasing here could uncount the live call for
+    // the few ms until then. Not connected: no node holds the call, so every slot ends now.
+    if (slots && !result?.connected) this.#accounting.release(slots);
     if (result) {
       for (const resp of result.responses) {
-        if (resp.status >= 300) {
-          const node = targets.find((n) => n.hostPort === `${resp.address.toLowerCase()}:${resp.port}`);
-          this.#metrics.targetFailures.inc({ node: node?.id ?? 'unknown', status: String(resp.status) });
-        }
+        if (resp.status >= 300) this.#metrics.targetFailures.inc({ status: String(resp.status) });
       }
     }
+    const answeredBy = result?.connected ? this.#answeredBy(result, targets) : undefined;
     const outcome: Outcome = {
       outcome: failure ?? (result?.connected ? 'connected' : 'failed'),
       status: result?.finalStatus ?? 0,
       tried: targets.map((n) => n.id),
-      ...(answeredBy ? { node: answeredBy.id } : targets[0] ? { node: targets[0].id } : {}),
+      ...(targets[0] ? { node: targets[0].id } : {}),
+      ...(answeredBy ? { answeredBy: answeredBy.id } : {}),
       ...(slots ? { accounting: slots.mode } : {}),
     };
     this.#finish(req, outcome, started);
   }
 
-  /** The target whose 2xx connected the call, from drachtio-server's per-target responses. */
+  /**
+   * The target that answered, for the outcome line: the node whose address is the final 2xx's
+   * Contact. (srf groups per-target responses by address only, so their ports cannot be trusted.)
+   */
   #answeredBy(result: ProxyResult, targets: readonly ViewNode[]): ViewNode | undefined {
-    for (let i = result.responses.length - 1; i >= 0; i--) {
-      const r = result.responses[i];
-      if (!r || r.status < 200 || r.status >= 300) continue;
-      const key = `${r.address.toLowerCase()}:${r.port}`;
-      return targets.find((n) => n.hostPort === key);
-    }
-    return undefined;
+    if (!result.contact) return undefined;
+    const key = hostPortOf(result.contact);
+    return targets.find((n) => n.hostPort === key);
   }
 
   #refuse(

@@ -33,6 +33,8 @@ export interface NodeWrite {
 export const SlotStatus = {
   /** A slot was taken. */
   Taken: 1,
+  /** The node has room: a failover target, no slot taken. */
+  Room: 2,
   /** sessions + reservations reached maxSessions. */
   Full: 0,
   /** Not eligible in Redis: missing, not up, drained, no liveness key, unknown capacity. */
@@ -57,17 +59,20 @@ export interface ReserveResult {
   nodes: (NodeLoad & { status: SlotStatus })[];
   /** Ids of the nodes a slot was taken on, in candidate order. */
   taken: string[];
+  /** Ids of the failover targets (room, no slot), in candidate order. */
+  failovers: string[];
 }
 
 export interface ReserveRequest {
   callId: string;
   /** Node ids in order of preference; slots are taken on the first ones with room. */
   candidates: readonly string[];
-  /** Slots to take at most. */
-  want: number;
-  /** Lifetime of the first slot; each further slot lives `stepTtlMs` longer than the previous. */
-  firstTtlMs: number;
-  stepTtlMs: number;
+  /** Slots to take at most (1: the chosen node). */
+  slots: number;
+  /** Failover targets (room, no slot) wanted after the slots. */
+  failovers: number;
+  /** Lifetime of a slot. */
+  ttlMs: number;
 }
 
 /** One node in a consistent snapshot of the cluster. */
@@ -196,8 +201,9 @@ export class ClusterStore {
   }
 
   /**
-   * Takes slots for a call on the first candidates with room, in one round trip and atomically
-   * across every proxy (`reserve-call.lua`). Throws on a Redis error or an unreadable reply.
+   * Takes a slot for a call on the first candidate with room, and names the next ones with room
+   * as failover targets, in one round trip and atomically across every proxy
+   * (`reserve-call.lua`). Throws on a Redis error or an unreadable reply.
    */
   async reserveCall(req: ReserveRequest): Promise<ReserveResult> {
     const k = this.keys;
@@ -205,9 +211,9 @@ export class ClusterStore {
     for (const id of req.candidates) keys.push(k.node(id), k.resv(id), k.alive(id));
     const reply = await runScript(this.redis, 'reserve-call', keys, [
       req.callId,
-      req.want,
-      Math.ceil(req.firstTtlMs),
-      Math.ceil(req.stepTtlMs),
+      req.slots,
+      req.failovers,
+      Math.ceil(req.ttlMs),
       k.resv(''),
       ...req.candidates,
     ]);
@@ -216,11 +222,13 @@ export class ClusterStore {
     }
     const nodes: ReserveResult['nodes'] = [];
     const taken: string[] = [];
+    const failovers: string[] = [];
     req.candidates.forEach((id, i) => {
       const row = reply[i + 2] as unknown;
       if (!Array.isArray(row)) throw new TypeError('reserve-call: unexpected reply');
       const status = Number(row[0]) as SlotStatus;
       if (status === SlotStatus.Taken) taken.push(id);
+      else if (status === SlotStatus.Room) failovers.push(id);
       nodes.push({
         id,
         status,
@@ -229,7 +237,7 @@ export class ClusterStore {
         maxSessions: Number(row[3]),
       });
     });
-    return { at: redisMicros(reply[0], reply[1]), nodes, taken };
+    return { at: redisMicros(reply[0], reply[1]), nodes, taken, failovers };
   }
 
   /**

@@ -23,8 +23,13 @@ export interface ProxyResult {
   connected: boolean;
   /** The last final status drachtio-server saw (undefined when no target answered). */
   finalStatus: number | undefined;
-  /** Every final response from a target, in order. Silent targets leave no entry. */
+  /**
+   * Every final response from a target, in order. Silent targets leave no entry. srf groups
+   * them by address only, so the port of one from a second target on the same host is wrong.
+   */
   responses: TargetResponse[];
+  /** The URI in the final response's Contact (the answering node, for a 2xx). */
+  contact: string | undefined;
 }
 
 export interface ProxyRequest {
@@ -79,6 +84,7 @@ interface SrfResponse {
 interface SrfProxyResult {
   connected: boolean;
   finalStatus?: number;
+  finalResponse?: { msg?: { getParsedHeader(name: 'Contact'): { uri: string }[] | undefined } };
   responses: { address: string; port: number | string; msgs: { status: number }[] }[];
 }
 type Handler = (req: SrfMessage, res: SrfResponse) => void;
@@ -193,7 +199,13 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
           responses.push({ address: group.address, port: Number(group.port), status: m.status });
         }
       }
-      return { connected: r.connected, finalStatus: r.finalStatus, responses };
+      let contact: string | undefined;
+      try {
+        contact = r.finalResponse?.msg?.getParsedHeader('Contact')?.[0]?.uri;
+      } catch {
+        contact = undefined;
+      }
+      return { connected: r.connected, finalStatus: r.finalStatus, responses, contact };
     },
   };
 }

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { ClusterKeys } from '@fslb/shared';
+import { FsCluster } from '@fslb/fs-sim';
+import { drachtioBin, sippBin, startDrachtioServer } from '../support/drachtio-server.js';
+import { freeUdpPort } from '../support/net.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
+import { config, startMonitor, waitForNode } from '../monitor/support.js';
+import { proxyConfig, startProxy } from '../proxy/support.js';
+
+/**
+ * End to end through real peers: SIPp calls -> a real drachtio-server -> fslb-proxy -> FreeSWITCH
+ * simulators watched by a real monitor. Runs when a drachtio-server binary (FSLB_DRACHTIO_BIN or
+ * `drachtio` on PATH) and `sipp` are present; otherwise it says why it skips.
+ */
+const bin = drachtioBin();
+const sipp = sippBin();
+const skip =
+  bin === undefined
+    ? 'no drachtio-server: set FSLB_DRACHTIO_BIN or put `drachtio` on PATH'
+    : sipp === undefined
+      ? 'sipp (Debian package sip-tester) is not on PATH'
+      : false;
+if (skip) console.log(`# real-peer end-to-end skipped: ${skip}`);
+
+const scenario = fileURLToPath(new URL('sipp/uac-contact.xml', import.meta.url));
+
+describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90_000 }, () => {
+  const r = useRedis({ before, after });
+
+  it('completes every call and splits them by load', async (t) => {
+    const prefix = testPrefix('e2e');
+    const keys = new ClusterKeys(prefix);
+    const sims = await FsCluster.start({ count: 3, heartbeatMs: 500, maxSessions: 200 });
+    t.after(async () => {
+      await sims.close();
+      await deletePrefix(r.client, prefix);
+    });
+    // fs1 already carries 30 calls: the new ones should go mostly to fs2 and fs3.
+    sims.nodes[0]!.setSessions(30);
+    const monitor = await startMonitor(config({ redisUrl: r.server.url, prefix, nodes: sims.nodes }));
+    t.after(() => monitor.close());
+    for (const id of ['fs1', 'fs2', 'fs3']) {
+      await waitForNode(r.client, keys, id, (h) => h.state === 'up' && Number(h.maxSessions) > 0, 'up');
+    }
+    await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '30', '30 sessions');
+
+    const sipPort = await freeUdpPort();
+    const drachtio = await startDrachtioServer(bin as string, sipPort);
+    t.after(() => drachtio.close());
+    const proxy = await startProxy(
+      proxyConfig({ redisUrl: r.server.url, prefix, nodes: sims.nodes, drachtioPort: drachtio.appPort }),
+    );
+    t.after(() => proxy.close());
+    await waitFor('proxy connected to drachtio-server', () => proxy.drachtioConnected, { timeoutMs: 10_000 });
+
+    const callsBefore = sims.nodes.map((n) => n.calls().length);
+    const calls = 60;
+    const sippPort = await freeUdpPort();
+    const child = spawn(
+      sipp as string,
+      [
+        `127.0.0.1:${sipPort}`,
+        '-sf',
+        scenario,
+        '-s',
+        'fslb',
+        '-i',
+        '127.0.0.1',
+        '-p',
+        String(sippPort),
+        '-m',
+        String(calls),
+        '-r',
+        '40',
+        '-l',
+        String(calls),
+        '-d',
+        '3000',
+        '-timeout',
+        '40s',
+        '-timeout_error',
+        '-nostdin',
+        '-trace_err',
+        '-error_file',
+        '/dev/stderr',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-5000)));
+    t.after(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+
+    // While the calls are held, each simulator holds what it was sent.
+    const held = await waitFor(
+      'every call answered and held',
+      () => {
+        if (child.exitCode !== null) throw new Error(`sipp exited ${child.exitCode}: ${stderr}`);
+        const now = sims.nodes.map((n, i) => n.calls().length - (callsBefore[i] ?? 0));
+        return now.reduce((a, b) => a + b, 0) === calls ? now : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    const [code] = (await once(child, 'exit')) as [number | null];
+    assert.equal(
+      code,
+      0,
+      `sipp failed (exit ${code}): ${stderr}\ndrachtio: ${drachtio.output().slice(-2000)}`,
+    );
+    console.log(`# calls per node (fs1 started with 30): ${held.join(' / ')}`);
+    // Least loaded first: fs2 and fs3 fill up to fs1's 30 before fs1 gets any.
+    assert.ok(held[0]! < held[1]! && held[0]! < held[2]!, held.join(','));
+    assert.ok(Math.abs(held[1]! - held[2]!) <= 6, held.join(','));
+    // Every reservation ended: settled by the monitor or released by the proxy.
+    await waitFor(
+      'no reservation left',
+      async () =>
+        (await Promise.all(['fs1', 'fs2', 'fs3'].map((id) => r.client.zcard(keys.resv(id))))).every(
+          (n) => n === 0,
+        ),
+      { timeoutMs: 5000 },
+    );
+  });
+});

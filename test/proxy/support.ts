@@ -1,0 +1,43 @@
+import { parseConfig, type FslbConfig } from '@fslb/shared';
+import { FslbProxy } from '@fslb/proxy';
+import type { FsNode } from '@fslb/fs-sim';
+import { rawConfig, testLogger, type ConfigOptions } from '../monitor/support.js';
+
+/** Proxy settings for tests: loopback HTTP on a free port, quick resyncs. */
+export const testProxy = {
+  http: { host: '127.0.0.1', port: 0 },
+  resyncIntervalMs: 1000,
+  provisionalTimeout: '1s',
+  finalTimeout: '10s',
+};
+
+export interface ProxyConfigOptions extends ConfigOptions {
+  drachtioPort: number;
+  proxyId?: string;
+  proxy?: Record<string, unknown>;
+}
+
+/** A whole config (monitor and proxy sections) for simulated nodes fs1..fsN. */
+export function proxyRawConfig(o: ProxyConfigOptions): Record<string, unknown> {
+  return {
+    ...rawConfig(o),
+    proxy: {
+      ...testProxy,
+      ...(o.proxyId === undefined ? {} : { id: o.proxyId }),
+      drachtio: { host: '127.0.0.1', port: o.drachtioPort, secret: 'cymru' },
+      ...o.proxy,
+    },
+  };
+}
+
+export function proxyConfig(o: ProxyConfigOptions): FslbConfig {
+  return parseConfig(proxyRawConfig(o), {});
+}
+
+export async function startProxy(cfg: FslbConfig, random?: () => number): Promise<FslbProxy> {
+  const p = new FslbProxy({ config: cfg, log: testLogger(), ...(random ? { random } : {}) });
+  await p.start();
+  return p;
+}
+
+export type { FsNode };
