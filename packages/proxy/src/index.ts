@@ -18,6 +18,7 @@ export {
   rendezvousScore,
   selectByAor,
   selectLeastLoaded,
+  selectRoundRobin,
   selectWithAffinity,
   type SelectNode,
   type SelectOptions,

@@ -112,6 +112,8 @@ export class FslbProxy extends EventEmitter<Events> {
         retryAfterSec: p.retryAfterSec,
         affinityHeader: p.affinityHeader,
         viewMaxAgeMs: p.viewMaxAgeMs,
+        balance: p.balance,
+        reservations: p.reservations,
       },
       acl: new SourceAcl(p.acl),
       perSource: new SourceRateLimiter(p.rateLimit.perSourcePerSec, p.rateLimit.burst),

@@ -4,7 +4,13 @@ import type { InboundRequest, ProxyResult } from './drachtio/drachtio-link.js';
 import type { SourceAcl } from './guards/acl.js';
 import type { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
 import type { ProxyMetrics } from './metrics.js';
-import { selectByAor, selectLeastLoaded, selectWithAffinity, hasRoom } from './selection/select.js';
+import {
+  hasRoom,
+  selectByAor,
+  selectLeastLoaded,
+  selectRoundRobin,
+  selectWithAffinity,
+} from './selection/select.js';
 import { optionsAnswer, Refusal, refusalAnswer, type SipAnswer } from './sip-answers.js';
 import type { ClusterView } from './view/cluster-view.js';
 import { hostPortOf, type ViewNode } from './view/view-node.js';
@@ -19,6 +25,9 @@ export interface RouterSettings {
   affinityHeader: string;
   /** The view is trusted for OPTIONS answers while it heard from Redis this recently. */
   viewMaxAgeMs: number;
+  balance: 'least-loaded' | 'round-robin';
+  /** Reserve a slot in Redis before proxying; off, the view alone decides. */
+  reservations: boolean;
 }
 
 /** How one request ended, as logged and counted. */
@@ -52,6 +61,7 @@ export class Router {
   readonly #inFlight = new Set<(why: string) => void>();
   #draining = false;
   #idle: (() => void) | undefined;
+  #turn = 0;
 
   constructor(opts: {
     view: ClusterView;
@@ -126,7 +136,7 @@ export class Router {
 
     let targets: readonly ViewNode[] = candidates.slice(0, this.#settings.maxTargets);
     let slots: CallSlots | undefined;
-    if (isInvite) {
+    if (isInvite && this.#settings.reservations) {
       const r = await this.#accounting.reserve(req.callId, candidates);
       if (r.kind === 'full') {
         this.#refuse(
@@ -172,7 +182,10 @@ export class Router {
     // A few more candidates than targets, so that a node found full in Redis is replaced in the same round trip.
     const opts = { maxTargets: Math.min(16, this.#settings.maxTargets * 2), random: this.#random };
     const affinity = req.header(this.#settings.affinityHeader);
-    return affinity ? selectWithAffinity(nodes, affinity, opts) : selectLeastLoaded(nodes, opts);
+    if (affinity) return selectWithAffinity(nodes, affinity, opts);
+    if (this.#settings.balance === 'round-robin')
+      return selectRoundRobin(nodes, this.#turn++, opts.maxTargets);
+    return selectLeastLoaded(nodes, opts);
   }
 
   async #proxy(

@@ -62,6 +62,24 @@ export function selectLeastLoaded<T extends SelectNode>(nodes: readonly T[], opt
 }
 
 /**
+ * Round robin over the nodes with room, from position `turn` (the caller advances it per call),
+ * load ignored beyond room: the classic dispatcher, kept for comparison and for operators who want it.
+ */
+export function selectRoundRobin<T extends SelectNode>(
+  nodes: readonly T[],
+  turn: number,
+  maxTargets: number,
+): T[] {
+  const out: T[] = [];
+  const n = nodes.length;
+  for (let i = 0; i < n && out.length < maxTargets; i++) {
+    const node = nodes[(turn + i) % n];
+    if (node && hasRoom(node)) out.push(node);
+  }
+  return out;
+}
+
+/**
  * Affinity: the first target is the rendezvous (highest random weight) winner for `key` among
  * the nodes with room, weighted, so every proxy sends the same key to the same node and, when a
  * node leaves, only the keys it held move. Failover targets follow by load.

@@ -166,6 +166,13 @@ const proxySchema = z
       .refine((m) => m.includes('INVITE'), { message: 'must include INVITE' })
       .refine((m) => new Set(m).size === m.length, { message: 'each method once' }),
     maxTargets: z.number().int().min(1).max(16).default(3),
+    /** How the first target is chosen: least loaded (with reservations) or plain round robin. */
+    balance: z.enum(['least-loaded', 'round-robin']).default('least-loaded'),
+    /**
+     * Reserve a slot in Redis before proxying (exact cluster-wide accounting). Off: choose on the
+     * monitors' view alone, a Redis round trip less per call, at the risk of herding and overbooking.
+     */
+    reservations: z.boolean().default(true),
     /** Full reload of the view from the keys, whatever the events said. */
     resyncIntervalMs: positiveMs.default(5000),
     /** OPTIONS answers 503 when the view has not heard from Redis for this long. */
