@@ -1,4 +1,4 @@
-import { parseConfig, type FslbConfig } from '@fslb/shared';
+import { parseConfig, type FslbConfig, type Logger } from '@fslb/shared';
 import { FslbProxy } from '@fslb/proxy';
 import type { FsNode } from '@fslb/fs-sim';
 import { rawConfig, testLogger, type ConfigOptions } from '../monitor/support.js';
@@ -34,8 +34,12 @@ export function proxyConfig(o: ProxyConfigOptions): FslbConfig {
   return parseConfig(proxyRawConfig(o), {});
 }
 
-export async function startProxy(cfg: FslbConfig, random?: () => number): Promise<FslbProxy> {
-  const p = new FslbProxy({ config: cfg, log: testLogger(), ...(random ? { random } : {}) });
+export async function startProxy(
+  cfg: FslbConfig,
+  random?: () => number,
+  log: Logger = testLogger(),
+): Promise<FslbProxy> {
+  const p = new FslbProxy({ config: cfg, log, ...(random ? { random } : {}) });
   await p.start();
   return p;
 }
