@@ -3,14 +3,15 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ClusterKeys } from '@fslb/shared';
+import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsCluster } from '@fslb/fs-sim';
 import { drachtioBin, sippBin, startDrachtioServer } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, startMonitor, waitForNode } from '../monitor/support.js';
-import { proxyConfig, startProxy } from '../proxy/support.js';
+import { config, fastMonitor, startMonitor, waitForNode } from '../monitor/support.js';
+import { proxyConfig, startProxy, testProxy } from '../proxy/support.js';
+import { freeswitchBin, freeswitchTarget } from '../contract/fs-target.js';
 
 /**
  * End to end through real peers: SIPp calls -> a real drachtio-server -> fslb-proxy -> FreeSWITCH
@@ -28,6 +29,33 @@ const skip =
 if (skip) console.log(`# real-peer end-to-end skipped: ${skip}`);
 
 const scenario = fileURLToPath(new URL('sipp/uac-contact.xml', import.meta.url));
+
+/** Runs the SIPp caller scenario against drachtio-server; resolves with its exit code and stderr. */
+function runSipp(sipPort: number, sippPort: number, args: string[]) {
+  const child = spawn(
+    sipp as string,
+    [
+      `127.0.0.1:${sipPort}`,
+      '-sf',
+      scenario,
+      '-s',
+      'fslb',
+      '-i',
+      '127.0.0.1',
+      '-p',
+      String(sippPort),
+      '-timeout',
+      '40s',
+      '-timeout_error',
+      '-nostdin',
+      ...args,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-5000)));
+  return { child, stderr: () => stderr };
+}
 
 describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90_000 }, () => {
   const r = useRedis({ before, after });
@@ -61,38 +89,17 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
     const callsBefore = sims.nodes.map((n) => n.calls().length);
     const calls = 60;
     const sippPort = await freeUdpPort();
-    const child = spawn(
-      sipp as string,
-      [
-        `127.0.0.1:${sipPort}`,
-        '-sf',
-        scenario,
-        '-s',
-        'fslb',
-        '-i',
-        '127.0.0.1',
-        '-p',
-        String(sippPort),
-        '-m',
-        String(calls),
-        '-r',
-        '40',
-        '-l',
-        String(calls),
-        '-d',
-        '3000',
-        '-timeout',
-        '40s',
-        '-timeout_error',
-        '-nostdin',
-        '-trace_err',
-        '-error_file',
-        '/dev/stderr',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-5000)));
+    const run = runSipp(sipPort, sippPort, [
+      '-m',
+      String(calls),
+      '-r',
+      '40',
+      '-l',
+      String(calls),
+      '-d',
+      '3000',
+    ]);
+    const child = run.child;
     t.after(() => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
@@ -101,7 +108,7 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
     const held = await waitFor(
       'every call answered and held',
       () => {
-        if (child.exitCode !== null) throw new Error(`sipp exited ${child.exitCode}: ${stderr}`);
+        if (child.exitCode !== null) throw new Error(`sipp exited ${child.exitCode}: ${run.stderr()}`);
         const now = sims.nodes.map((n, i) => n.calls().length - (callsBefore[i] ?? 0));
         return now.reduce((a, b) => a + b, 0) === calls ? now : undefined;
       },
@@ -111,7 +118,7 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
     assert.equal(
       code,
       0,
-      `sipp failed (exit ${code}): ${stderr}\ndrachtio: ${drachtio.output().slice(-2000)}`,
+      `sipp failed (exit ${code}): ${run.stderr()}\ndrachtio: ${drachtio.output().slice(-2000)}`,
     );
     console.log(`# calls per node (fs1 started with 30): ${held.join(' / ')}`);
     // Least loaded first: fs2 and fs3 fill up to fs1's 30 before fs1 gets any.
@@ -127,4 +134,82 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
       { timeoutMs: 5000 },
     );
   });
+
+  it(
+    'carries calls to a real FreeSWITCH, whose CHANNEL_CREATE settles each reservation',
+    {
+      skip: freeswitchBin() === undefined ? 'no FreeSWITCH: set FSLB_FREESWITCH_BIN' : false,
+    },
+    async (t) => {
+      const fs = await freeswitchTarget(freeswitchBin() as string);
+      t.after(() => fs.stop());
+      const prefix = testPrefix('e2e-fs');
+      const keys = new ClusterKeys(prefix);
+      t.after(() => deletePrefix(r.client, prefix));
+      const node = {
+        id: 'fs1',
+        sip: `127.0.0.1:${fs.sipPort}`,
+        esl: { host: '127.0.0.1', port: fs.eslPort, password: fs.password },
+      };
+      const sipPort = await freeUdpPort();
+      const drachtio = await startDrachtioServer(bin as string, sipPort);
+      t.after(() => drachtio.close());
+      const cfg = parseConfig(
+        {
+          redis: { url: r.server.url },
+          prefix,
+          nodes: [node],
+          monitor: fastMonitor,
+          proxy: {
+            ...testProxy,
+            drachtio: { host: '127.0.0.1', port: drachtio.appPort, secret: drachtio.secret },
+          },
+          log: { level: process.env.FSLB_TEST_LOG ?? 'silent' },
+        },
+        {},
+      );
+      const monitor = await startMonitor(cfg);
+      t.after(() => monitor.close());
+      await waitForNode(
+        r.client,
+        keys,
+        'fs1',
+        (h) => h.state === 'up' && Number(h.maxSessions) > 0,
+        'up',
+        20_000,
+      );
+      const proxy = await startProxy(cfg);
+      t.after(() => proxy.close());
+      await waitFor('proxy connected', () => proxy.drachtioConnected, { timeoutMs: 10_000 });
+
+      const calls = 10;
+      const run = runSipp(sipPort, await freeUdpPort(), [
+        '-m',
+        String(calls),
+        '-r',
+        '10',
+        '-l',
+        String(calls),
+        '-d',
+        '3000',
+      ]);
+      t.after(() => {
+        if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
+      });
+      // While the calls are held: FreeSWITCH counts them, and no slot is left (ZCARD counts lapsed
+      // members too, so 0 means every slot was ended, by the monitor, within the 2 s TTL).
+      await waitForNode(
+        r.client,
+        keys,
+        'fs1',
+        (h) => Number(h.sessions) >= calls,
+        `${calls} sessions`,
+        15_000,
+      );
+      assert.equal(await r.client.zcard(keys.resv('fs1')), 0);
+      const [code] = (await once(run.child, 'exit')) as [number | null];
+      assert.equal(code, 0, `sipp failed: ${run.stderr()}`);
+      await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '0', 'calls ended', 15_000);
+    },
+  );
 });

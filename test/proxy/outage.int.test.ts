@@ -77,7 +77,10 @@ describe('fslb-proxy through a Redis outage', () => {
     ]) {
       assert.ok(text.includes(name), name);
     }
-    const presence = await waitFor('presence key', async () => r.client.get(s.keys.proxy(s.proxy.id)));
+    const presence = await waitFor(
+      'presence key',
+      async () => (await r.client.get(s.keys.proxy(s.proxy.id))) ?? undefined,
+    );
     const p = JSON.parse(presence) as Record<string, unknown>;
     assert.equal(p.id, s.proxy.id);
     assert.equal(p.version, '0.1.0');
