@@ -48,12 +48,16 @@ export function loadScore(n: SelectNode): number {
  *
  * Returns up to `maxTargets` distinct nodes in order; empty when no node has room.
  */
-export function selectLeastLoaded<T extends SelectNode>(nodes: readonly T[], opts: SelectOptions): T[] {
+export function selectLeastLoaded<T extends SelectNode>(
+  nodes: readonly T[],
+  opts: SelectOptions,
+  exclude?: T,
+): T[] {
   const k = Math.max(0, opts.maxTargets);
   const best: T[] = [];
   const keys: number[] = [];
   for (const n of nodes) {
-    if (!hasRoom(n)) continue;
+    if (n === exclude || !hasRoom(n)) continue;
     const unit = 1 / (n.maxSessions * n.weight);
     const key = n.tier * TIER_SPAN + loadScore(n) + opts.random() * 2 * unit;
     insertTopK(best, keys, n, key, k);
@@ -102,12 +106,9 @@ export function selectWithAffinity<T extends SelectNode>(
   }
   if (!winner) return [];
   if (opts.maxTargets <= 1) return [winner];
-  const chosen = winner;
-  const rest = selectLeastLoaded(
-    nodes.filter((n) => n !== chosen),
-    { ...opts, maxTargets: opts.maxTargets - 1 },
-  );
-  return [chosen, ...rest];
+  const rest = selectLeastLoaded(nodes, { maxTargets: opts.maxTargets - 1, random: opts.random }, winner);
+  rest.unshift(winner);
+  return rest;
 }
 
 /**
