@@ -1,7 +1,7 @@
 /**
  * CPU per INVITE in one fslb-proxy process at full load through a drachtio-server double: the
  * proxy runs as a child process from source (test/proxy/fleet.ts), its double in this process.
- * Offered rates step up (250 ... 3000 INVITE/s, 5 s each); the proxy child's CPU (user + system,
+ * Offered rates step up (250 ... 4000 INVITE/s, 5 s each); the proxy child's CPU (user + system,
  * every thread) is read from /proc/<pid>/stat before and after each step.
  *
  * The double answers every proxy command itself with a scripted 200 (`respond`), not by
@@ -30,11 +30,9 @@ import { processCpuMicros, ProxyFleet, type ProxyProcess } from '../test/proxy/f
 import { startRedis } from '../test/support/redis.js';
 import { waitFor } from '../test/support/wait.js';
 
-const RATES = (process.env.BENCH_CPU_RATES ?? '250,500,1000,1500,2000,3000').split(',').map(Number);
+const RATES = (process.env.BENCH_CPU_RATES ?? '250,500,1000,1500,2000,3000,4000').split(',').map(Number);
 const STEP_MS = Number(process.env.BENCH_CPU_STEP_MS ?? 5000);
 const LATE_MS = 1000;
-/** The rate at which the cost of the per-INVITE log line is measured (info against warn). */
-const LOG_RATE = 1000;
 
 interface Step {
   offered_per_s: number;
@@ -177,7 +175,6 @@ async function series(
   redis: { url: string; client: Redis },
   logLevel: string,
   rates: readonly number[],
-  print: boolean,
 ): Promise<{ steps: Step[]; idleUsPerSec: number; idleRss: number; memory: { rss: number; peak: number } }> {
   const fleet = await ProxyFleet.start({
     redis,
@@ -203,22 +200,18 @@ async function series(
     // Warm-up: JIT and connections.
     await step(fleet, proxy, 200, redisServer);
     const steps: Step[] = [];
-    if (print) {
-      console.log(
-        `offered/s  sent  answered  <=1s  timeouts  achieved/s  p50 ms  p99 ms  proxy µs/INVITE (cores)  bench µs/INVITE (cores)  redis µs/INVITE (cores)  proxy RSS MB  bench loop p99 ms  reservations`,
-      );
-    }
+    console.log(
+      `offered/s  sent  answered  <=1s  timeouts  achieved/s  p50 ms  p99 ms  proxy µs/INVITE (cores)  bench µs/INVITE (cores)  redis µs/INVITE (cores)  proxy RSS MB  bench loop p99 ms  reservations`,
+    );
     for (const rate of rates) {
       const s = await step(fleet, proxy, rate, redisServer);
       steps.push(s);
-      if (print) {
-        console.log(
-          `${String(s.offered_per_s).padStart(9)}  ${String(s.sent).padStart(5)}  ${String(s.answered).padStart(8)}  ${String(s.answered_within_1s).padStart(5)}  ` +
-            `${String(s.timeouts).padStart(8)}  ${String(s.achieved_per_s).padStart(10)}  ${String(s.latency_ms.p50).padStart(6)}  ${String(s.latency_ms.p99).padStart(6)}  ` +
-            `${String(s.proxy_cpu_us_per_invite).padStart(15)} (${s.proxy_cores})  ${String(s.bench_cpu_us_per_invite).padStart(15)} (${s.bench_cores})  ` +
-            `${String(s.redis_cpu_us_per_invite).padStart(15)} (${s.redis_cores})  ${s.proxy_rss_mb}  ${s.bench_loop_delay_p99_ms}  ${JSON.stringify(s.reservations)}${s.clean ? '' : `  NOT CLEAN ${JSON.stringify(s.statuses)}`}`,
-        );
-      }
+      console.log(
+        `${String(s.offered_per_s).padStart(9)}  ${String(s.sent).padStart(5)}  ${String(s.answered).padStart(8)}  ${String(s.answered_within_1s).padStart(5)}  ` +
+          `${String(s.timeouts).padStart(8)}  ${String(s.achieved_per_s).padStart(10)}  ${String(s.latency_ms.p50).padStart(6)}  ${String(s.latency_ms.p99).padStart(6)}  ` +
+          `${String(s.proxy_cpu_us_per_invite).padStart(15)} (${s.proxy_cores})  ${String(s.bench_cpu_us_per_invite).padStart(15)} (${s.bench_cores})  ` +
+          `${String(s.redis_cpu_us_per_invite).padStart(15)} (${s.redis_cores})  ${s.proxy_rss_mb}  ${s.bench_loop_delay_p99_ms}  ${JSON.stringify(s.reservations)}${s.clean ? '' : `  NOT CLEAN ${JSON.stringify(s.statuses)}`}`,
+      );
       if (!s.clean) break;
       // Let the reservations of this step lapse so that every step starts from the same state.
       await new Promise((r) => setTimeout(r, 2500));
@@ -237,12 +230,9 @@ const loadAtStart = round(loadavg()[0] ?? NaN, 2);
 const server = await startRedis();
 const client = new Redis(server.url);
 let main: Awaited<ReturnType<typeof series>>;
-let quiet: Awaited<ReturnType<typeof series>>;
 try {
   console.log('log level info (the default: one outcome line per INVITE):');
-  main = await series({ url: server.url, client }, 'info', RATES, true);
-  // The same proxy logging only warnings, at one rate: what the outcome line costs.
-  quiet = await series({ url: server.url, client }, 'warn', [LOG_RATE], false);
+  main = await series({ url: server.url, client }, 'info', RATES);
 } finally {
   client.disconnect();
   await server.close();
@@ -258,23 +248,22 @@ const result = {
   step_ms: STEP_MS,
   proxy_cpu_us_per_invite: best?.proxy_cpu_us_per_invite ?? null,
   proxy_max_cps_through_double: best?.offered_per_s ?? 0,
+  /** The highest clean rate at which every reservation was answered by Redis in time (none counted locally). */
+  proxy_max_cps_all_reserved:
+    clean.filter((s) => Object.keys(s.reservations).every((k) => k === 'redis')).at(-1)?.offered_per_s ?? 0,
   proxy_rss_mb: round(main.memory.rss / 2 ** 20),
   proxy_peak_rss_mb: round(main.memory.peak / 2 ** 20),
   proxy_idle_rss_mb: round(main.idleRss / 2 ** 20),
   proxy_idle_cpu_us_per_s: round(main.idleUsPerSec),
   first_unclean_rate: steps.find((s) => !s.clean)?.offered_per_s ?? null,
-  /** At LOG_RATE: µs per INVITE with log level info, and with warn (no outcome line). */
-  log_line_cost: {
-    rate: LOG_RATE,
-    info_us_per_invite: steps.find((s) => s.offered_per_s === LOG_RATE)?.proxy_cpu_us_per_invite ?? null,
-    warn_us_per_invite: quiet.steps[0]?.proxy_cpu_us_per_invite ?? null,
-  },
+  /** The highest clean rate whose p99 stayed under 100 ms (no queue building up in the proxy). */
+  proxy_max_cps_p99_under_100ms: clean.filter((s) => s.latency_ms.p99 < 100).at(-1)?.offered_per_s ?? 0,
   steps,
 };
 console.log(
   `proxy: ${result.proxy_cpu_us_per_invite} µs CPU per INVITE at ${result.proxy_max_cps_through_double} INVITE/s (highest clean rate); ` +
-    `idle ${result.proxy_idle_cpu_us_per_s} µs/s; RSS ${result.proxy_rss_mb} MB (peak ${result.proxy_peak_rss_mb} MB, idle ${result.proxy_idle_rss_mb} MB); ` +
-    `at ${LOG_RATE}/s: ${result.log_line_cost.info_us_per_invite} µs with level info, ${result.log_line_cost.warn_us_per_invite} µs with warn` +
+    `every reservation in Redis up to ${result.proxy_max_cps_all_reserved}/s; idle ${result.proxy_idle_cpu_us_per_s} µs/s; RSS ${result.proxy_rss_mb} MB (peak ${result.proxy_peak_rss_mb} MB, idle ${result.proxy_idle_rss_mb} MB); ` +
+    `p99 under 100 ms up to ${result.proxy_max_cps_p99_under_100ms}/s` +
     (result.first_unclean_rate === null ? '' : `; first unclean rate ${result.first_unclean_rate}/s`),
 );
 mkdirSync(new URL('results/', import.meta.url), { recursive: true });

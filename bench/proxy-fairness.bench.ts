@@ -10,7 +10,10 @@
  * Scenarios:
  *  - equal: ten empty nodes of 1000 calls, a 1000-call burst;
  *  - unequal: the same nodes starting with 0, 50, ..., 450 sessions (FsNode.setSessions): least
- *    loaded should fill the emptiest first, round robin hands every node the same share;
+ *    loaded should fill the emptiest first, round robin hands every node the same share. Least
+ *    loaded and round robin only; BENCH_FAIRNESS_FULL=1 adds the herd, which sends some 650 calls
+ *    at once to one simulator: its UDP receive buffer overflows and the retransmissions' backoff
+ *    takes the run past a minute;
  *  - near capacity (default mode only): ten nodes of 100 calls, a 1500-call burst, where a call
  *    sent to a full node is refused there.
  *
@@ -41,6 +44,9 @@ const modes: Record<Mode, Record<string, unknown>> = {
   herd: { reservations: false },
   'round-robin': { balance: 'round-robin' },
 };
+
+const allModes = Object.keys(modes) as Mode[];
+const unequalModes: Mode[] = process.env.BENCH_FAIRNESS_FULL ? allModes : ['least-loaded', 'round-robin'];
 
 interface Scenario {
   name: string;
@@ -211,7 +217,7 @@ const runs: RunResult[] = [];
 try {
   console.log(`bursts over ${PROXIES} proxy processes and ${NODES} simulated nodes:`);
   for (const s of [equal, unequal]) {
-    for (const mode of Object.keys(modes) as Mode[]) {
+    for (const mode of s === equal ? allModes : unequalModes) {
       const r = await run({ url: server.url, client }, s, mode);
       runs.push(r);
       show(r);
@@ -251,7 +257,7 @@ const result = {
   failed_calls_near_capacity: near.failed,
   /** Unequal start: per mode, the busiest node's load, the worst overshoot and the mean deviation from the ideal share. */
   unequal: Object.fromEntries(
-    (Object.keys(modes) as Mode[]).map((m) => {
+    unequalModes.map((m) => {
       const r = find('unequal', m);
       return [
         m,
