@@ -88,6 +88,11 @@ interface SrfProxyResult {
   responses: { address: string; port: number | string; msgs: { status: number }[] }[];
 }
 type Handler = (req: SrfMessage, res: SrfResponse) => void;
+/** srf's internal wire protocol object, reached only to stop its reconnect loop on close. */
+interface SrfWireProtocol {
+  closing?: boolean;
+  reconnectVars?: { retryTimer?: NodeJS.Timeout | null };
+}
 interface SrfApp {
   connect(opts: Record<string, unknown>): void;
   disconnect(): void;
@@ -130,6 +135,11 @@ export class DrachtioLink extends EventEmitter<Events> {
       else if (m === 'SUBSCRIBE') srf.subscribe(handler);
     }
     srf.on('connect', (err, hostports) => {
+      if (this.#closed) {
+        // A reconnect that was under way when we closed: end it too.
+        this.#disconnect();
+        return;
+      }
       if (err) {
         this.#log.error(
           { err: err.message },
@@ -166,6 +176,20 @@ export class DrachtioLink extends EventEmitter<Events> {
     if (this.#closed) return;
     this.#closed = true;
     this.#connected = false;
+    // srf has no way to stop reconnecting while it is between attempts (disconnect() throws
+    // then): mark its wire protocol closing and cancel the pending retry, then disconnect.
+    const wp = (this.#srf as unknown as { app?: { client?: { wp?: SrfWireProtocol } } }).app?.client?.wp;
+    if (wp) {
+      wp.closing = true;
+      if (wp.reconnectVars?.retryTimer) {
+        clearTimeout(wp.reconnectVars.retryTimer);
+        wp.reconnectVars.retryTimer = null;
+      }
+    }
+    this.#disconnect();
+  }
+
+  #disconnect(): void {
     try {
       this.#srf.disconnect();
     } catch {

@@ -35,6 +35,8 @@ export class ViewSync extends EventEmitter<Events> {
   #syncing: Promise<void> | undefined;
   #again: string | undefined;
   #failing = false;
+  /** A connection dropped since the last snapshot: events may have been lost meanwhile. */
+  #stale = true;
   #source: ViewSource = ViewSource.None;
   #unreadable = new Map<string, string>();
   #garbageLogged = false;
@@ -81,8 +83,12 @@ export class ViewSync extends EventEmitter<Events> {
         (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
       );
     });
-    this.#subscriber.on('close', () => this.#setSource());
-    this.#store.redis.on('close', () => this.#setSource());
+    const dropped = (): void => {
+      this.#stale = true;
+      this.#setSource();
+    };
+    this.#subscriber.on('close', dropped);
+    this.#store.redis.on('close', dropped);
     this.#store.redis.on('ready', () => this.#setSource());
     this.#timer = setInterval(() => void this.resync('periodic'), this.#resyncMs);
     try {
@@ -114,10 +120,13 @@ export class ViewSync extends EventEmitter<Events> {
       this.#setSource();
       return;
     }
+    const subscribed = this.#subscriber.status === 'ready';
     try {
       const snapshot = await this.#store.readView();
       const report = this.#view.applySnapshot(snapshot, performance.now());
       this.#syncs++;
+      // Live only once a snapshot was read while subscribed: nothing between them was missed.
+      if (subscribed) this.#stale = false;
       if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
       this.#failing = false;
       if (report.added.length > 0 || report.removed.length > 0) {
@@ -166,7 +175,10 @@ export class ViewSync extends EventEmitter<Events> {
 
   #setSource(): void {
     const live =
-      this.#store.redis.status === 'ready' && this.#subscriber.status === 'ready' && !this.#failing;
+      this.#store.redis.status === 'ready' &&
+      this.#subscriber.status === 'ready' &&
+      !this.#failing &&
+      !this.#stale;
     const next = !this.#view.loaded ? ViewSource.None : live ? ViewSource.Live : ViewSource.LastKnown;
     if (next === this.#source) return;
     this.#source = next;
