@@ -23,8 +23,10 @@ export interface CallSlots {
   readonly mode: SlotMode;
   /** The nodes holding a slot (the chosen node). */
   readonly nodes: readonly ViewNode[];
-  /** Local mode: when these slots lapse by themselves (monotonic ms). */
+  /** Local mode: when these slots lapse by themselves (monotonic ms), unless the call connected. */
   readonly expiresAt: number;
+  /** Local mode: the call connected; its slot stays until the view is live again. */
+  connected?: boolean;
 }
 
 export type ReserveOutcome =
@@ -98,9 +100,11 @@ export class CallAccounting {
   /**
    * Takes a slot for a call on the first candidate with room and picks up to `maxTargets - 1`
    * failover targets after it. `candidates` is the selection's ordered list, longer than
-   * maxTargets so that a node found full in Redis is replaced within the same round trip.
+   * maxTargets so that a node found full in Redis is replaced within the same round trip. Redis
+   * gives the slot to the least loaded candidate by its own counts, or, `inOrder` (affinity), to
+   * the first one with room.
    */
-  async reserve(callId: string, candidates: readonly ViewNode[]): Promise<ReserveOutcome> {
+  async reserve(callId: string, candidates: readonly ViewNode[], inOrder = false): Promise<ReserveOutcome> {
     const started = performance.now();
     const s = this.#settings;
     if (!this.#redisReady()) return this.#reserveLocally(callId, candidates, started, 'local-offline');
@@ -114,6 +118,7 @@ export class CallAccounting {
       slots: 1,
       failovers: s.maxTargets - 1,
       ttlMs: s.ttlMs,
+      inOrder,
     });
     const settled = attempt.finally(() => {
       if (primary) primary.pending--;
@@ -123,8 +128,12 @@ export class CallAccounting {
         settled,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            clock.timedOut = true;
-            reject(new Error(`no reply within ${s.timeoutMs} ms`));
+            // The reply may already wait in the socket while this proxy's own event loop was busy
+            // (a burst): let this turn's I/O phase deliver it before giving up on Redis.
+            setImmediate(() => {
+              clock.timedOut = true;
+              reject(new Error(`no reply within ${s.timeoutMs} ms`));
+            });
           }, s.timeoutMs);
         }),
       ]);
@@ -133,7 +142,6 @@ export class CallAccounting {
       const taken: ViewNode[] = [];
       const failovers: ViewNode[] = [];
       for (const r of result.nodes) {
-        if (r.status === SlotStatus.Skipped) continue;
         const figure = { id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at };
         this.#view.applyLoad(figure);
         this.#queue(figure);
@@ -194,6 +202,23 @@ export class CallAccounting {
     );
   }
 
+  /**
+   * A call connected. Its Redis slot is the monitor's to settle. A local slot is all that counts
+   * the call in this proxy: while Redis is down no session count arrives, so it stays until a
+   * live snapshot has the call among the node's sessions (`viewLive`); with Redis up (a slow
+   * reply) the monitor counts the call at once and the slot ends now.
+   */
+  connected(slots: CallSlots): void {
+    if (slots.mode !== SlotMode.Local) return;
+    if (this.#redisReady()) this.release(slots);
+    else slots.connected = true;
+  }
+
+  /** The view was reloaded from a live Redis: local slots of connected calls are counted there now. */
+  viewLive(): void {
+    for (const slots of [...this.#local.values()]) if (slots.connected) this.release(slots);
+  }
+
   async #releaseRedis(callId: string, ids: readonly string[], keep = ''): Promise<void> {
     if (ids.length === 0 || this.#closed) return;
     try {
@@ -243,8 +268,10 @@ export class CallAccounting {
 
   #sweepLocal(): void {
     const now = performance.now();
-    for (const slots of this.#local.values()) if (slots.expiresAt <= now) this.release(slots);
-    if (this.#local.size === 0) {
+    for (const slots of [...this.#local.values()]) {
+      if (slots.expiresAt <= now && !slots.connected) this.release(slots);
+    }
+    if (this.#local.size === 0 || [...this.#local.values()].every((x) => x.connected)) {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     }

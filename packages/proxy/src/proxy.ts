@@ -161,6 +161,9 @@ export class FslbProxy extends EventEmitter<Events> {
     } catch (err) {
       this.#log.warn({ err }, 'redis is not reachable yet; starting without a view and retrying');
     }
+    this.#sync.on('synced', () => {
+      if (this.#sync.source === ViewSource.Live) this.#accounting.viewLive();
+    });
     await this.#sync.start();
     this.#link.on('request', (req) => this.#router.handle(req));
     this.#link.on('connected', () => this.emit('connected'));

@@ -127,7 +127,8 @@ export class Router {
     }
     const isInvite = req.method === 'INVITE';
     const t0 = performance.now();
-    const candidates = this.#choose(req, isInvite);
+    const affinity = (isInvite && req.header(this.#settings.affinityHeader)) || undefined;
+    const candidates = this.#choose(req, isInvite, affinity);
     this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
     if (candidates.length === 0) {
       this.#refuse(req, Refusal.NoCapacity, started, []);
@@ -137,7 +138,7 @@ export class Router {
     let targets: readonly ViewNode[] = candidates.slice(0, this.#settings.maxTargets);
     let slots: CallSlots | undefined;
     if (isInvite && this.#settings.reservations) {
-      const r = await this.#accounting.reserve(req.callId, candidates);
+      const r = await this.#accounting.reserve(req.callId, candidates, affinity !== undefined);
       if (r.kind === 'full') {
         this.#refuse(
           req,
@@ -176,12 +177,11 @@ export class Router {
     return undefined;
   }
 
-  #choose(req: InboundRequest, isInvite: boolean): ViewNode[] {
+  #choose(req: InboundRequest, isInvite: boolean, affinity: string | undefined): ViewNode[] {
     const nodes = this.#view.nodes;
     if (!isInvite) return selectByAor(nodes, aorOf(req.toUri()), this.#settings.maxTargets);
     // A few more candidates than targets, so that a node found full in Redis is replaced in the same round trip.
     const opts = { maxTargets: Math.min(16, this.#settings.maxTargets * 2), random: this.#random };
-    const affinity = req.header(this.#settings.affinityHeader);
     if (affinity) return selectWithAffinity(nodes, affinity, opts);
     if (this.#settings.balance === 'round-robin')
       return selectRoundRobin(nodes, this.#turn++, opts.maxTargets);
@@ -235,6 +235,7 @@ export class Router {
     // under the Call-ID) when FreeSWITCH counts it; releasing here could uncount the live call for
     // the few ms until then. Not connected: no node holds the call, so every slot ends now.
     if (slots && !result?.connected) this.#accounting.release(slots);
+    else if (slots) this.#accounting.connected(slots);
     if (result) {
       for (const resp of result.responses) {
         if (resp.status >= 300) this.#metrics.targetFailures.inc({ status: String(resp.status) });

@@ -1,10 +1,11 @@
 --[[
-  Reserves a slot for one call, atomically, on the first node of the proxy's ordered candidate
-  list that is eligible and has room: sessions + live reservations < maxSessions. However many
-  proxies run this at once, a node never holds more calls and reservations than it takes. The
-  candidates after it that have room too are named as failover targets (serial forking reaches
-  one only when the chosen node failed); they take no slot, so that failovers that rarely happen
-  never hold capacity that first choices need.
+  Reserves a slot for one call, atomically, on the least loaded of the proxy's candidates that
+  is eligible and has room: sessions + live reservations < maxSessions, scored by
+  (sessions + reservations) / (maxSessions x weight), ties to the earlier candidate. However many
+  proxies run this at once, a node never holds more calls and reservations than it takes. Other
+  candidates with room are named as failover targets, in the proxy's order (serial forking
+  reaches one only when the chosen node failed); they take no slot, so that failovers that
+  rarely happen never hold capacity that first choices need.
 
   The slot lapses by itself after ARGV[4] ms. Slots that an earlier attempt with the same
   Call-ID still holds (an INVITE sent again after a 401/407) end first. A reservation set
@@ -19,7 +20,9 @@
   ARGV[3] failover targets wanted at most after the slots
   ARGV[4] TTL of a slot, ms
   ARGV[5] reservation set key prefix (fslb:resv:), for the slots of an earlier attempt
-  ARGV[5+i] node id of candidate i
+  ARGV[6] '1': take the slots in the proxy's order (affinity: its first choice must win while
+          it has room); '0': least loaded first
+  ARGV[6+i] node id of candidate i
 
   Returns: { seconds, microseconds (Redis TIME), { status, sessions, reservations, maxSessions }
              for each candidate in order }
@@ -28,13 +31,14 @@
             0  the node is full
            -1  the node cannot take calls: record missing, not up, drained, no liveness key,
                capacity unknown, or an unreadable count
-           -2  not looked at: enough slots and failover targets were found before it
+           -2  the node has room but is not used: enough slots and failover targets without it
 ]]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local callId = ARGV[1]
 local want, failovers = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
+local inOrder = ARGV[6] == '1'
 
 local earlier = redis.pcall('GET', KEYS[1])
 if type(earlier) == 'string' then
@@ -42,37 +46,58 @@ if type(earlier) == 'string' then
 end
 
 local out = { t[1], t[2] }
-local taken, spare, held = 0, 0, {}
 local c = (#KEYS - 1) / 3
+local rows, room = {}, {}
 for i = 1, c do
   local hashKey, resvKey, aliveKey = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
-  if taken >= want and spare >= failovers then
-    out[#out + 1] = { -2, 0, 0, 0 }
+  local h = redis.pcall('HMGET', hashKey, 'state', 'admin', 'sessions', 'maxSessions', 'weight')
+  if h.err then h = {} end
+  -- A reservation set damaged into another type holds nothing readable: start it afresh.
+  local kind = redis.call('TYPE', resvKey).ok
+  if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', resvKey) end
+  redis.call('ZREMRANGEBYSCORE', resvKey, '-inf', now)
+  local r = redis.call('ZCARD', resvKey)
+  local s, max = tonumber(h[3]), tonumber(h[4])
+  local weight = tonumber(h[5]) or 1
+  if weight <= 0 then weight = 1 end
+  if h[1] ~= 'up' or h[2] == 'drain' or s == nil or max == nil or max <= 0
+    or redis.call('EXISTS', aliveKey) == 0 then
+    rows[i] = { -1, s or 0, r, max or 0 }
+  elseif s + r >= max then
+    rows[i] = { 0, s, r, max }
   else
-    local h = redis.pcall('HMGET', hashKey, 'state', 'admin', 'sessions', 'maxSessions')
-    if h.err then h = {} end
-    -- A reservation set damaged into another type holds nothing readable: start it afresh.
-    local kind = redis.call('TYPE', resvKey).ok
-    if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', resvKey) end
-    redis.call('ZREMRANGEBYSCORE', resvKey, '-inf', now)
-    local r = redis.call('ZCARD', resvKey)
-    local s, max = tonumber(h[3]), tonumber(h[4])
-    if h[1] ~= 'up' or h[2] == 'drain' or s == nil or max == nil or max <= 0
-      or redis.call('EXISTS', aliveKey) == 0 then
-      out[#out + 1] = { -1, s or 0, r, max or 0 }
-    elseif s + r >= max then
-      out[#out + 1] = { 0, s, r, max }
-    elseif taken < want then
-      r = r + redis.call('ZADD', resvKey, now + ttl, callId)
-      taken = taken + 1
-      held[#held + 1] = ARGV[5 + i]
-      out[#out + 1] = { 1, s, r, max }
-    else
-      spare = spare + 1
-      out[#out + 1] = { 2, s, r, max }
-    end
+    rows[i] = { -2, s, r, max }
+    room[#room + 1] = { i = i, score = (s + r) / (max * weight) }
   end
 end
+
+-- The slots go to the least loaded by Redis' own counts, which include every proxy's
+-- reservations: a burst from many proxies spreads as if one proxy had sent it. Ties keep the
+-- proxy's order (which it randomizes among near-equals).
+local taken, held, chosen = 0, {}, {}
+while taken < want do
+  local best
+  for _, cand in ipairs(room) do
+    if not chosen[cand.i] and (best == nil or (not inOrder and cand.score < best.score)) then best = cand end
+  end
+  if best == nil then break end
+  chosen[best.i] = true
+  local row = rows[best.i]
+  row[1] = 1
+  row[3] = row[3] + redis.call('ZADD', KEYS[3 * best.i], now + ttl, callId)
+  held[#held + 1] = ARGV[6 + best.i]
+  taken = taken + 1
+end
+-- Failover targets: the other candidates with room, in the proxy's order.
+local spare = 0
+for _, cand in ipairs(room) do
+  if spare >= failovers then break end
+  if not chosen[cand.i] then
+    rows[cand.i][1] = 2
+    spare = spare + 1
+  end
+end
+for i = 1, c do out[#out + 1] = rows[i] end
 
 if taken > 0 then
   redis.call('SET', KEYS[1], table.concat(held, ' '), 'PX', ttl)

@@ -39,7 +39,7 @@ export const SlotStatus = {
   Full: 0,
   /** Not eligible in Redis: missing, not up, drained, no liveness key, unknown capacity. */
   Ineligible: -1,
-  /** Not looked at: enough slots were taken on earlier candidates. */
+  /** The node has room but is not used: enough slots and failover targets without it. */
   Skipped: -2,
 } as const;
 export type SlotStatus = (typeof SlotStatus)[keyof typeof SlotStatus];
@@ -73,6 +73,8 @@ export interface ReserveRequest {
   failovers: number;
   /** Lifetime of a slot. */
   ttlMs: number;
+  /** Take slots in candidate order (affinity) instead of least loaded first. */
+  inOrder?: boolean;
 }
 
 /** One node in a consistent snapshot of the cluster. */
@@ -201,9 +203,9 @@ export class ClusterStore {
   }
 
   /**
-   * Takes a slot for a call on the first candidate with room, and names the next ones with room
-   * as failover targets, in one round trip and atomically across every proxy
-   * (`reserve-call.lua`). Throws on a Redis error or an unreadable reply.
+   * Takes a slot for a call on the least loaded candidate with room by Redis' own counts, and
+   * names other candidates with room as failover targets, in one round trip and atomically
+   * across every proxy (`reserve-call.lua`). Throws on a Redis error or an unreadable reply.
    */
   async reserveCall(req: ReserveRequest): Promise<ReserveResult> {
     const k = this.keys;
@@ -215,6 +217,7 @@ export class ClusterStore {
       req.failovers,
       Math.ceil(req.ttlMs),
       k.resv(''),
+      req.inOrder ? '1' : '0',
       ...req.candidates,
     ]);
     if (!Array.isArray(reply) || reply.length !== req.candidates.length + 2) {

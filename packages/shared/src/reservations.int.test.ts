@@ -52,7 +52,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
   const reserve = (store: ClusterStore, callId: string, candidates: string[], failovers = 2) =>
     store.reserveCall({ callId, candidates, slots: 1, failovers, ttlMs: 3000 });
 
-  it('takes a slot on the first candidate with room and names failover targets with room after it', async () => {
+  it('takes a slot on the least loaded candidate by Redis counts and names failover targets with room', async () => {
     const { keys, store } = await cluster({
       full: { sessions: 10, max: 10 },
       a: { sessions: 0, max: 10 },
@@ -70,7 +70,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
         ['a', SlotStatus.Taken, 0, 1, 10],
         ['b', SlotStatus.Full, 10, 0, 10],
         ['c', SlotStatus.Room, 2, 0, 10],
-        ['d', SlotStatus.Skipped, 0, 0, 0],
+        ['d', SlotStatus.Skipped, 0, 0, 10],
       ],
     );
     assert.ok(r.at > 1.7e15 && Number.isInteger(r.at), String(r.at));
@@ -80,6 +80,31 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     assert.ok(left > 2000 && left <= 3000, String(left));
     const pttl = await redis.pttl(keys.call('call-1@host'));
     assert.ok(pttl > 2000 && pttl <= 3000, String(pttl));
+  });
+
+  it('chooses by Redis counts, weights included, whatever order the proxy gave', async () => {
+    const { keys, store } = await cluster({
+      busy: { sessions: 6, max: 10 },
+      reserved: { sessions: 1, max: 10 },
+      light: { sessions: 2, max: 10 },
+    });
+    for (let i = 0; i < 3; i++) await redis.zadd(keys.resv('reserved'), Date.now() + 10_000, `other-${i}`);
+    const r = await reserve(store, 'pick', ['busy', 'reserved', 'light'], 2);
+    assert.deepEqual(r.taken, ['light']);
+    assert.deepEqual(r.failovers, ['busy', 'reserved']);
+    await redis.hset(keys.node('busy'), 'weight', '4');
+    const w = await reserve(store, 'pick-weighted', ['reserved', 'light', 'busy'], 0);
+    assert.deepEqual(w.taken, ['busy']);
+    // Affinity: the proxy's first choice wins while it has room, however loaded.
+    const pinned = await store.reserveCall({
+      callId: 'pinned',
+      candidates: ['reserved', 'light'],
+      slots: 1,
+      failovers: 1,
+      ttlMs: 3000,
+      inOrder: true,
+    });
+    assert.deepEqual([pinned.taken, pinned.failovers], [['reserved'], ['light']]);
   });
 
   it('refuses nodes that cannot take calls in Redis: down, drained, unwatched, unknown capacity, unreadable', async () => {
