@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { waitForNode } from '../monitor/support.js';
 import { proxyScene } from './scene.js';
 
 async function getJson(
@@ -37,14 +38,12 @@ describe('fslb-proxy through a Redis outage', () => {
 
     // Restarted empty: the monitor writes its nodes again, the proxy reloads and reserves in Redis.
     await r.server.restart();
+    for (const id of ['fs1', 'fs2']) {
+      await waitForNode(r.client, s.keys, id, (h) => h.state === 'up', 'up again', 10_000);
+    }
     await waitFor('view live again', () => s.proxy.source === 'live', { timeoutMs: 10_000 });
-    await waitFor(
-      'nodes back and up in the view',
-      () => s.proxy.view.nodes.filter((n) => n.eligible).length === 2,
-      {
-        timeoutMs: 10_000,
-      },
-    );
+    await s.proxy.resync();
+    assert.equal(s.proxy.view.nodes.filter((n) => n.eligible).length, 2);
     s.dx.onProxy(() => ({ kind: 'hold' }));
     const after = s.dx.inject({ method: 'INVITE', sdp: true });
     const cmd = await after.proxied();
