@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { createLogger, runMain } from '@fslb/shared';
+import { createLogger, flushLogger, runMain } from '@fslb/shared';
 import { FslbProxy } from './proxy.js';
 
 await runMain('fslb-proxy', async ({ config }) => {
-  const log = createLogger({ level: config.log.level, name: 'fslb-proxy' });
+  // A line per call: buffered, so that logging is not a system call per INVITE.
+  const log = createLogger({ level: config.log.level, name: 'fslb-proxy', buffered: true });
   const proxy = new FslbProxy({ config, log });
 
   let stopping = false;
@@ -19,10 +20,10 @@ await runMain('fslb-proxy', async ({ config }) => {
     (drain ? proxy.drain() : Promise.resolve())
       .then(() => proxy.close())
       .then(
-        () => process.exit(0),
+        () => flushLogger(log).then(() => process.exit(0)),
         (err: unknown) => {
           log.error({ err }, 'error while stopping');
-          process.exit(1);
+          return flushLogger(log).then(() => process.exit(1));
         },
       );
   };

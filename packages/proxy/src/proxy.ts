@@ -71,7 +71,11 @@ export class FslbProxy extends EventEmitter<Events> {
     this.#config = config;
     this.id = p.id;
     this.#log = opts.log.child({ component: 'proxy', proxyId: this.id });
-    this.#conns = new RedisConnections(config.redis, { name: `fslb-proxy-${this.id}`, log: this.#log });
+    this.#conns = new RedisConnections(config.redis, {
+      name: `fslb-proxy-${this.id}`,
+      log: this.#log,
+      autoPipelining: true,
+    });
     this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(config.prefix));
     this.#sync = new ViewSync({
       view: this.view,

@@ -56,6 +56,12 @@ export class Router {
   readonly #cps: TokenBucket | undefined;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
+  /**
+   * The per-request outcome line. Its fields are fixed and hold no secret, so it skips the
+   * wildcard redaction of the root logger, which costs ~45 µs a line (3.5 µs without it,
+   * measured with pino 10): at 1000 calls/s that is 4.5 % of a core saved.
+   */
+  readonly #callLog: Logger;
   readonly #random: () => number;
   /** Requests waiting for drachtio-server's answer, each with a way to give up on it. */
   readonly #inFlight = new Set<(why: string) => void>();
@@ -82,6 +88,7 @@ export class Router {
     this.#cps = opts.cps;
     this.#metrics = opts.metrics;
     this.#log = opts.log;
+    this.#callLog = opts.log.child({}, { redact: [] });
     this.#random = opts.random ?? Math.random;
   }
 
@@ -281,7 +288,7 @@ export class Router {
 
   #finish(req: InboundRequest, o: Outcome, started: number): void {
     this.#metrics.requests.inc({ method: req.method, outcome: o.outcome });
-    this.#log.info(
+    this.#callLog.info(
       {
         callId: req.callId,
         method: req.method,

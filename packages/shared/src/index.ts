@@ -45,7 +45,7 @@ export {
   type RedisConfig,
 } from './config/schema.js';
 export { ConfigError, FslbError, formatIssues, type ConfigIssue } from './errors.js';
-export { createLogger, type Logger, type LoggerSettings } from './logger.js';
+export { createLogger, flushLogger, type Logger, type LoggerSettings } from './logger.js';
 export { HealthHttpServer, type HealthSource, type MetricsRegistry } from './http-server.js';
 export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {

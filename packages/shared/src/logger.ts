@@ -9,6 +9,11 @@ export interface LoggerSettings {
   name?: string;
   /** Extra fields put on every line, e.g. `{ monitorId }`. */
   base?: Record<string, unknown>;
+  /**
+   * Write stdout through a buffer (4 KiB or 100 ms) instead of one system call a line: for a
+   * proxy logging a line per call. `flushLogger` before exiting.
+   */
+  buffered?: boolean;
 }
 
 /**
@@ -27,5 +32,23 @@ export function createLogger(settings: LoggerSettings = {}, destination?: Destin
     },
     formatters: { level: (label) => ({ level: label }) },
   };
-  return destination ? pino(options, destination) : pino(options);
+  if (destination) return pino(options, destination);
+  if (settings.buffered) {
+    const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+    const timer = setInterval(() => dest.flush(), 100);
+    timer.unref();
+    return pino(options, dest);
+  }
+  return pino(options);
+}
+
+/** Writes out whatever a buffered logger still holds. */
+export function flushLogger(log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      log.flush(() => resolve());
+    } catch {
+      resolve();
+    }
+  });
 }
