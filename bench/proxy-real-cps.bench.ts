@@ -27,7 +27,7 @@
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them it
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json.
  * Env: BENCH_RATES (comma list), BENCH_CALLS (3000), BENCH_STEP_S (4), BENCH_CONFIRM_S (8),
- * BENCH_INFO_RATE (1000).
+ * BENCH_INFO_RATE (1000), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}').
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -90,6 +90,8 @@ const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 1000);
 /** Length of the sustained run that confirms a series' highest clean rate. */
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 8);
+/** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
+const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
 const CLEAN_PCT = 0.1;
 /** A step kept pace when its calls completed at 95 % of the offered rate or better. */
 const PACE = 0.95;
@@ -353,6 +355,7 @@ async function startFslb(level: 'warn' | 'info'): Promise<App> {
       http: { host: '127.0.0.1', port: httpPort },
       // Every call comes from one source address.
       rateLimit: { perSourcePerSec: 1_000_000, burst: 1_000_000 },
+      ...PROXY_EXTRA,
     },
   });
   raw.log = { level };
@@ -826,10 +829,20 @@ try {
   const drachtioVersion = /version (\S+)/.exec(drachtioServer.output())?.[1] ?? 'unknown';
   const sippVersion =
     /SIPp (\S+)/.exec(spawnSync(sipp as string, ['-v'], { encoding: 'utf8' }).stdout)?.[1] ?? 'unknown';
+  const git = (args: string[]): string =>
+    spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout.trim();
   Object.assign(result, {
+    // What was measured: the proxy runs from the working tree, edits included.
+    code: {
+      commit: git(['rev-parse', '--short', 'HEAD']),
+      uncommitted_in_packages: git(['status', '--porcelain', '--', 'packages'])
+        .split('\n')
+        .filter((l) => l !== ''),
+    },
     drachtio_server: `${drachtioVersion} (${drachtio})`,
     sipp: sippVersion,
     proxy_runtime: proxyRuntime,
+    proxy_settings_extra: PROXY_EXTRA,
     udp_buffers: udpBuffers,
     redis: redisServer.kind,
   });
