@@ -353,8 +353,9 @@ async function startFslb(level: 'warn' | 'info'): Promise<App> {
       finalTimeout: '30s',
       resyncIntervalMs: 5000,
       http: { host: '127.0.0.1', port: httpPort },
-      // Every call comes from one source address.
+      // Every call comes from one source address; the rate steps go past the default maxCps.
       rateLimit: { perSourcePerSec: 1_000_000, burst: 1_000_000 },
+      maxCps: 1_000_000,
       ...PROXY_EXTRA,
     },
   });
@@ -928,7 +929,7 @@ try {
       'so up to rate x 3 s slots were live per moment; the nodes had Max-Sessions 1,000,000 so none was refused for want of room.',
     setup:
       `SIPp caller (${relative(ROOT, UAC_SCENARIO)}, no hold) -> drachtio-server -> one app process -> ${NODES} SIPp callees (${relative(ROOT, UAS_SCENARIO)}); ` +
-      `fslb: ${NODES} fs-sim nodes (ESL only) watched by an in-process monitor with default timings, proxy maxCps unset, rateLimit 1e6/s, recordRoute off, ` +
+      `fslb: ${NODES} fs-sim nodes (ESL only) watched by an in-process monitor with default timings, proxy maxCps 1e6/s, rateLimit 1e6/s, recordRoute off, ` +
       `min(${MAX_CALLS} calls, ${STEP_S} s) per step, the best clean rate then held ${CONFIRM_S} s; bare: req.proxy to the first callee only. All on loopback, one machine.`,
     steps,
     app_logs: proxyLogs,

@@ -67,9 +67,13 @@ export interface FleetOptions {
   startTimeoutMs?: number;
 }
 
-/** Defaults of the fleet's proxy section: all INVITEs come from one source, so its limit is raised. */
+/**
+ * Defaults of the fleet's proxy section: all INVITEs come from one source, so its limit is
+ * raised, and bursts and rate steps go past the replica's default maxCps, so that is raised too.
+ */
 export const fleetProxyDefaults = {
   rateLimit: { perSourcePerSec: 1_000_000, burst: 1_000_000 },
+  maxCps: 1_000_000,
 };
 
 /** Clock ticks per second of /proc/<pid>/stat's times. */

@@ -175,7 +175,7 @@ describe('fslb-proxy routing and accounting', () => {
     assert.equal((await inside.final()).status, 486);
   });
 
-  it('limits each source with a token bucket, and the replica with maxCps', async (t) => {
+  it('limits each source with a token bucket, logged once per window', async (t) => {
     const { log, text } = captureLogger('info');
     const s = await proxyScene(t, r, {
       count: 1,

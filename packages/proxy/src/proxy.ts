@@ -121,10 +121,7 @@ export class FslbProxy extends EventEmitter<Events> {
       },
       acl: new SourceAcl(p.acl),
       perSource: new SourceRateLimiter(p.rateLimit.perSourcePerSec, p.rateLimit.burst),
-      cps:
-        p.maxCps === undefined
-          ? undefined
-          : new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
+      cps: new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
       metrics,
       log: this.#log,
       ...(opts.random ? { random: opts.random } : {}),
@@ -191,7 +188,7 @@ export class FslbProxy extends EventEmitter<Events> {
         nodes: this.view.nodes.length,
         methods: p.methods,
         maxTargets: p.maxTargets,
-        maxCps: p.maxCps ?? null,
+        maxCps: p.maxCps,
         recordRoute: p.recordRoute,
       },
       'proxy started',

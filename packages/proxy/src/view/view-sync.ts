@@ -174,6 +174,8 @@ export class ViewSync extends EventEmitter<Events> {
   }
 
   #setSource(): void {
+    // Closing drops the connections on purpose: that is no outage.
+    if (this.#closed) return;
     const live =
       this.#store.redis.status === 'ready' &&
       this.#subscriber.status === 'ready' &&

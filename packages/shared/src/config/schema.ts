@@ -198,8 +198,12 @@ const proxySchema = z
         burst: z.number().int().positive().default(100),
       })
       .prefault({}),
-    /** INVITEs per second this replica accepts before answering 503; unset = no limit. */
-    maxCps: z.number().positive().optional(),
+    /**
+     * INVITEs per second this replica accepts before answering 503 (a bucket of a tenth of a
+     * second's worth absorbs bursts). The default sits below where one proxy and its
+     * drachtio-server sharing a 2-core host fell behind (~1,250-1,500 calls/s; see the README).
+     */
+    maxCps: z.number().positive().default(1000),
     http: z.strictObject({ host: z.string().default('0.0.0.0'), port: port.default(9102) }).prefault({}),
   })
   .prefault({});
