@@ -145,7 +145,9 @@ export class Router {
     let targets: readonly ViewNode[] = candidates.slice(0, this.#settings.maxTargets);
     let slots: CallSlots | undefined;
     if (isInvite && this.#settings.reservations) {
-      const r = await this.#accounting.reserve(req.callId, candidates, affinity !== undefined);
+      // Affinity and round robin keep their own order; least-loaded lets Redis pick by its counts.
+      const inOrder = affinity !== undefined || this.#settings.balance === 'round-robin';
+      const r = await this.#accounting.reserve(req.callId, candidates, inOrder);
       if (r.kind === 'full') {
         this.#refuse(
           req,

@@ -16,11 +16,6 @@ export interface RedisConnectionOptions {
    * hear about an outage within a few seconds instead of piling up stale writes.
    */
   maxRetriesPerRequest?: number | null;
-  /**
-   * Send the commands issued in one event-loop turn in one write (ioredis auto-pipelining): a
-   * proxy under load saves a system call per command.
-   */
-  autoPipelining?: boolean;
 }
 
 /** Backoff for reconnects: grows from 50 ms, capped, with jitter; never gives up. */
@@ -35,7 +30,6 @@ export function redisOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions
     connectionName: opts.name,
     connectTimeout: cfg.connectTimeoutMs,
     maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 2 : opts.maxRetriesPerRequest,
-    enableAutoPipelining: opts.autoPipelining ?? false,
     retryStrategy: (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
     lazyConnect: true,
   };
@@ -131,7 +125,6 @@ export class RedisConnections {
     this.#subscriber ??= createRedis(this.#cfg, {
       ...this.#opts,
       name: `${this.#opts.name}-sub`,
-      autoPipelining: false,
       maxRetriesPerRequest: null,
     });
     return this.#subscriber;
