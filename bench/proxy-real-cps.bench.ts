@@ -57,6 +57,7 @@ import {
 } from '../test/support/drachtio-server.js';
 import { freeTcpPort, freeUdpPort } from '../test/support/net.js';
 import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../test/support/redis.js';
+import { fromSource } from '../test/support/source-process.js';
 import { waitFor } from '../test/support/wait.js';
 import { config, startMonitor, waitForNode } from '../test/monitor/support.js';
 import { proxyRawConfig } from '../test/proxy/support.js';
@@ -318,14 +319,7 @@ function chooseProxyRuntime(): void {
     proxyArgs = (file) => ['packages/proxy/dist/main.js', '--config', file];
   } else {
     proxyRuntime = 'source: node --import tsx packages/proxy/src/main.ts (the build was stale or missing)';
-    proxyArgs = (file) => [
-      '--conditions=@fslb/source',
-      '--import',
-      'tsx',
-      'packages/proxy/src/main.ts',
-      '--config',
-      file,
-    ];
+    proxyArgs = (file) => fromSource('packages/proxy/src/main.ts', '--config', file);
   }
 }
 

@@ -9,6 +9,7 @@ import { ClusterKeys } from '@fslb/shared';
 import { FsCluster } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
+import { fromSource } from '../support/source-process.js';
 import { waitFor } from '../support/wait.js';
 import { config, rawConfig, recordEvents, records, startMonitor, waitForNode } from './support.js';
 
@@ -89,11 +90,11 @@ describe('monitors sharing nodes', () => {
       file,
       JSON.stringify(rawConfig({ redisUrl: r.server.url, prefix, nodes: sims.nodes, monitorId: id })),
     );
-    const child = spawn(
-      process.execPath,
-      ['--conditions=@fslb/source', '--import', 'tsx', 'packages/monitor/src/main.ts', '--config', file],
-      { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FSLB_CONFIG: '' } },
-    );
+    const child = spawn(process.execPath, fromSource('packages/monitor/src/main.ts', '--config', file), {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, FSLB_CONFIG: '' },
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     t.after(() => {

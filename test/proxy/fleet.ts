@@ -30,6 +30,7 @@ import { rawConfig, startMonitor, waitForNode } from '../monitor/support.js';
 import { freeTcpPort } from '../support/net.js';
 import { deletePrefix, testPrefix } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { fromSource } from '../support/source-process.js';
 import { LocalSims, WorkerSims, type NodeStats, type SimHost } from './sim-host.js';
 import { testProxy } from './support.js';
 
@@ -302,15 +303,7 @@ export class ProxyFleet {
         const httpPort = await freeTcpPort();
         const child = spawn(
           process.execPath,
-          [
-            ...(o.execArgv ?? []),
-            '--conditions=@fslb/source',
-            '--import',
-            'tsx',
-            'packages/proxy/src/main.ts',
-            '--config',
-            file,
-          ],
+          [...(o.execArgv ?? []), ...fromSource('packages/proxy/src/main.ts', '--config', file)],
           {
             cwd: root,
             stdio: ['ignore', o.childStdout === 'ignore' ? 'ignore' : 'pipe', 'pipe'],

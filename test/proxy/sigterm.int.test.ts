@@ -10,6 +10,7 @@ import { FsCluster } from '@fslb/fs-sim';
 import { DrachtioDouble } from '../drachtio-double/index.js';
 import { config, startMonitor, waitForNode } from '../monitor/support.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
+import { fromSource } from '../support/source-process.js';
 import { waitFor } from '../support/wait.js';
 import { proxyRawConfig } from './support.js';
 
@@ -46,11 +47,11 @@ describe('fslb-proxy process on SIGTERM', () => {
         }),
       ),
     );
-    const child = spawn(
-      process.execPath,
-      ['--conditions=@fslb/source', '--import', 'tsx', 'packages/proxy/src/main.ts', '--config', file],
-      { cwd: root, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, FSLB_CONFIG: '' } },
-    );
+    const child = spawn(process.execPath, fromSource('packages/proxy/src/main.ts', '--config', file), {
+      cwd: root,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, FSLB_CONFIG: '' },
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     t.after(() => {
