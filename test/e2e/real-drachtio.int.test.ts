@@ -163,6 +163,8 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
           proxy: {
             ...testProxy,
             drachtio: { host: '127.0.0.1', port: drachtio.appPort, secret: drachtio.secret },
+            // Slots that would outlive the test: only settling can empty the set.
+            reservationMarginMs: 120_000,
           },
           log: { level: process.env.FSLB_TEST_LOG ?? 'silent' },
         },
@@ -196,8 +198,10 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
       t.after(() => {
         if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
       });
-      // While the calls are held: FreeSWITCH counts them, and no slot is left (ZCARD counts lapsed
-      // members too, so 0 means every slot was ended, by the monitor, within the 2 s TTL).
+      // While the calls are held: FreeSWITCH counts them, and every slot ends. The slots would
+      // live two minutes, so an empty set means the monitor settled each one on CHANNEL_CREATE.
+      // (A probe's `status` may count a call a moment before its CHANNEL_CREATE event arrives, so
+      // the set empties just after the sessions reach 10, not necessarily with them.)
       await waitForNode(
         r.client,
         keys,
@@ -206,7 +210,10 @@ describe('real drachtio-server and SIPp through fslb-proxy', { skip, timeout: 90
         `${calls} sessions`,
         15_000,
       );
-      assert.equal(await r.client.zcard(keys.resv('fs1')), 0);
+      await waitFor('every slot settled', async () => (await r.client.zcard(keys.resv('fs1'))) === 0, {
+        timeoutMs: 2000,
+      });
+      assert.equal(run.child.exitCode, null, 'settled while the calls were still held');
       const [code] = (await once(run.child, 'exit')) as [number | null];
       assert.equal(code, 0, `sipp failed: ${run.stderr()}`);
       await waitForNode(r.client, keys, 'fs1', (h) => h.sessions === '0', 'calls ended', 15_000);
