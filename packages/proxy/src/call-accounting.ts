@@ -17,12 +17,12 @@ export const SlotMode = {
 } as const;
 export type SlotMode = (typeof SlotMode)[keyof typeof SlotMode];
 
-/** The slots one call holds; handed back to `release` when the call's outcome is known. */
+/** The slot one call holds; handed back to `release` or `connected` when its outcome is known. */
 export interface CallSlots {
   readonly callId: string;
   readonly mode: SlotMode;
-  /** The nodes holding a slot (the chosen node). */
-  readonly nodes: readonly ViewNode[];
+  /** The node holding the slot: the chosen one. */
+  readonly node: ViewNode;
   /** Local mode: when these slots lapse by themselves (monotonic ms), unless the call connected. */
   readonly expiresAt: number;
   /** Local mode: the call connected; its slot stays until the view is live again. */
@@ -98,8 +98,8 @@ export class CallAccounting {
   }
 
   /**
-   * Takes a slot for a call on the first candidate with room and picks up to `maxTargets - 1`
-   * failover targets after it. `candidates` is the selection's ordered list, longer than
+   * Takes a slot for a call on one candidate and picks up to `maxTargets - 1` failover targets
+   * with room. `candidates` is the selection's ordered list, longer than
    * maxTargets so that a node found full in Redis is replaced within the same round trip. Redis
    * gives the slot to the least loaded candidate by its own counts, or, `inOrder` (affinity), to
    * the first one with room.
@@ -139,19 +139,17 @@ export class CallAccounting {
       ]);
       clearTimeout(timer);
       const ms = performance.now() - started;
-      const taken: ViewNode[] = [];
+      let chosen: ViewNode | undefined;
       const failovers: ViewNode[] = [];
       for (const r of result.nodes) {
-        const figure = { id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at };
-        this.#view.applyLoad(figure);
-        this.#queue(figure);
+        this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at });
         if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
         const n = this.#view.get(r.id);
         if (!n) continue;
-        if (r.status === SlotStatus.Taken) taken.push(n);
+        if (r.status === SlotStatus.Taken) chosen = n;
         else if (r.status === SlotStatus.Room) failovers.push(n);
       }
-      if (taken.length === 0) {
+      if (!chosen) {
         // The call may have no slot, but the script may have ended an earlier attempt's: nothing to undo.
         this.#observer.reservation('full', ms);
         return { kind: 'full', ms };
@@ -160,8 +158,8 @@ export class CallAccounting {
       return {
         kind: 'reserved',
         ms,
-        slots: { callId, mode: SlotMode.Redis, nodes: taken, expiresAt: 0 },
-        targets: [...taken, ...failovers],
+        slots: { callId, mode: SlotMode.Redis, node: chosen, expiresAt: 0 },
+        targets: [chosen, ...failovers],
       };
     } catch (err) {
       clearTimeout(timer);
@@ -192,14 +190,11 @@ export class CallAccounting {
     if (slots.mode === SlotMode.Local) {
       if (this.#local.get(slots.callId) === slots) {
         this.#local.delete(slots.callId);
-        for (const n of slots.nodes) n.local--;
+        slots.node.local--;
       }
       return;
     }
-    void this.#releaseRedis(
-      slots.callId,
-      slots.nodes.map((n) => n.id),
-    );
+    void this.#releaseRedis(slots.callId, [slots.node.id]);
   }
 
   /**
@@ -219,16 +214,13 @@ export class CallAccounting {
     for (const slots of [...this.#local.values()]) if (slots.connected) this.release(slots);
   }
 
-  async #releaseRedis(callId: string, ids: readonly string[], keep = ''): Promise<void> {
+  async #releaseRedis(callId: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0 || this.#closed) return;
     try {
-      const r = await this.#store.releaseCall(callId, ids, keep);
+      const r = await this.#store.releaseCall(callId, ids);
       for (const n of r.nodes) {
         const held = this.#view.get(n.id);
-        if (!held) continue;
-        const figure = { id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at };
-        this.#view.applyLoad(figure);
-        this.#queue(figure);
+        if (held) this.#learn({ id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at });
       }
     } catch (err) {
       // The slots lapse by their TTL; nothing is lost but a little capacity for a few seconds.
@@ -258,7 +250,7 @@ export class CallAccounting {
     const slots: CallSlots = {
       callId,
       mode: SlotMode.Local,
-      nodes: [chosen],
+      node: chosen,
       expiresAt: performance.now() + s.ttlMs,
     };
     this.#local.set(callId, slots);
@@ -275,6 +267,12 @@ export class CallAccounting {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     }
+  }
+
+  /** Load figures from a script reply: into this proxy's view now, and to the others, coalesced. */
+  #learn(f: LoadFigure): void {
+    this.#view.applyLoad(f);
+    this.#queue(f);
   }
 
   /** Queues a load figure for the coalesced `load` message. */

@@ -14,7 +14,6 @@ import { SourceAcl } from './guards/acl.js';
 import { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
 import { ProxyMetrics } from './metrics.js';
 import { Router } from './router.js';
-import { hasRoom } from './selection/select.js';
 import { ClusterView } from './view/cluster-view.js';
 import { ViewSource, ViewSync } from './view/view-sync.js';
 
@@ -239,7 +238,7 @@ export class FslbProxy extends EventEmitter<Events> {
   ready(): { ready: boolean; detail: Record<string, unknown> } {
     const source = this.#sync.source;
     const ageMs = this.#viewAgeMs();
-    const eligible = this.view.nodes.filter(hasRoom).length;
+    const eligible = this.view.withRoom();
     const drachtio = this.#link.connected;
     const ready = drachtio && !this.#draining && this.#router.canRoute();
     const state = !ready ? 'unready' : source === ViewSource.Live ? 'ok' : 'degraded';
@@ -274,7 +273,7 @@ export class FslbProxy extends EventEmitter<Events> {
       m.viewSource.set({ source: s }, s === this.#sync.source ? 1 : 0);
     m.redisUp.set(this.#conns.client.status === 'ready' ? 1 : 0);
     m.drachtioUp.set(this.#link.connected ? 1 : 0);
-    m.eligibleNodes.set(this.view.nodes.filter(hasRoom).length);
+    m.eligibleNodes.set(this.view.withRoom());
     m.nodeLoad.reset();
     for (const n of this.view.nodes) {
       m.nodeLoad.set({ node: n.id, kind: 'sessions' }, n.sessions);

@@ -53,7 +53,7 @@ export class Router {
   readonly #settings: RouterSettings;
   readonly #acl: SourceAcl;
   readonly #perSource: SourceRateLimiter;
-  readonly #cps: TokenBucket | undefined;
+  readonly #cps: TokenBucket;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
   /**
@@ -75,7 +75,8 @@ export class Router {
     settings: RouterSettings;
     acl: SourceAcl;
     perSource: SourceRateLimiter;
-    cps?: TokenBucket | undefined;
+    /** The replica's INVITE rate (`proxy.maxCps`). */
+    cps: TokenBucket;
     metrics: ProxyMetrics;
     log: Logger;
     random?: () => number;
@@ -172,7 +173,7 @@ export class Router {
   #guard(req: InboundRequest, now: number): Refusal | undefined {
     if (this.#draining) return Refusal.ShuttingDown;
     if (!this.#acl.allows(req.sourceAddress)) return Refusal.Forbidden;
-    if (req.method === 'INVITE' && this.#cps && !this.#cps.take(now)) return Refusal.Overloaded;
+    if (req.method === 'INVITE' && !this.#cps.take(now)) return Refusal.Overloaded;
     const r = this.#perSource.take(req.sourceAddress, now);
     if (!r.allowed) {
       if (r.report) {

@@ -244,21 +244,19 @@ export class ClusterStore {
   }
 
   /**
-   * Ends a call's reservations on every node but `keep` (the node that answered it, whose slot
-   * the monitor settles); `nodes` are ended even if the call key is gone. Returns the Redis time
-   * and the live reservations left on each node looked at.
+   * Ends every slot of a call that no node took, on `nodes` and on whatever the call key lists
+   * (`release-call.lua`). Returns the Redis time and the live reservations left on each node.
    */
   async releaseCall(
     callId: string,
     nodes: readonly string[],
-    keep = '',
   ): Promise<{ at: number; nodes: { id: string; reservations: number }[] }> {
     const k = this.keys;
     const reply = await runScript(
       this.redis,
       'release-call',
       [k.call(callId)],
-      [callId, k.resv(''), keep, ...nodes],
+      [callId, k.resv(''), ...nodes],
     );
     if (!Array.isArray(reply) || reply.length < 2) throw new TypeError('release-call: unexpected reply');
     return {
@@ -268,16 +266,6 @@ export class ClusterStore {
         reservations: Number(row[1]),
       })),
     };
-  }
-
-  /** Call-IDs holding a slot on a node, with the epoch ms at which each lapses. */
-  async reservations(id: string): Promise<{ callId: string; expiresAt: number }[]> {
-    const flat = await this.redis.zrangebyscore(this.keys.resv(id), Date.now(), '+inf', 'WITHSCORES');
-    const out: { callId: string; expiresAt: number }[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      out.push({ callId: flat[i] ?? '', expiresAt: Number(flat[i + 1]) });
-    }
-    return out;
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { ClusterEvent, LoadFigure, ViewSnapshot } from '@fslb/shared';
+import { hasRoom } from '../selection/select.js';
 import { ViewNode } from './view-node.js';
 
 /** What applying one event did, so that the caller can react (resync on a gap). */
@@ -54,9 +55,9 @@ export class ClusterView {
   }
 
   /** Nodes that could take a call now (eligible, below capacity). */
-  eligibleCount(): number {
+  withRoom(): number {
     let n = 0;
-    for (const v of this.#nodes) if (v.eligible) n++;
+    for (const v of this.#nodes) if (hasRoom(v)) n++;
     return n;
   }
 

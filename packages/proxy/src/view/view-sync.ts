@@ -41,7 +41,6 @@ export class ViewSync extends EventEmitter<Events> {
   #unreadable = new Map<string, string>();
   #garbageLogged = false;
   #closed = false;
-  #syncs = 0;
 
   constructor(opts: {
     view: ClusterView;
@@ -60,11 +59,6 @@ export class ViewSync extends EventEmitter<Events> {
 
   get source(): ViewSource {
     return this.#source;
-  }
-
-  /** Snapshots applied so far. */
-  get syncs(): number {
-    return this.#syncs;
   }
 
   /**
@@ -124,7 +118,6 @@ export class ViewSync extends EventEmitter<Events> {
     try {
       const snapshot = await this.#store.readView();
       const report = this.#view.applySnapshot(snapshot, performance.now());
-      this.#syncs++;
       // Live only once a snapshot was read while subscribed: nothing between them was missed.
       if (subscribed) this.#stale = false;
       if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
