@@ -26,7 +26,8 @@ import { loadavg } from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Redis } from 'ioredis';
 import type { InjectedRequest } from '../test/drachtio-double/index.js';
-import { processCpuMicros, ProxyFleet, type ProxyProcess } from '../test/proxy/fleet.js';
+import { ProxyFleet, type ProxyProcess } from '../test/proxy/fleet.js';
+import { processCpuMicros } from '../test/support/proc-stat.js';
 import { startRedis } from '../test/support/redis.js';
 import { waitFor } from '../test/support/wait.js';
 

@@ -111,7 +111,7 @@ for (let i = 0; i < RESERVATIONS; i++) {
   const r = await store.reserveCall({ callId, candidates, slots: 1, failovers: 2, ttlMs: 3000 });
   reserveMs[i] = performance.now() - t0;
   const t1 = performance.now();
-  await store.releaseCall(callId, r.taken, '');
+  await store.releaseCall(callId, r.taken);
   releaseMs[i] = performance.now() - t1;
 }
 reserveMs.sort();

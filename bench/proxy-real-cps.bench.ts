@@ -70,7 +70,7 @@ import {
   memoryMiB,
   processTicks,
   threadTicks,
-} from './support/proc-stat.js';
+} from '../test/support/proc-stat.js';
 import {
   runUac,
   startUas,

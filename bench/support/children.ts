@@ -7,7 +7,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { once } from 'node:events';
-import { isChildOf } from './proc-stat.js';
+import { isChildOf } from '../../test/support/proc-stat.js';
 
 export class Children {
   readonly #running = new Set<ChildProcess>();

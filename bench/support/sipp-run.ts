@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { alive, exitOf, type Children } from './children.js';
-import { processTicks, udpBound } from './proc-stat.js';
+import { processTicks, udpBound } from '../../test/support/proc-stat.js';
 
 /** SIPp's -buff_size: its own sockets ignore net.core.rmem_default (it sets 64 KiB by default). */
 const BUFFER_BYTES = 8 * 1024 * 1024;

@@ -11,9 +11,9 @@
  * eligible. `close` kills every child itself (SIGTERM, then SIGKILL after a grace), never
  * through an npm/npx wrapper, and a process exit kills any child left.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
@@ -30,6 +30,7 @@ import { rawConfig, startMonitor, waitForNode } from '../monitor/support.js';
 import { freeTcpPort } from '../support/net.js';
 import { deletePrefix, testPrefix } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { memoryMiB, processCpuMicros } from '../support/proc-stat.js';
 import { fromSource } from '../support/source-process.js';
 import { LocalSims, WorkerSims, type NodeStats, type SimHost } from './sim-host.js';
 import { testProxy } from './support.js';
@@ -76,21 +77,6 @@ export const fleetProxyDefaults = {
   rateLimit: { perSourcePerSec: 1_000_000, burst: 1_000_000 },
   maxCps: 1_000_000,
 };
-
-/** Clock ticks per second of /proc/<pid>/stat's times. */
-const CLK_TCK = (() => {
-  const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-  const n = r.error ? NaN : Number(r.stdout.trim());
-  return Number.isFinite(n) && n > 0 ? n : 100;
-})();
-
-/** CPU time (user + system, every thread) a process has used, in µs, from /proc/<pid>/stat (Linux). */
-export function processCpuMicros(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLK_TCK;
-}
 
 /** One fslb-proxy child process and the double it is connected to. */
 export class ProxyProcess {
@@ -168,10 +154,8 @@ export class ProxyProcess {
 
   /** Resident set size now and at its peak, in bytes, from /proc/<pid>/status. */
   memory(): { rss: number; peak: number } {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const kb = (name: string): number =>
-      Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-    return { rss: kb('VmRSS') * 1024, peak: kb('VmHWM') * 1024 };
+    const m = memoryMiB(this.pid);
+    return m ? { rss: m.rss * 2 ** 20, peak: m.peak * 2 ** 20 } : { rss: NaN, peak: NaN };
   }
 
   /** Sends `signal` and waits for the exit; SIGKILL after `graceMs`. Idempotent. */

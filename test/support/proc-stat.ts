@@ -1,5 +1,5 @@
 /**
- * Readings from Linux's /proc for benchmarks that watch other processes: CPU time (utime + stime,
+ * Readings from Linux's /proc for tests and benchmarks that watch other processes: CPU time (utime + stime,
  * in clock ticks, all threads), per-thread CPU, memory, whole-machine CPU, and which children of
  * this process run a given program. Every reading of a process that is gone returns undefined.
  */
@@ -33,6 +33,14 @@ function ticksOf(fields: string[] | undefined): number | undefined {
 /** utime + stime of a whole process (every thread), in clock ticks. */
 export function processTicks(pid: number): number | undefined {
   return ticksOf(statFields(`/proc/${pid}/stat`));
+}
+
+const ticksPerSecond = clockTicksPerSecond();
+
+/** utime + stime of a whole process (every thread), in µs; NaN when it is gone. */
+export function processCpuMicros(pid: number): number {
+  const ticks = processTicks(pid);
+  return ticks === undefined ? NaN : (ticks * 1e6) / ticksPerSecond;
 }
 
 /** utime + stime of each thread of a process, by thread id. */
