@@ -35,6 +35,33 @@ export interface Uas {
   readonly errorFile: string;
 }
 
+/** What every SIPp here is given: no keyboard, big UDP buffers, statistics, errors and screen in files. */
+function commonArgs(o: {
+  statFile: string;
+  errorFile: string;
+  screenFile: string;
+  statEverySec: number;
+}): string[] {
+  return [
+    '-nostdin',
+    '-buff_size',
+    String(BUFFER_BYTES),
+    '-trace_stat',
+    '-stf',
+    o.statFile,
+    '-fd',
+    String(o.statEverySec),
+    '-trace_err',
+    '-error_file',
+    o.errorFile,
+    '-max_log_size',
+    '1000000',
+    '-trace_screen',
+    '-screen_file',
+    o.screenFile,
+  ];
+}
+
 /** Starts a callee on 127.0.0.1:`port` and resolves once its UDP socket is bound. */
 export async function startUas(
   children: Children,
@@ -54,22 +81,7 @@ export async function startUas(
       '127.0.0.1',
       '-p',
       String(port),
-      '-nostdin',
-      '-buff_size',
-      String(BUFFER_BYTES),
-      '-trace_stat',
-      '-stf',
-      statFile,
-      '-fd',
-      '60',
-      '-trace_err',
-      '-error_file',
-      errorFile,
-      '-max_log_size',
-      '1000000',
-      '-trace_screen',
-      '-screen_file',
-      join(dir, `uas-${port}.screen`),
+      ...commonArgs({ statFile, errorFile, screenFile: join(dir, `uas-${port}.screen`), statEverySec: 60 }),
     ],
     { stdio: 'ignore' },
   );
@@ -195,22 +207,7 @@ export async function runUac(
       '-timeout',
       `${budgetS}s`,
       '-timeout_error',
-      '-nostdin',
-      '-buff_size',
-      String(BUFFER_BYTES),
-      '-trace_stat',
-      '-stf',
-      statFile,
-      '-fd',
-      '1',
-      '-trace_err',
-      '-error_file',
-      errorFile,
-      '-max_log_size',
-      '1000000',
-      '-trace_screen',
-      '-screen_file',
-      screenFile,
+      ...commonArgs({ statFile, errorFile, screenFile, statEverySec: 1 }),
     ],
     { stdio: 'ignore' },
   );
