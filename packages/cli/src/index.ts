@@ -1,9 +1,4 @@
-import type { FslbConfig } from '@fslb/shared';
-
-/** What `fslb` will do with this configuration (commands arrive with the operations issue). */
-export function describePlan(config: FslbConfig): string {
-  return (
-    `fslb: configuration is valid: ${config.nodes.length} node(s) under prefix "${config.prefix}". ` +
-    `Admin commands (status, drain, undrain, proxies, monitors) are not built yet.`
-  );
-}
+export { runCli, type CliIo } from './cli.js';
+export { CliError, ExitCode, resolveTarget, type Target } from './connect.js';
+export { readStatus, renderStatus, type ClusterStatus, type NodeRow } from './status.js';
+export { readInstances, type Instance, type InstanceKind } from './instances.js';

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-import { redactConfig, runMain } from '@fslb/shared';
-import { describePlan } from './index.js';
+import { runCli } from './cli.js';
 
-await runMain('fslb', ({ config }) => {
-  process.stdout.write(`${describePlan(config)}\n`);
-  process.stdout.write(`config: ${JSON.stringify(redactConfig(config))}\n`);
-  return Promise.resolve();
+// SIGINT / SIGTERM end `watch` and `drain --wait` cleanly (the terminal's cursor restored).
+const stop = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => stop.abort());
+
+const code = await runCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  signal: stop.signal,
 });
+process.exitCode = code;

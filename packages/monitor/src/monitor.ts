@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import {
   ClusterKeys,
   ClusterStore,
+  FSLB_VERSION,
   HealthHttpServer,
   RedisConnections,
   type ConfigError,
@@ -380,6 +381,7 @@ export class Monitor extends EventEmitter<Events> {
       id: this.id,
       host: hostname(),
       pid: process.pid,
+      version: FSLB_VERSION,
       startedAt: this.#startedAt,
       owned: this.ownedNodes,
     };

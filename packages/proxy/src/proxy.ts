@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import {
+  FSLB_VERSION,
   ClusterKeys,
   ClusterStore,
   HealthHttpServer,
@@ -34,7 +35,6 @@ type Events = {
 
 /** How often a proxy refreshes its presence key; the key lives three times as long. */
 const PRESENCE_MS = 2000;
-const VERSION = '0.1.0';
 
 /**
  * One fslb proxy replica: the view of the cluster from Redis, the drachtio-server connection,
@@ -290,7 +290,7 @@ export class FslbProxy extends EventEmitter<Events> {
         id: this.id,
         host: hostname(),
         pid: process.pid,
-        version: VERSION,
+        version: FSLB_VERSION,
         startedAt: this.#startedAt,
         viewAgeMs: age === null ? null : Math.round(age),
         viewSource: this.#sync.source,

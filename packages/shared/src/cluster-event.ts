@@ -9,18 +9,31 @@ import { decodeNodeRecord, encodeNodeRecord, type DecodeResult, type NodeRecord 
  * for that node, and reloads from the keys whenever it may have missed one.
  *
  *   {"v":1,"type":"node","id":"fs1","version":42,"at":"1764490000123456","resv":2,"record":{...}}
+ *   {"v":1,"type":"node","id":"fs1","version":43,"cause":"drained","at":"...","record":{...}}
  *   {"v":1,"type":"removed","id":"fs1","version":43}
  *   {"v":1,"type":"load","from":"proxy-a","nodes":{"fs1":{"s":10,"r":3,"at":"1764490000123999"}}}
  *
  * `at` is Redis time in microseconds (a string: JSON numbers lose digits in Lua's encoder) and
  * orders load figures (sessions, reservations) from every writer, monitors and proxies alike.
  * `resv` is the node's live reservations at that time. `load` messages are published by proxies,
- * coalesced, with the figures their reservation scripts returned; they bump no version.
+ * coalesced, with the figures their reservation scripts returned; they bump no version. `cause`
+ * marks a node event written by an operator's `fslb drain` or `fslb undrain`.
  */
 export type ClusterEvent =
-  | { type: 'node'; id: string; version: number; record: NodeRecord; at?: number; reservations?: number }
+  | {
+      type: 'node';
+      id: string;
+      version: number;
+      record: NodeRecord;
+      at?: number;
+      reservations?: number;
+      /** Set when an operator changed the admin flag (`fslb drain` / `fslb undrain`). */
+      cause?: NodeCause;
+    }
   | { type: 'removed'; id: string; version: number }
   | { type: 'load'; from: string; nodes: LoadFigure[] };
+
+export type NodeCause = 'drained' | 'undrained';
 
 /** One node's sessions and live reservations as Redis had them at `at` (µs since the epoch). */
 export interface LoadFigure {
@@ -45,6 +58,7 @@ const envelope = z.discriminatedUnion('type', [
     record: z.record(z.string(), z.string()),
     at: micros.optional(),
     resv: count.optional(),
+    cause: z.enum(['drained', 'undrained']).optional(),
   }),
   z.object({
     v: z.literal(1),
@@ -98,6 +112,7 @@ export function decodeClusterEvent(message: string): DecodeResult<ClusterEvent> 
       record: rec.value,
       ...(m.at === undefined ? {} : { at: m.at }),
       ...(m.resv === undefined ? {} : { reservations: m.resv }),
+      ...(m.cause === undefined ? {} : { cause: m.cause }),
     },
   };
 }
@@ -117,6 +132,7 @@ export function encodeClusterEvent(e: ClusterEvent): string {
     version: e.version,
     ...(e.at === undefined ? {} : { at: String(e.at) }),
     ...(e.reservations === undefined ? {} : { resv: e.reservations }),
+    ...(e.cause === undefined ? {} : { cause: e.cause }),
     record: encodeNodeRecord(e.record),
   });
 }

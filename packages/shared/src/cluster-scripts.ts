@@ -15,6 +15,7 @@ const scriptFiles = [
   'reserve-call',
   'release-call',
   'read-view-2',
+  'set-admin-3',
 ] as const;
 export type ScriptName = (typeof scriptFiles)[number];
 

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import type { ClusterKeys } from './cluster-keys.js';
 import { runScript } from './cluster-scripts.js';
-import { decodeNodeRecord, type NodeRecord } from './node-record.js';
+import { FslbError } from './errors.js';
+import { decodeNodeRecord, type AdminState, type NodeRecord } from './node-record.js';
 
 /** What the owner's fenced write did. */
 export type WriteOutcome =
@@ -168,6 +169,21 @@ export class ClusterStore {
     if (r === -1) return { kind: 'fenced' };
     if (r === -2) return { kind: 'removed' };
     return r === 0 ? { kind: 'unchanged' } : { kind: 'changed', version: r };
+  }
+
+  /**
+   * Sets a node's admin flag (`drain` or none) for every proxy at once (`set-admin-3.lua`).
+   * Throws an `UnknownNodeError` for a node that is not configured or has no record yet.
+   */
+  async setAdmin(id: string, admin: AdminState): Promise<{ changed: boolean; version: number }> {
+    const k = this.keys;
+    const r = Number(
+      await runScript(this.redis, 'set-admin-3', [k.nodes, k.node(id), k.version], [id, k.events, admin]),
+    );
+    if (r === -2) throw new UnknownNodeError(id, 'is not a configured node');
+    if (r === -3)
+      throw new UnknownNodeError(id, 'has no record yet (its monitor writes one within a claim round)');
+    return r === 0 ? { changed: false, version: 0 } : { changed: true, version: r };
   }
 
   /**
@@ -349,4 +365,14 @@ function redisMicros(sec: unknown, usec: unknown): number {
   const v = Number(sec) * 1_000_000 + Number(usec);
   if (!Number.isFinite(v)) throw new TypeError('unexpected Redis time');
   return v;
+}
+
+/** A node id that Redis does not know (not in `fslb:nodes`, or without a record). */
+export class UnknownNodeError extends FslbError {
+  readonly nodeId: string;
+  constructor(id: string, what: string) {
+    super('unknown-node', `node ${JSON.stringify(id)} ${what}`);
+    this.name = 'UnknownNodeError';
+    this.nodeId = id;
+  }
 }

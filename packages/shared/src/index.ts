@@ -2,6 +2,7 @@ export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
 export {
   ClusterStore,
   SlotStatus,
+  UnknownNodeError,
   type InvalidRecord,
   type NodeLoad,
   type NodeWrite,
@@ -16,6 +17,7 @@ export {
   encodeClusterEvent,
   type ClusterEvent,
   type LoadFigure,
+  type NodeCause,
 } from './cluster-event.js';
 export {
   AdminState,
@@ -57,3 +59,4 @@ export {
   type RedisConnectionOptions,
 } from './redis-connection.js';
 export { runMain, type MainContext } from './run-main.js';
+export { FSLB_VERSION } from './version.js';

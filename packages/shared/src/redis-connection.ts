@@ -16,6 +16,11 @@ export interface RedisConnectionOptions {
    * hear about an outage within a few seconds instead of piling up stale writes.
    */
   maxRetriesPerRequest?: number | null;
+  /**
+   * Reconnect after a lost connection (default). A one-shot command (the CLI) sets false, so that
+   * an unreachable Redis fails it at once instead of retrying for ever.
+   */
+  reconnect?: boolean;
 }
 
 /** Backoff for reconnects: grows from 50 ms, capped, with jitter; never gives up. */
@@ -30,7 +35,8 @@ export function redisOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions
     connectionName: opts.name,
     connectTimeout: cfg.connectTimeoutMs,
     maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 2 : opts.maxRetriesPerRequest,
-    retryStrategy: (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
+    retryStrategy:
+      opts.reconnect === false ? () => null : (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
     lazyConnect: true,
   };
   // A subscriber waits for messages indefinitely; every other connection's commands time out.
@@ -44,7 +50,8 @@ export function redisOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions
     o.sentinels = cfg.sentinels.map((s) => ({ host: s.host, port: s.port }));
     o.name = cfg.name ?? 'mymaster';
     if (cfg.sentinelPassword !== undefined) o.sentinelPassword = cfg.sentinelPassword;
-    o.sentinelRetryStrategy = (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs);
+    o.sentinelRetryStrategy =
+      opts.reconnect === false ? () => null : (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs);
     if (tls) o.enableTLSForSentinelMode = true;
   }
   return o;

@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import {
+  ClusterKeys,
+  ClusterStore,
+  ConfigError,
+  configPathFrom,
+  createLogger,
+  createRedis,
+  formatIssues,
+  isValidPrefix,
+  parseConfig,
+  redactUrl,
+  type Redis,
+  type RedisConfig,
+} from '@fslb/shared';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** An error the CLI reports as one line (no stack) with its exit status. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode = 1) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+export const ExitCode = { Ok: 0, Failed: 1, Usage: 2 } as const;
+
+export interface Target {
+  redis: RedisConfig;
+  prefix: string;
+}
+
+/**
+ * Where the cluster lives: the `redis` and `prefix` sections of `--config` (or FSLB_CONFIG) when
+ * given, else the defaults with REDIS_URL and FSLB_PREFIX; `--redis` and `--prefix` win over
+ * both. Only those sections are read, so the ESL passwords a monitor needs are not required.
+ */
+export function resolveTarget(opts: { config?: string; redis?: string; prefix?: string }, env: Env): Target {
+  const path = opts.config ?? configPathFrom([], env);
+  let raw: Record<string, unknown> = {};
+  if (path !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new CliError(
+        `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+        ExitCode.Usage,
+      );
+    }
+    let parsed: unknown;
+    try {
+      parsed = parseYaml(text);
+    } catch {
+      throw new CliError(`${path} is not valid YAML or JSON`, ExitCode.Usage);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new CliError(`${path}: expected a mapping at the top level`, ExitCode.Usage);
+    }
+    const p = parsed as Record<string, unknown>;
+    if (p.redis !== undefined) raw.redis = p.redis;
+    if (p.prefix !== undefined) raw.prefix = p.prefix;
+  }
+  if (opts.redis !== undefined)
+    raw = { ...raw, redis: { ...(raw.redis as object | undefined), url: opts.redis } };
+  if (opts.prefix !== undefined) {
+    if (!isValidPrefix(opts.prefix)) {
+      throw new CliError(
+        `--prefix ${JSON.stringify(opts.prefix)}: 1-64 printable characters, no spaces`,
+        ExitCode.Usage,
+      );
+    }
+    raw.prefix = opts.prefix;
+  }
+  // Flags beat the environment: drop the variables that a flag has already decided.
+  const e: Record<string, string | undefined> = { ...env };
+  if (opts.redis !== undefined) delete e.REDIS_URL;
+  if (opts.prefix !== undefined) delete e.FSLB_PREFIX;
+  try {
+    const cfg = parseConfig(raw, e);
+    return { redis: cfg.redis, prefix: cfg.prefix };
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new CliError(
+        `invalid settings${path === undefined ? '' : ` in ${path}`}:\n${formatIssues(err.issues)}`,
+        ExitCode.Usage,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Where a target points, for messages: the URL without credentials, or the Sentinel master. */
+export function describeTarget(t: Target): string {
+  return t.redis.sentinels ? `sentinel master ${t.redis.name ?? 'mymaster'}` : redactUrl(t.redis.url);
+}
+
+const quiet = createLogger({ level: 'silent' });
+
+/**
+ * A connected client. One-shot commands fail at once when Redis is unreachable
+ * (`reconnect: false`); `watch` keeps reconnecting.
+ */
+export async function connect(t: Target, reconnect: boolean): Promise<{ redis: Redis; store: ClusterStore }> {
+  const redis = createRedis(t.redis, {
+    name: 'fslb-cli',
+    log: quiet,
+    reconnect,
+    maxRetriesPerRequest: reconnect ? 1 : 0,
+  });
+  // The socket's own error (ECONNREFUSED, ENOTFOUND, NOAUTH) says more than the promise's
+  // "Connection is closed"; later errors surface through the commands' promises.
+  let first: unknown;
+  redis.on('error', (err: unknown) => {
+    first ??= err;
+  });
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw new CliError(`cannot reach Redis at ${describeTarget(t)}: ${reasonOf(first ?? err)}`);
+  }
+  return { redis, store: new ClusterStore(redis, new ClusterKeys(t.prefix)) };
+}
+
+export function reasonOf(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code !== undefined && !err.message.includes(code) ? `${code} ${err.message}` : err.message;
+  }
+  return String(err);
+}
