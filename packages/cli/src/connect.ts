@@ -85,8 +85,11 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
     return { redis: cfg.redis, prefix: cfg.prefix };
   } catch (err) {
     if (err instanceof ConfigError) {
+      const issues = err.issues.map((i) =>
+        opts.redis !== undefined && i.path === 'redis.url' ? { ...i, path: '--redis' } : i,
+      );
       throw new CliError(
-        `invalid settings${path === undefined ? '' : ` in ${path}`}:\n${formatIssues(err.issues)}`,
+        `invalid settings${path === undefined ? '' : ` in ${path}`}:\n${formatIssues(issues)}`,
         ExitCode.Usage,
       );
     }
