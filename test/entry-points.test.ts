@@ -12,8 +12,8 @@ const dir = mkdtempSync(join(tmpdir(), 'fslb-entry-'));
 const mains = {
   'fslb-monitor': 'packages/monitor/src/main.ts',
   'fslb-proxy': 'packages/proxy/src/main.ts',
-  fslb: 'packages/cli/src/main.ts',
 };
+const cli = 'packages/cli/src/main.ts';
 
 async function start(main: string, args: string[], env: Record<string, string> = {}) {
   try {
@@ -52,10 +52,26 @@ describe('entry points', () => {
     });
   }
 
-  it('fslb loads the example through FSLB_CONFIG and prints a redacted plan', async () => {
-    const r = await start(mains.fslb, [], { FSLB_CONFIG: join(root, 'fslb.example.yaml') });
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /2 node\(s\)/);
-    assert.ok(!r.stdout.includes('ClueCon') && !r.stdout.includes('cymru'), r.stdout);
+  it('fslb prints its help and exits 2 without a command', async () => {
+    const r = await start(cli, []);
+    assert.equal(r.code, 2);
+    assert.match(r.stdout, /^fslb \d+\.\d+\.\d+: /);
+    assert.match(r.stdout, /Commands:/);
+  });
+
+  it('fslb exits 2 on a bad prefix in its config, 2 on a bad flag, 1 when Redis is unreachable', async () => {
+    const bad = join(dir, 'fslb-bad.yaml');
+    writeFileSync(bad, 'prefix: "a b"\nredis: { url: "redis://u:S3cretPw@127.0.0.1:1" }\n');
+    const r = await start(cli, ['status', '--config', bad]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /invalid settings in .*fslb-bad\.yaml:\n {2}- prefix/);
+    assert.equal((await start(cli, ['status', '--nope'])).code, 2);
+    // The example names ESL passwords and a drachtio secret: the CLI reads only redis and prefix.
+    const down = await start(cli, ['status', '--redis', 'redis://u:S3cretPw@127.0.0.1:1'], {
+      FSLB_CONFIG: join(root, 'fslb.example.yaml'),
+    });
+    assert.equal(down.code, 1, down.stderr);
+    assert.match(down.stderr, /^fslb: cannot reach Redis at redis:\/\/u:\[redacted\]@127\.0\.0\.1:1: /);
+    assert.ok(!down.stderr.includes('S3cretPw') && !down.stdout.includes('ClueCon'));
   });
 });
