@@ -23,7 +23,8 @@ export interface WatchOptions {
  * unreachable the last table stays on screen under a banner saying so.
  */
 export async function watch(store: ClusterStore, subscriber: Redis, o: WatchOptions): Promise<void> {
-  const minGap = o.minGapMs ?? 200;
+  // Appended frames (a pipe, a log) come at most once an interval; a screen redraws at once.
+  const minGap = o.minGapMs ?? (o.screen ? 200 : o.intervalMs);
   let last: { status: ClusterStatus; readAt: number } | undefined;
   let error: string | undefined;
   let running = false;
