@@ -42,7 +42,7 @@ export class ConfigWatcher extends EventEmitter<Events> {
 
   reload(): void {
     try {
-      const cfg = loadConfigFile(this.#path, this.#env);
+      const cfg = loadConfigFile(this.#path, this.#env, 'monitor');
       this.#log.info({ path: this.#path, nodes: cfg.nodes.length }, 'configuration reloaded');
       this.emit('config', cfg);
     } catch (err) {

@@ -34,6 +34,7 @@ export {
   loadConfigFile,
   parseConfig,
   parseConfigText,
+  type ConfigUse,
 } from './config/load-config.js';
 export {
   configSchema,

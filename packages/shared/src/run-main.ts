@@ -1,6 +1,6 @@
 import { ConfigError, formatIssues } from './errors.js';
 import type { FslbConfig } from './config/schema.js';
-import { loadConfig } from './config/load-config.js';
+import { loadConfig, type ConfigUse } from './config/load-config.js';
 
 export interface MainContext {
   config: FslbConfig;
@@ -16,10 +16,11 @@ export async function runMain(
   program: string,
   body: (ctx: MainContext) => Promise<void>,
   argv: readonly string[] = process.argv.slice(2),
+  use: ConfigUse = 'all',
 ): Promise<void> {
   let config: FslbConfig;
   try {
-    config = loadConfig(argv, process.env);
+    config = loadConfig(argv, process.env, use);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${program}: invalid configuration:\n${formatIssues(err.issues)}\n`);

@@ -55,6 +55,30 @@ describe('config', () => {
     assert.equal(cfg.proxy.id, expected);
   });
 
+  it('asks each process only for the secrets it uses', () => {
+    const raw = {
+      nodes: [{ id: 'a', sip: '10.0.0.1:5060', esl: { host: 'h', passwordEnv: 'ESL_PW' } }],
+      proxy: { drachtio: { secretEnv: 'DX_SECRET' } },
+    };
+    const missing = (use: 'all' | 'monitor' | 'proxy', env: Record<string, string>): string[] => {
+      try {
+        parseConfig(raw, env, use);
+        return [];
+      } catch (err) {
+        return (err as ConfigError).issues.map((i) => i.path);
+      }
+    };
+    assert.deepEqual(missing('all', {}), ['nodes.0.esl.passwordEnv', 'proxy.drachtio.secretEnv']);
+    assert.deepEqual(missing('monitor', {}), ['nodes.0.esl.passwordEnv']);
+    assert.deepEqual(missing('proxy', {}), ['proxy.drachtio.secretEnv']);
+    const monitor = parseConfig(raw, { ESL_PW: 'e' }, 'monitor');
+    assert.equal(monitor.nodes[0]?.esl.password, 'e');
+    assert.equal(monitor.proxy.drachtio.secret, '');
+    const proxy = parseConfig(raw, { DX_SECRET: 'd' }, 'proxy');
+    assert.equal(proxy.proxy.drachtio.secret, 'd');
+    assert.equal(proxy.nodes[0]?.esl.password, '', 'a proxy holds no ESL password');
+  });
+
   it('returns a deeply frozen object', () => {
     const cfg = parseConfig(
       { nodes: [{ id: 'a', sip: '10.0.0.1:5060', esl: { host: 'h', password: 'p' } }] },

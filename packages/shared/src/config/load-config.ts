@@ -7,6 +7,12 @@ import { configSchema, defaultInstanceId, duplicateNodeIds, type FslbConfig } fr
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
+ * Which process reads the file, so that only the secrets it uses must be set: a monitor needs no
+ * drachtio secret, a proxy no ESL password (left empty), `all` (the default) needs every one.
+ */
+export type ConfigUse = 'all' | 'monitor' | 'proxy';
+
+/**
  * Environment variables that override the file, and where each one lands. Numbers are
  * converted here so that the schema reports a bad value under the variable's own name.
  */
@@ -37,6 +43,7 @@ export function configPathFrom(argv: readonly string[], env: Env): string | unde
 export function loadConfig(
   argv: readonly string[] = process.argv.slice(2),
   env: Env = process.env,
+  use: ConfigUse = 'all',
 ): FslbConfig {
   const path = configPathFrom(argv, env);
   if (path === undefined) {
@@ -44,10 +51,10 @@ export function loadConfig(
       { path: '', message: 'no configuration file: pass --config FILE or set FSLB_CONFIG' },
     ]);
   }
-  return loadConfigFile(path, env);
+  return loadConfigFile(path, env, use);
 }
 
-export function loadConfigFile(path: string, env: Env = process.env): FslbConfig {
+export function loadConfigFile(path: string, env: Env = process.env, use: ConfigUse = 'all'): FslbConfig {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -55,11 +62,16 @@ export function loadConfigFile(path: string, env: Env = process.env): FslbConfig
     const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
     throw new ConfigError([{ path: '', message: `cannot read ${path}: ${reason}` }], { cause: err });
   }
-  return parseConfigText(text, env, path);
+  return parseConfigText(text, env, path, use);
 }
 
 /** Parses YAML or JSON text (YAML is a superset of JSON). */
-export function parseConfigText(text: string, env: Env = process.env, source = 'config'): FslbConfig {
+export function parseConfigText(
+  text: string,
+  env: Env = process.env,
+  source = 'config',
+  use: ConfigUse = 'all',
+): FslbConfig {
   let raw: unknown;
   try {
     raw = parseYaml(text, { prettyErrors: true, uniqueKeys: true });
@@ -70,11 +82,11 @@ export function parseConfigText(text: string, env: Env = process.env, source = '
       cause: err,
     });
   }
-  return parseConfig(raw ?? {}, env);
+  return parseConfig(raw ?? {}, env, use);
 }
 
 /** Validates a parsed config object, applies environment overrides and defaults, resolves secrets. */
-export function parseConfig(raw: unknown, env: Env = process.env): FslbConfig {
+export function parseConfig(raw: unknown, env: Env = process.env, use: ConfigUse = 'all'): FslbConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
     throw new ConfigError([{ path: '', message: 'expected a mapping at the top level' }]);
   }
@@ -120,15 +132,15 @@ export function parseConfig(raw: unknown, env: Env = process.env): FslbConfig {
   };
 
   const nodes = cfg.nodes.map((n, i) => {
-    const password = secret(n.esl.password, n.esl.passwordEnv, `nodes.${i}.esl.passwordEnv`) ?? '';
+    const password =
+      use === 'proxy' ? '' : (secret(n.esl.password, n.esl.passwordEnv, `nodes.${i}.esl.passwordEnv`) ?? '');
     return { ...n, esl: { host: n.esl.host, port: n.esl.port, password } };
   });
   const redisPassword = secret(cfg.redis.password, cfg.redis.passwordEnv, 'redis.passwordEnv');
-  const drachtioSecret = secret(
-    cfg.proxy.drachtio.secret,
-    cfg.proxy.drachtio.secretEnv,
-    'proxy.drachtio.secretEnv',
-  );
+  const drachtioSecret =
+    use === 'monitor'
+      ? ''
+      : secret(cfg.proxy.drachtio.secret, cfg.proxy.drachtio.secretEnv, 'proxy.drachtio.secretEnv');
   if (issues.length > 0) throw new ConfigError(issues);
 
   const { passwordEnv: _pe, password: _p, ...redisRest } = cfg.redis;
