@@ -55,6 +55,12 @@ export interface FleetOptions {
   proxy?: Record<string, unknown>;
   /** Merged into the monitor section (after test/monitor/support.ts' fast timings). */
   monitor?: Record<string, unknown>;
+  /**
+   * Run the monitor as a child process from source (`fleet.monitorChild`), as in production,
+   * instead of in this process (`fleet.monitor`): then this process' own work (simulators parsing
+   * SIP, a load generator) never delays it. Benchmarks of timing use it.
+   */
+  monitorProcess?: boolean;
   /** Runs after the monitor reports every node up and before the proxies start (preload sessions...). */
   beforeProxies?: (sims: SimHost, fleet: { keys: ClusterKeys }) => Promise<void> | void;
   /** The children's log level; `warn` by default, so that only what is odd is printed. */
@@ -198,7 +204,10 @@ export class ProxyFleet {
     readonly prefix: string,
     readonly keys: ClusterKeys,
     readonly sims: SimHost,
-    readonly monitor: Monitor,
+    /** The monitor, when it runs in this process (the default). */
+    readonly monitor: Monitor | undefined,
+    /** The monitor's process, with `monitorProcess`. */
+    readonly monitorChild: ChildProcess | undefined,
     readonly proxies: readonly ProxyProcess[],
     readonly ids: readonly string[],
     readonly redis: Redis,
@@ -248,8 +257,31 @@ export class ProxyFleet {
           esl: { host: '127.0.0.1', port: n.eslPort, password: 'ClueCon' },
         })),
       };
-      const monitor = await startMonitor(parseConfig(raw, {}));
-      cleanup.push(() => monitor.close());
+      let monitor: Monitor | undefined;
+      let monitorChild: ChildProcess | undefined;
+      if (o.monitorProcess) {
+        const monitorFile = join(dir, 'monitor.json');
+        writeFileSync(monitorFile, JSON.stringify(raw));
+        const child = spawn(
+          process.execPath,
+          fromSource('packages/monitor/src/main.ts', '--config', monitorFile),
+          { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, FSLB_CONFIG: '' } },
+        );
+        monitorChild = child;
+        const kill = (): void => void child.kill('SIGKILL');
+        process.on('exit', kill);
+        cleanup.push(async () => {
+          process.off('exit', kill);
+          if (child.exitCode !== null || child.signalCode !== null) return;
+          const exited = once(child, 'exit');
+          child.kill('SIGKILL');
+          await exited;
+        });
+      } else {
+        const m = await startMonitor(parseConfig(raw, {}));
+        monitor = m;
+        cleanup.push(() => m.close());
+      }
       for (const id of ids) {
         await waitForNode(
           o.redis.client,
@@ -304,7 +336,17 @@ export class ProxyFleet {
         proxies.push(p);
         cleanup.push(() => p.stop('SIGKILL'));
       }
-      const fleet = new ProxyFleet(prefix, keys, sims, monitor, proxies, ids, o.redis.client, dir);
+      const fleet = new ProxyFleet(
+        prefix,
+        keys,
+        sims,
+        monitor,
+        monitorChild,
+        proxies,
+        ids,
+        o.redis.client,
+        dir,
+      );
       await Promise.all(proxies.map((p) => fleet.#ready(p, timeoutMs)));
       fleet.#cleanup = cleanup;
       return fleet;

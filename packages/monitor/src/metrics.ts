@@ -31,7 +31,7 @@ export class MonitorMetrics {
   });
   readonly publishes = new Counter({
     name: 'fslb_monitor_publishes_total',
-    help: 'Fenced writes of node records, by outcome (changed, unchanged, fenced, removed, error)',
+    help: 'Fenced writes of node records, by outcome (changed, unchanged, fenced, removed, unlisted, error)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

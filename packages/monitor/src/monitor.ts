@@ -6,6 +6,7 @@ import {
   FSLB_VERSION,
   HealthHttpServer,
   RedisConnections,
+  type AdminState,
   type ConfigError,
   type FslbConfig,
   type Logger,
@@ -53,11 +54,17 @@ export class Monitor extends EventEmitter<Events> {
   readonly #leases: LeaseClient;
   readonly #owned = new Map<string, OwnedNode>();
   readonly #freeSince = new Map<string, number>();
+  /**
+   * The admin flag each node's record held at this monitor's last write of it: restored if the
+   * record loses it (a FLUSH, a Redis restarted empty, a record deleted by hand).
+   */
+  readonly #admin = new Map<string, AdminState>();
   readonly #opts: MonitorOptions;
   #config: FslbConfig;
   #nodes: Map<string, NodeConfig>;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  #relisting: Promise<void> | undefined;
   #lastTickOkAt = 0;
   #tickFailing = false;
   #tickAgain = false;
@@ -80,7 +87,9 @@ export class Monitor extends EventEmitter<Events> {
       name: `fslb-monitor-${this.id}`,
       log: this.#log,
     });
-    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(opts.config.prefix));
+    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(opts.config.prefix), {
+      onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
+    });
     this.#leases = new LeaseClient(this.#conns.client, this.#log);
   }
 
@@ -193,6 +202,7 @@ export class Monitor extends EventEmitter<Events> {
     const removed = [...before.keys()].filter((id) => !after.has(id));
     for (const id of removed) {
       this.#dropOwned(id);
+      this.#admin.delete(id);
       await this.#store.removeNode(id);
       this.#log.info({ nodeId: id }, 'node removed from the configuration');
     }
@@ -214,6 +224,26 @@ export class Monitor extends EventEmitter<Events> {
         this.#log.info({ nodeId: id }, 'removed a node that is no longer configured');
       }
     }
+  }
+
+  /**
+   * An owner's write found the nodes set gone (deleted by hand, or Redis lost its keys): writes
+   * the configured nodes again, once for every owner that asks at the same time.
+   */
+  #relist(): Promise<void> {
+    this.#relisting ??= this.#syncNodes(this.#config.nodes, { pruneOthers: false })
+      .then(
+        () =>
+          this.#log.warn(
+            { repaired: [`${this.#store.keys.nodes}: missing; the configured nodes written again`] },
+            'repaired damaged keys',
+          ),
+        (err: unknown) => this.#log.warn({ err }, 'could not write the configured nodes again'),
+      )
+      .finally(() => {
+        this.#relisting = undefined;
+      });
+    return this.#relisting;
   }
 
   #isClosing(): boolean {
@@ -258,13 +288,11 @@ export class Monitor extends EventEmitter<Events> {
     const presenceTtl = Math.min(3 * m.claimIntervalMs, m.leaseTtlMs);
     this.#liveMonitors = await this.#store.monitorPresence(this.id, presenceTtl, this.#summary());
     const now = Date.now();
+    await this.#dropStrays();
     const unowned = [...this.#nodes.keys()].filter((id) => !this.#owned.has(id));
-    const holders =
-      unowned.length === 0
-        ? []
-        : await this.#conns.client.mget(unowned.map((id) => this.#store.keys.lease(id)));
+    const held = await this.#store.leasesHeld(unowned, m.leaseTtlMs);
     unowned.forEach((id, i) => {
-      if (holders[i] == null) {
+      if (!held[i]) {
         if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);
       } else this.#freeSince.delete(id);
     });
@@ -308,6 +336,29 @@ export class Monitor extends EventEmitter<Events> {
     this.emit('tick', { liveMonitors: this.#liveMonitors, share: plan.share, owned: this.#owned.size });
   }
 
+  /**
+   * Removes ids in the nodes set that no monitor configured (a member without a record was added
+   * by hand: adding a node writes both). Ids this monitor does not know but that have a record
+   * belong to another monitor's newer file and are left alone. A set that cannot be read now is
+   * left to the owners' writes, which rebuild it.
+   */
+  async #dropStrays(): Promise<void> {
+    const nodes = this.#store.keys.nodes;
+    try {
+      for (const id of await this.#store.nodeIds()) {
+        if (this.#nodes.has(id) || (await this.#store.removeNode(id, { strayOnly: true })) === 0) continue;
+        this.#log.warn(
+          {
+            repaired: [`${nodes}: ${JSON.stringify(id)} has no record and no monitor configures it; removed`],
+          },
+          'repaired damaged keys',
+        );
+      }
+    } catch (err) {
+      this.#log.debug({ err }, 'could not look for strays in the nodes set');
+    }
+  }
+
   /** Tells the other monitors that leases are free now, so that they claim at once. */
   async #announceRelease(nodes: string[]): Promise<void> {
     if (nodes.length === 0) return;
@@ -346,6 +397,8 @@ export class Monitor extends EventEmitter<Events> {
       monitor: this.#config.monitor,
       metrics: this.metrics,
       log,
+      admin: this.#admin,
+      relist: () => this.#relist(),
     });
     this.#owned.set(node.id, owned);
     owned.on('lost', (reason) => {

@@ -228,9 +228,12 @@ export class NodeWatcher extends EventEmitter<Events> {
     const t = this.#settings.probeTimeoutMs;
     const started = performance.now();
     const profile = this.#node.sipProfile;
+    // The `status` reply can be followed, in the same read, by a channel event that this
+    // function only sees after its awaits: reconcile to the reading plus what moved since.
+    let movedAtReply = this.#sessions.moved;
     try {
       const [status, paused, shutdown, profileBody] = await Promise.all([
-        conn.api('status', t),
+        conn.api('status', t, () => (movedAtReply = this.#sessions.moved)),
         conn.api('fsctl pause_check inbound', t),
         conn.api('fsctl shutdown_check', t),
         profile === undefined ? Promise.resolve(undefined) : conn.api(`sofia status profile ${profile}`, t),
@@ -238,7 +241,8 @@ export class NodeWatcher extends EventEmitter<Events> {
       this.emit('probe', { ok: true, ms: performance.now() - started });
       const s = readStatus(status);
       if (!s) throw new EslError(EslErrorCode.Protocol, 'unreadable `status` reply');
-      if (s.sessions !== undefined) this.#sessions.reconcile(s.sessions);
+      if (s.sessions !== undefined)
+        this.#sessions.reconcile(s.sessions + this.#sessions.moved - movedAtReply);
       if (s.maxSessions !== undefined) this.#fsMax = s.maxSessions;
       if (s.idleCpu !== undefined) this.#idleCpu = round1(s.idleCpu);
       if (s.cps !== undefined) this.#cps = s.cps;

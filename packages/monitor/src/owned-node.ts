@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { ClusterStore, Logger, MonitorConfig, NodeConfig } from '@fslb/shared';
+import type { AdminState, ClusterStore, Logger, MonitorConfig, NodeConfig } from '@fslb/shared';
 import type { NodeLease } from './lease/node-lease.js';
 import type { MonitorMetrics } from './metrics.js';
 import { NodeWatcher, type NodeSnapshot } from './node-watcher.js';
@@ -9,6 +9,10 @@ export interface OwnedNodeDeps {
   monitor: MonitorConfig;
   metrics: MonitorMetrics;
   log: Logger;
+  /** The admin flag of each node as its owner last read it, kept across leases (see Monitor). */
+  admin: Map<string, AdminState>;
+  /** Writes every configured node again: a write found the nodes set gone. */
+  relist: () => Promise<void>;
 }
 
 /** Call-IDs held for settling while Redis cannot be written; beyond this they lapse by TTL. */
@@ -36,6 +40,9 @@ export class OwnedNode extends EventEmitter<Events> {
   #writing: Promise<void> | undefined;
   #pending = false;
   #lastWriteAt = 0;
+  /** When the last write that reached Redis started (epoch ms), 0 before one did. */
+  #lastOkAt = 0;
+  #node: NodeConfig;
   #stopped = false;
   #redisFailing = false;
   /** Call-IDs FreeSWITCH has counted whose reservations the next write settles. */
@@ -44,6 +51,7 @@ export class OwnedNode extends EventEmitter<Events> {
   constructor(node: NodeConfig, lease: NodeLease, deps: OwnedNodeDeps) {
     super();
     this.id = node.id;
+    this.#node = node;
     this.#lease = lease;
     this.#deps = deps;
     this.#log = deps.log;
@@ -77,6 +85,7 @@ export class OwnedNode extends EventEmitter<Events> {
   }
 
   update(node: NodeConfig): void {
+    this.#node = node;
     this.watcher.update(node);
   }
 
@@ -153,7 +162,9 @@ export class OwnedNode extends EventEmitter<Events> {
     const m = this.#deps.monitor;
     const settle = [...this.#settle];
     this.#settle.clear();
-    this.#lastWriteAt = Date.now();
+    const now = Date.now();
+    this.#lastWriteAt = now;
+    const node = this.#node;
     try {
       const outcome = await this.#deps.store.writeNode({
         id: this.id,
@@ -170,13 +181,26 @@ export class OwnedNode extends EventEmitter<Events> {
         },
         quiet: { heartbeatAt: s.heartbeatAt },
         settle,
+        config: { sip: node.sip, weight: node.weight, cap: node.maxSessions },
+        admin: this.#deps.admin.get(this.id) ?? '',
+        aliveExpected: now - this.#lastOkAt < m.livenessTtlMs / 2,
       });
+      if (outcome.kind === 'changed' || outcome.kind === 'unchanged') {
+        this.#lastOkAt = now;
+        this.#deps.admin.set(this.id, outcome.admin);
+      }
       this.#deps.metrics.publishes.inc({ outcome: outcome.kind });
       this.#deps.metrics.nodeState.set({ node: this.id }, s.state === 'up' ? 1 : 0);
       if (this.#redisFailing) this.#log.info('redis writes work again');
       this.#redisFailing = false;
       if (outcome.kind === 'fenced') this.#lose('fenced: another monitor holds the lease');
       else if (outcome.kind === 'removed') this.#lose('node removed from the configuration');
+      else if (outcome.kind === 'unlisted') {
+        // Nothing was written: the nodes come back first, then this write is made again.
+        for (const callId of settle) if (this.#settle.size < MAX_UNSETTLED) this.#settle.add(callId);
+        await this.#deps.relist();
+        this.#pending = true;
+      }
     } catch (err) {
       for (const callId of settle) if (this.#settle.size < MAX_UNSETTLED) this.#settle.add(callId);
       this.#deps.metrics.publishes.inc({ outcome: 'error' });

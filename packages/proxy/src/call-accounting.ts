@@ -25,8 +25,6 @@ export interface CallSlots {
   readonly node: ViewNode;
   /** Local mode: when these slots lapse by themselves (monotonic ms), unless the call connected. */
   readonly expiresAt: number;
-  /** Local mode: the call connected; its slot stays until the view is live again. */
-  connected?: boolean;
 }
 
 export type ReserveOutcome =
@@ -48,7 +46,10 @@ export interface AccountingSettings {
 }
 
 export interface AccountingObserver {
-  reservation(result: 'redis' | 'full' | 'local-timeout' | 'local-error' | 'local-offline', ms: number): void;
+  reservation(
+    result: 'redis' | 'full' | 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding',
+    ms: number,
+  ): void;
 }
 
 /**
@@ -69,6 +70,7 @@ export class CallAccounting {
   readonly #observer: AccountingObserver;
   readonly #log: Logger;
   readonly #redisReady: () => boolean;
+  readonly #onLost: () => void;
   /** Local-mode slots by Call-ID, swept when they lapse. */
   readonly #local = new Map<string, CallSlots>();
   #sweep: NodeJS.Timeout | undefined;
@@ -83,7 +85,10 @@ export class CallAccounting {
     observer: AccountingObserver;
     log: Logger;
     redisReady: () => boolean;
+    /** Called when a reservation finds that Redis lost node records: reload the view. */
+    onLost?: () => void;
   }) {
+    this.#onLost = opts.onLost ?? (() => undefined);
     this.#store = opts.store;
     this.#view = opts.view;
     this.#settings = opts.settings;
@@ -108,6 +113,9 @@ export class CallAccounting {
     const started = performance.now();
     const s = this.#settings;
     if (!this.#redisReady()) return this.#reserveLocally(callId, candidates, started, 'local-offline');
+    // Redis lost its state and the monitors are writing it again: its counts (and its idea of
+    // which nodes exist) are incomplete for a moment, so count this call here.
+    if (this.#view.rebuilding) return this.#reserveLocally(callId, candidates, started, 'local-rebuilding');
     const primary = candidates[0];
     if (primary) primary.pending++;
     const clock = { timedOut: false };
@@ -141,13 +149,24 @@ export class CallAccounting {
       const ms = performance.now() - started;
       let chosen: ViewNode | undefined;
       const failovers: ViewNode[] = [];
+      let lost = false;
       for (const r of result.nodes) {
+        if (r.status === SlotStatus.Lost) {
+          // The view had it routable, Redis has no monitor's record of it: Redis lost its
+          // state. Its figures mean nothing; the view keeps the node and reloads.
+          lost = true;
+          continue;
+        }
         this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at });
         if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
         const n = this.#view.get(r.id);
         if (!n) continue;
         if (r.status === SlotStatus.Taken) chosen = n;
         else if (r.status === SlotStatus.Room) failovers.push(n);
+      }
+      if (lost) this.#onLost();
+      if (!chosen && lost) {
+        return this.#reserveLocally(callId, candidates, started, 'local-rebuilding');
       }
       if (!chosen) {
         // The call may have no slot, but the script may have ended an earlier attempt's: nothing to undo.
@@ -198,20 +217,14 @@ export class CallAccounting {
   }
 
   /**
-   * A call connected. Its Redis slot is the monitor's to settle. A local slot is all that counts
-   * the call in this proxy: while Redis is down no session count arrives, so it stays until a
-   * live snapshot has the call among the node's sessions (`viewLive`); with Redis up (a slow
-   * reply) the monitor counts the call at once and the slot ends now.
+   * A call connected. Its Redis slot is the monitor's to settle. A local slot ends now: while
+   * Redis is down no session count arrives, and a slot kept for every connected call would fill
+   * the view with calls long over (a proxy would refuse everything after capacity / rate
+   * seconds of outage). Counting calls in setup only, the node's own limit guards capacity
+   * (a node that refuses answers 503 and the next target is tried).
    */
   connected(slots: CallSlots): void {
-    if (slots.mode !== SlotMode.Local) return;
-    if (this.#redisReady()) this.release(slots);
-    else slots.connected = true;
-  }
-
-  /** The view was reloaded from a live Redis: local slots of connected calls are counted there now. */
-  viewLive(): void {
-    for (const slots of [...this.#local.values()]) if (slots.connected) this.release(slots);
+    if (slots.mode === SlotMode.Local) this.release(slots);
   }
 
   async #releaseRedis(callId: string, ids: readonly string[]): Promise<void> {
@@ -232,7 +245,7 @@ export class CallAccounting {
     callId: string,
     candidates: readonly ViewNode[],
     started: number,
-    why: 'local-timeout' | 'local-error' | 'local-offline',
+    why: 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding',
   ): ReserveOutcome {
     const s = this.#settings;
     const targets: ViewNode[] = [];
@@ -261,9 +274,9 @@ export class CallAccounting {
   #sweepLocal(): void {
     const now = performance.now();
     for (const slots of [...this.#local.values()]) {
-      if (slots.expiresAt <= now && !slots.connected) this.release(slots);
+      if (slots.expiresAt <= now) this.release(slots);
     }
-    if (this.#local.size === 0 || [...this.#local.values()].every((x) => x.connected)) {
+    if (this.#local.size === 0) {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
     }

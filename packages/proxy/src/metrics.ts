@@ -28,7 +28,7 @@ export class ProxyMetrics {
     name: 'fslb_proxy_reservations_total',
     help:
       'Reservations by outcome: redis (slots taken atomically), full (every candidate full in ' +
-      'Redis), local-timeout, local-error, local-offline (counted in this proxy only)',
+      'Redis), local-timeout, local-error, local-offline, local-rebuilding (counted in this proxy only)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });

@@ -73,7 +73,9 @@ export class FslbProxy extends EventEmitter<Events> {
     // Not ioredis auto-pipelining: tried, it left reservation replies waiting past their
     // timeout in bursts (1000 INVITEs over 4 proxies: 74 % fell back to local accounting).
     this.#conns = new RedisConnections(config.redis, { name: `fslb-proxy-${this.id}`, log: this.#log });
-    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(config.prefix));
+    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(config.prefix), {
+      onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
+    });
     this.#sync = new ViewSync({
       view: this.view,
       store: this.#store,
@@ -100,6 +102,7 @@ export class FslbProxy extends EventEmitter<Events> {
       },
       log: this.#log,
       redisReady: () => this.#conns.client.status === 'ready',
+      onLost: () => void this.#sync.resync('a reservation found node records missing'),
     });
     const now = performance.now();
     this.#router = new Router({
@@ -159,9 +162,6 @@ export class FslbProxy extends EventEmitter<Events> {
     } catch (err) {
       this.#log.warn({ err }, 'redis is not reachable yet; starting without a view and retrying');
     }
-    this.#sync.on('synced', () => {
-      if (this.#sync.source === ViewSource.Live) this.#accounting.viewLive();
-    });
     await this.#sync.start();
     this.#link.on('request', (req) => this.#router.handle(req));
     this.#link.on('connected', () => this.emit('connected'));

@@ -11,13 +11,31 @@
   KEYS[6] reservation set  (fslb:resv:<id>)
   ARGV[1] node id
   ARGV[2] events channel
+  ARGV[3] '1': only a stray, an id in the nodes set without a record (added by hand: no monitor
+          configures it, since adding a node writes both at once); '' for a configured removal
 
-  Returns: the version of the removal, or 0 when the node was not there.
+  Returns: the version of the removal, or 0 when the node was not there (or, for a stray, has a
+  record); 1 for a stray removed (no reader holds a node without a record: no version, no event).
+  A nodes set damaged into another type is left to the owners' writes to rebuild; a version
+  counter that cannot be incremented is set again.
 ]]
 local id = ARGV[1]
-local was = redis.call('SREM', KEYS[1], id) + redis.call('DEL', KEYS[2])
+if ARGV[3] == '1' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+  redis.call('DEL', KEYS[3], KEYS[4], KEYS[6])
+  return redis.call('SREM', KEYS[1], id)
+end
+local heldVersion = tonumber(redis.pcall('HGET', KEYS[2], 'version')) or 0
+local removed = redis.pcall('SREM', KEYS[1], id)
+if type(removed) ~= 'number' then removed = 0 end
+local was = removed + redis.call('DEL', KEYS[2])
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[6])
 if was == 0 then return 0 end
-local version = redis.call('INCR', KEYS[5])
+-- Readers drop the node only for a version above the one they hold.
+local version = redis.pcall('INCR', KEYS[5])
+if type(version) ~= 'number' or version <= heldVersion then
+  version = heldVersion + 1
+  redis.call('SET', KEYS[5], version)
+end
 redis.call('PUBLISH', ARGV[2], cjson.encode({ v = 1, type = 'removed', id = id, version = version }))
 return version

@@ -25,12 +25,15 @@
   ARGV[6+i] node id of candidate i
 
   Returns: { seconds, microseconds (Redis TIME), { status, sessions, reservations, maxSessions }
-             for each candidate in order }
+             for each candidate in order, then a note (a string) for each key repaired }
     status  1  a slot was taken on the node
             2  the node has room: a failover target, no slot taken
             0  the node is full
-           -1  the node cannot take calls: record missing, not up, drained, no liveness key,
-               capacity unknown, or an unreadable count
+           -1  the node cannot take calls: not up, drained, no liveness key, capacity unknown,
+               or an unreadable count
+           -3  Redis has no record of the node that a monitor wrote: none at all, or one only
+               just created from the configuration (state unknown). For a node the proxy saw
+               routable, Redis lost its state (a restart without persistence, a FLUSH).
            -2  the node has room but is not used: enough slots and failover targets without it
 ]]
 local t = redis.call('TIME')
@@ -47,20 +50,25 @@ end
 
 local out = { t[1], t[2] }
 local c = (#KEYS - 1) / 3
-local rows, room = {}, {}
+local rows, room, notes = {}, {}, {}
 for i = 1, c do
   local hashKey, resvKey, aliveKey = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local h = redis.pcall('HMGET', hashKey, 'state', 'admin', 'sessions', 'maxSessions', 'weight')
   if h.err then h = {} end
   -- A reservation set damaged into another type holds nothing readable: start it afresh.
   local kind = redis.call('TYPE', resvKey).ok
-  if kind ~= 'zset' and kind ~= 'none' then redis.call('DEL', resvKey) end
+  if kind ~= 'zset' and kind ~= 'none' then
+    redis.call('DEL', resvKey)
+    notes[#notes + 1] = resvKey .. ': a ' .. kind .. ' where a zset belongs; deleted'
+  end
   redis.call('ZREMRANGEBYSCORE', resvKey, '-inf', now)
   local r = redis.call('ZCARD', resvKey)
   local s, max = tonumber(h[3]), tonumber(h[4])
   local weight = tonumber(h[5]) or 1
   if weight <= 0 then weight = 1 end
-  if h[1] ~= 'up' or h[2] == 'drain' or s == nil or max == nil or max <= 0
+  if not h[1] or h[1] == 'unknown' then
+    rows[i] = { -3, s or 0, r, max or 0 }
+  elseif h[1] ~= 'up' or h[2] == 'drain' or s == nil or max == nil or max <= 0
     or redis.call('EXISTS', aliveKey) == 0 then
     rows[i] = { -1, s or 0, r, max or 0 }
   elseif s + r >= max then
@@ -98,6 +106,7 @@ for _, cand in ipairs(room) do
   end
 end
 for i = 1, c do out[#out + 1] = rows[i] end
+for _, n in ipairs(notes) do out[#out + 1] = n end
 
 if taken > 0 then
   redis.call('SET', KEYS[1], table.concat(held, ' '), 'PX', ttl)

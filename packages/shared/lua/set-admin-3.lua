@@ -14,15 +14,17 @@
   Returns: the new version when the flag changed, 0 when it already had that value, -2 when the
   node is not configured (not in the nodes set), -3 when its record is missing (the owning
   monitor rewrites it within a claim round; the flag is not written onto a partial record).
+  A nodes set or record damaged into another type reads as missing (the owner rebuilds both); a
+  version counter that cannot be incremented is set above the node's version.
 ]]
 local id, channel, admin = ARGV[1], ARGV[2], ARGV[3]
-if redis.call('SISMEMBER', KEYS[1], id) == 0 then return -2 end
-if redis.call('HEXISTS', KEYS[2], 'sip') == 0 then return -3 end
+if redis.pcall('SISMEMBER', KEYS[1], id) ~= 1 then return -2 end
+if redis.pcall('HEXISTS', KEYS[2], 'sip') ~= 1 then return -3 end
 if redis.call('HGET', KEYS[2], 'admin') == admin then return 0 end
 
-local version = redis.call('INCR', KEYS[3])
+local version = redis.pcall('INCR', KEYS[3])
 local heldVersion = tonumber(redis.call('HGET', KEYS[2], 'version')) or 0
-if version <= heldVersion then
+if type(version) ~= 'number' or version <= heldVersion then
   version = heldVersion + 1
   redis.call('SET', KEYS[3], version)
 end

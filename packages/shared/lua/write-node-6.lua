@@ -10,6 +10,21 @@
   on this node and on every other node it held a slot on (fslb:call:<callId> lists them), so a
   call is never counted twice, nor dropped from the count between reservation and session.
 
+  Repairing: the owner rebuilds what it owns when a key was damaged by hand (deleted, of another
+  type, or holding what no reader can use), from its configuration (sip, weight, cap), what it
+  sees, and the admin flag it last read; and says so in its reply, one note per key:
+    - the node missing from the nodes set while its record is there is added again (remove-node
+      takes the record with the membership: a node missing with its record is one removed);
+    - a record missing or of another type is rebuilt; a field no reader can use (node-record.ts
+      decides what a readable record is) is rewritten;
+    - the liveness key is written again whatever it held (a note when it was of another type,
+      without expiry, or missing while the owner's last write should have kept it);
+    - a reservation set of another type starts afresh; reservations lapsing more than 10 minutes
+      ahead (a slot lives a proxy's provisional timeout plus a margin) are dropped;
+    - a call key of another type, or node ids in it that cannot be, are skipped and deleted;
+    - a version counter missing, behind this node's version or unreadable is set above it.
+  A repair of the record or of its membership bumps the version and publishes the record.
+
   KEYS[1] node hash        (fslb:node:<id>)
   KEYS[2] lease key        (fslb:lease:<id>)
   KEYS[3] liveness key     (fslb:alive:<id>)
@@ -25,53 +40,176 @@
   ARGV[7] m = number of quiet field/value pairs
   ARGV[8] reservation set key prefix (fslb:resv:)
   ARGV[9] call key prefix (fslb:call:)
-  ARGV[10 .. 9+2n]          loud field, value, ...
-  ARGV[10+2n .. 9+2n+2m]    quiet field, value, ...
-  ARGV[10+2n+2m ..]         Call-IDs to settle
+  ARGV[10] configured sip, ARGV[11] configured weight, ARGV[12] configured cap (0 for none);
+          '' for one the writer does not know (left as it is)
+  ARGV[13] admin flag the owner last read ('' or 'drain'), restored when the record lost it
+  ARGV[14] '1' when the owner's last write is recent enough that the liveness key must exist
+  ARGV[15 .. 14+2n]         loud field, value, ...
+  ARGV[15+2n .. 14+2n+2m]   quiet field, value, ...
+  ARGV[15+2n+2m ..]         Call-IDs to settle
 
-  Returns: the new version when something loud changed or a reservation was settled; 0 when
-           nothing did; -1 when the lease is not held with this token; -2 when the node is not
-           configured.
+  Returns: { code, admin, note, ... }
+    code   the new version when something loud changed, a reservation was settled or the record
+           was repaired; 0 when nothing was; -1 when the lease is not held with this token; -2
+           when the node is not configured; -3 when the nodes set is gone (deleted, of another
+           type, or Redis lost its keys): nothing is written, the owner writes its configured
+           nodes again (upsert-node) first. After -1, -2 and -3 only notes follow the code.
+    admin  the record's admin flag after the write ('' or 'drain')
+    note   one string per key repaired, naming the key and what was done
   The event carries `at` (Redis time in microseconds, as a string) and `resv` (the node's
   live reservations) beside the record, so that readers can order load figures from any writer.
 ]]
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-if redis.call('SISMEMBER', KEYS[4], ARGV[5]) == 0 then return -2 end
-
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+if redis.pcall('GET', KEYS[2]) ~= ARGV[1] then return { -1 } end
 
 local id = ARGV[5]
-local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
-local loudEnd = 9 + 2 * n
-local fieldsEnd = loudEnd + 2 * m
-local changed = redis.call('HGET', KEYS[1], 'owner') ~= ARGV[2]
-for i = 10, loudEnd, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) ~= ARGV[i + 1] then changed = true end
+local notes = {}
+local function note(key, what) notes[#notes + 1] = key .. ': ' .. what end
+local function shown(v)
+  if not v then return 'nothing' end
+  if #v > 40 then v = string.sub(v, 1, 40) .. '...' end
+  return string.format('%q', v)
 end
-for i = 10, fieldsEnd, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+-- Starts a key afresh when it holds another type than `want`; returns whether it exists now.
+local function ensureType(key, want)
+  local kind = redis.call('TYPE', key).ok
+  if kind == want then return true end
+  if kind ~= 'none' then
+    redis.call('DEL', key)
+    note(key, 'a ' .. kind .. ' where a ' .. want .. ' belongs; deleted')
+  end
+  return false
+end
+local changed = false
+
+-- Membership: remove-node deletes the record and the membership together, so a node missing from
+-- the set with its record gone too was removed; one missing with its record there is damage.
+if not ensureType(KEYS[4], 'set') then return { -3, unpack(notes) } end
+if redis.call('SISMEMBER', KEYS[4], id) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return { -2 } end
+  redis.call('SADD', KEYS[4], id)
+  note(KEYS[4], id .. ' was missing; added again')
+  changed = true
+end
+
+local aliveKind = redis.call('TYPE', KEYS[3]).ok
+if aliveKind == 'none' then
+  if ARGV[14] == '1' then note(KEYS[3], 'missing before its time; written again') end
+elseif aliveKind ~= 'string' then
+  note(KEYS[3], 'a ' .. aliveKind .. ' where a string belongs; written again')
+elseif redis.call('PTTL', KEYS[3]) == -1 then
+  note(KEYS[3], 'no expiry; written again with one')
+end
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+
+-- The record as it is, then what a reader could not use in it (see node-record.ts).
+local old = {}
+if ensureType(KEYS[1], 'hash') then
+  local flat = redis.call('HGETALL', KEYS[1])
+  for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+end
+local function whole(v) return v ~= nil and #v <= 15 and string.match(v, '^%d+$') ~= nil end
+local function decimal(v) return v ~= nil and (whole(v) or string.match(v, '^%d+%.%d+$') ~= nil) end
+local fix = {}
+if next(old) == nil then
+  note(KEYS[1], 'missing or unreadable; rebuilt from the configuration and what the owner sees')
+  fix = { id = id, sip = ARGV[10], weight = ARGV[11], cap = ARGV[12], admin = ARGV[13] }
+  if ARGV[13] == 'drain' then note(KEYS[1], 'admin restored to drain (as the owner last read it)') end
+else
+  local readable = {
+    { 'id', old.id == id, id },
+    { 'sip', old.sip ~= nil and old.sip ~= '', ARGV[10] },
+    { 'state', old.state == 'up' or old.state == 'down' or old.state == 'draining' or old.state == 'unknown' },
+    { 'sessions', whole(old.sessions) },
+    { 'maxSessions', whole(old.maxSessions) },
+    { 'cap', old.cap == nil or whole(old.cap), ARGV[12] },
+    { 'idleCpu', old.idleCpu == nil or decimal(old.idleCpu) },
+    { 'cps', old.cps == nil or decimal(old.cps) },
+    { 'weight', decimal(old.weight) and tonumber(old.weight) > 0, ARGV[11] },
+    { 'admin', old.admin == '' or old.admin == 'drain', ARGV[13] },
+    { 'heartbeatAt', old.heartbeatAt == nil or whole(old.heartbeatAt) },
+    { 'updatedAt', whole(old.updatedAt) },
+    { 'version', whole(old.version) },
+  }
+  for _, f in ipairs(readable) do
+    local field, ok, value = f[1], f[2], f[3]
+    if field == 'admin' and old.admin == nil then
+      -- Missing, not unreadable: a record created from the configuration has no flag yet.
+      fix.admin = ARGV[13]
+      if ARGV[13] == 'drain' then
+        note(KEYS[1], 'admin restored to drain (as the owner last read it)')
+        changed = true
+      end
+    elseif not ok then
+      -- Fields the owner measures are rewritten below; updatedAt and version with the version bump.
+      if value ~= nil then fix[field] = value end
+      note(KEYS[1], field .. ' was ' .. shown(old[field]) .. '; rewritten')
+      changed = true
+    end
+  end
+end
+for f, v in pairs(fix) do
+  -- A configured value passed as '' is not known to this writer: left as it is.
+  if v ~= '' or f == 'admin' then
+    redis.call('HSET', KEYS[1], f, v)
+    changed = true
+  end
+end
+
+local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
+local loudEnd = 14 + 2 * n
+local fieldsEnd = loudEnd + 2 * m
+if old.owner ~= ARGV[2] then changed = true end
+for i = 15, loudEnd, 2 do
+  if old[ARGV[i]] ~= ARGV[i + 1] then changed = true end
+end
+for i = 15, fieldsEnd, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+
+local t = redis.call('TIME')
+local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
+ensureType(KEYS[6], 'zset')
+local far = redis.call('ZREMRANGEBYSCORE', KEYS[6], '(' .. (nowMs + 600000), '+inf')
+if far > 0 then
+  note(KEYS[6], far .. ' reservations lapsing more than 10 minutes ahead; removed')
+  changed = true
+end
 
 for i = fieldsEnd + 1, #ARGV do
   local callId = ARGV[i]
   if redis.call('ZREM', KEYS[6], callId) == 1 then changed = true end
   local callKey = ARGV[9] .. callId
-  local held = redis.call('GET', callKey)
-  if held then
+  local held = redis.pcall('GET', callKey)
+  if type(held) == 'table' then
+    note(callKey, 'not a string; deleted')
+  elseif held then
+    local junk = false
     for other in string.gmatch(held, '%S+') do
-      if other ~= id then redis.call('ZREM', ARGV[8] .. other, callId) end
+      if #other > 64 or not string.match(other, '^[%w._-]+$') then
+        junk = true
+      elseif other ~= id then
+        -- Another node's set may be damaged too: its own writers start it afresh.
+        redis.pcall('ZREM', ARGV[8] .. other, callId)
+      end
     end
-    redis.call('DEL', callKey)
+    if junk then note(callKey, 'node ids that cannot be in ' .. shown(held) .. ' skipped; deleted') end
   end
+  redis.call('DEL', callKey)
 end
-if not changed then return 0 end
 
-local t = redis.call('TIME')
-local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
+if not changed then
+  return { 0, redis.call('HGET', KEYS[1], 'admin') or '', unpack(notes) }
+end
+
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', nowMs)
 local resv = redis.call('ZCARD', KEYS[6])
-local version = redis.call('INCR', KEYS[5])
--- A lost or reset counter must not hand out a version this node already had.
-local heldVersion = tonumber(redis.call('HGET', KEYS[1], 'version')) or 0
-if version <= heldVersion then
+-- A lost, reset or unreadable counter must not hand out a version this node already had.
+local heldVersion = tonumber(old.version) or 0
+local version = redis.pcall('INCR', KEYS[5])
+if type(version) ~= 'number' then
+  note(KEYS[5], 'unreadable; set above ' .. id .. "'s version")
+  version = heldVersion + 1
+  redis.call('SET', KEYS[5], version)
+elseif version <= heldVersion then
+  note(KEYS[5], 'behind ' .. id .. "'s version (lost or reset); set above it")
   version = heldVersion + 1
   redis.call('SET', KEYS[5], version)
 end
@@ -81,4 +219,4 @@ local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
 redis.call('PUBLISH', ARGV[4], cjson.encode({ v = 1, type = 'node', id = id, version = version,
   at = t[1] .. string.format('%06d', tonumber(t[2])), resv = resv, record = record }))
-return version
+return { version, record.admin or '', unpack(notes) }

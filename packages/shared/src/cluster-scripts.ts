@@ -16,6 +16,7 @@ const scriptFiles = [
   'release-call',
   'read-view-2',
   'set-admin-3',
+  'read-leases',
 ] as const;
 export type ScriptName = (typeof scriptFiles)[number];
 

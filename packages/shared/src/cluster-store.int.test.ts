@@ -89,7 +89,7 @@ describe('cluster store (Lua scripts against a real Redis)', () => {
       loud: { state: 'up', sessions: 3 },
       quiet: { heartbeatAt: 222 },
     });
-    assert.deepEqual(r2, { kind: 'unchanged' });
+    assert.deepEqual(r2, { kind: 'unchanged', admin: '' });
     const hash = await redis.hgetall(keys.node('fs1'));
     assert.equal(hash.heartbeatAt, '222');
     assert.equal(hash.owner, 'mon-a');

@@ -4,14 +4,19 @@ import { runScript } from './cluster-scripts.js';
 import { FslbError } from './errors.js';
 import { decodeNodeRecord, type AdminState, type NodeRecord } from './node-record.js';
 
-/** What the owner's fenced write did. */
+/** What the owner's fenced write did; `admin` is the record's admin flag after it. */
 export type WriteOutcome =
-  | { kind: 'changed'; version: number }
-  | { kind: 'unchanged' }
+  | { kind: 'changed'; version: number; admin: AdminState }
+  | { kind: 'unchanged'; admin: AdminState }
   /** The lease is not held with this token: another monitor owns the node now. */
   | { kind: 'fenced' }
   /** The node is no longer configured. */
-  | { kind: 'removed' };
+  | { kind: 'removed' }
+  /**
+   * The nodes set is gone (deleted, of another type, or Redis lost its keys): nothing was
+   * written; the owner writes its configured nodes again (`upsertNode`), then writes again.
+   */
+  | { kind: 'unlisted' };
 
 export interface NodeWrite {
   id: string;
@@ -28,7 +33,16 @@ export interface NodeWrite {
    * their reservations end in this same write.
    */
   settle?: readonly string[];
+  /** The node's configured fields, to rebuild a record damaged or lost (see write-node-6.lua). */
+  config?: { sip: string; weight: number; cap?: number | undefined };
+  /** The admin flag the owner last read, restored if the record lost it. */
+  admin?: AdminState;
+  /** The owner's last write is recent enough that the liveness key must still exist. */
+  aliveExpected?: boolean;
 }
+
+/** Told what the scripts repaired in keys damaged by hand: one note per key, naming it. */
+export type RepairListener = (notes: readonly string[]) => void;
 
 /** What a reservation attempt found on one candidate node. */
 export const SlotStatus = {
@@ -42,6 +56,11 @@ export const SlotStatus = {
   Ineligible: -1,
   /** The node has room but is not used: enough slots and failover targets without it. */
   Skipped: -2,
+  /**
+   * Redis has no record a monitor wrote for the node (none, or state unknown): for a node the
+   * proxy saw routable, Redis lost its state.
+   */
+  Lost: -3,
 } as const;
 export type SlotStatus = (typeof SlotStatus)[keyof typeof SlotStatus];
 
@@ -103,10 +122,22 @@ export interface InvalidRecord {
 export class ClusterStore {
   readonly redis: Redis;
   readonly keys: ClusterKeys;
+  readonly #onRepaired: RepairListener;
 
-  constructor(redis: Redis, keys: ClusterKeys) {
+  /**
+   * @param opts.onRepaired told whenever a script found a key damaged by hand and rebuilt,
+   *   deleted or skipped it (components log it; the CLI does not listen).
+   */
+  constructor(redis: Redis, keys: ClusterKeys, opts: { onRepaired?: RepairListener } = {}) {
     this.redis = redis;
     this.keys = keys;
+    this.#onRepaired = opts.onRepaired ?? (() => undefined);
+  }
+
+  /** Passes the notes (the strings among `replies`) to the repair listener. */
+  #repaired(replies: readonly unknown[]): void {
+    const notes = replies.filter((r): r is string => typeof r === 'string');
+    if (notes.length > 0) this.#onRepaired(notes);
   }
 
   /** Adds a configured node or updates its configured fields; returns the version, 0 if unchanged. */
@@ -117,25 +148,31 @@ export class ClusterStore {
     cap?: number | undefined;
   }): Promise<number> {
     const k = this.keys;
-    return Number(
-      await runScript(
-        this.redis,
-        'upsert-node-3',
-        [k.nodes, k.node(n.id), k.version],
-        [n.id, k.events, n.sip, String(n.weight), String(n.cap ?? 0)],
-      ),
+    const reply = await runScript(
+      this.redis,
+      'upsert-node-3',
+      [k.nodes, k.node(n.id), k.version],
+      [n.id, k.events, n.sip, String(n.weight), String(n.cap ?? 0)],
     );
+    if (!Array.isArray(reply)) throw new TypeError('upsert-node: unexpected reply');
+    this.#repaired(reply.slice(1));
+    return Number(reply[0]);
   }
 
-  /** Removes a node that is no longer configured; returns the version, 0 if it was not there. */
-  async removeNode(id: string): Promise<number> {
+  /**
+   * Removes a node that is no longer configured; returns the version, 0 if it was not there.
+   * `strayOnly`: only an id in the nodes set without a record (one added by hand: adding a node
+   * writes both), so that a monitor never removes a node another monitor's newer file added;
+   * returns 1 when one was removed (no reader holds it: no version, no event).
+   */
+  async removeNode(id: string, opts: { strayOnly?: boolean } = {}): Promise<number> {
     const k = this.keys;
     return Number(
       await runScript(
         this.redis,
         'remove-node-6',
         [k.nodes, k.node(id), k.alive(id), k.lease(id), k.version, k.resv(id)],
-        [id, k.events],
+        [id, k.events, opts.strayOnly ? '1' : ''],
       ),
     );
   }
@@ -145,30 +182,39 @@ export class ClusterStore {
     const k = this.keys;
     const loud = Object.entries(w.loud).flatMap(([f, v]) => [f, String(v)]);
     const quiet = Object.entries(w.quiet ?? {}).flatMap(([f, v]) => [f, String(v)]);
-    const r = Number(
-      await runScript(
-        this.redis,
-        'write-node-6',
-        [k.node(w.id), k.lease(w.id), k.alive(w.id), k.nodes, k.version, k.resv(w.id)],
-        [
-          w.token,
-          w.owner,
-          w.livenessTtlMs,
-          k.events,
-          w.id,
-          loud.length / 2,
-          quiet.length / 2,
-          k.resv(''),
-          k.call(''),
-          ...loud,
-          ...quiet,
-          ...(w.settle ?? []),
-        ],
-      ),
+    const reply = await runScript(
+      this.redis,
+      'write-node-6',
+      [k.node(w.id), k.lease(w.id), k.alive(w.id), k.nodes, k.version, k.resv(w.id)],
+      [
+        w.token,
+        w.owner,
+        w.livenessTtlMs,
+        k.events,
+        w.id,
+        loud.length / 2,
+        quiet.length / 2,
+        k.resv(''),
+        k.call(''),
+        w.config?.sip ?? '',
+        w.config ? String(w.config.weight) : '',
+        w.config ? String(w.config.cap ?? 0) : '',
+        w.admin ?? '',
+        w.aliveExpected ? '1' : '',
+        ...loud,
+        ...quiet,
+        ...(w.settle ?? []),
+      ],
     );
+    if (!Array.isArray(reply)) throw new TypeError('write-node: unexpected reply');
+    const r = Number(reply[0]);
+    if (r < 0) this.#repaired(reply.slice(1));
     if (r === -1) return { kind: 'fenced' };
     if (r === -2) return { kind: 'removed' };
-    return r === 0 ? { kind: 'unchanged' } : { kind: 'changed', version: r };
+    if (r === -3) return { kind: 'unlisted' };
+    this.#repaired(reply.slice(2));
+    const admin = reply[1] === 'drain' ? 'drain' : '';
+    return r === 0 ? { kind: 'unchanged', admin } : { kind: 'changed', version: r, admin };
   }
 
   /**
@@ -192,30 +238,50 @@ export class ClusterStore {
    */
   async monitorPresence(monitorId: string, ttlMs: number, summary: object | null): Promise<number> {
     const k = this.keys;
-    return this.#presence(k.monitors, k.monitor(monitorId), monitorId, ttlMs, summary);
+    return this.#presence(k.monitors, k.monitor(''), monitorId, ttlMs, summary);
   }
 
   /** The same for a proxy: returns how many proxies are alive. */
   async proxyPresence(proxyId: string, ttlMs: number, summary: object | null): Promise<number> {
     const k = this.keys;
-    return this.#presence(k.proxies, k.proxy(proxyId), proxyId, ttlMs, summary);
+    return this.#presence(k.proxies, k.proxy(''), proxyId, ttlMs, summary);
   }
 
   async #presence(
     zset: string,
-    key: string,
+    keyPrefix: string,
     id: string,
     ttlMs: number,
     summary: object | null,
   ): Promise<number> {
-    return Number(
-      await runScript(
-        this.redis,
-        'presence-2',
-        [zset, key],
-        [id, ttlMs, summary === null ? '' : JSON.stringify(summary)],
-      ),
+    const reply = await runScript(
+      this.redis,
+      'presence-2',
+      [zset, keyPrefix + id],
+      [id, ttlMs, summary === null ? '' : JSON.stringify(summary), keyPrefix],
     );
+    if (!Array.isArray(reply)) throw new TypeError('presence: unexpected reply');
+    this.#repaired(reply.slice(1));
+    return Number(reply[0]);
+  }
+
+  /**
+   * Whether each node's lease is held now (a claim round's look at the nodes it does not own).
+   * A lease key without expiry, or expiring later than `2 x leaseTtlMs`, is no redlock lease: it
+   * is deleted, the node reads free (`read-leases.lua`).
+   */
+  async leasesHeld(ids: readonly string[], leaseTtlMs: number): Promise<boolean[]> {
+    if (ids.length === 0) return [];
+    const reply = await runScript(
+      this.redis,
+      'read-leases',
+      ids.map((id) => this.keys.lease(id)),
+      [2 * leaseTtlMs],
+    );
+    if (!Array.isArray(reply) || reply.length < ids.length)
+      throw new TypeError('read-leases: unexpected reply');
+    this.#repaired(reply.slice(ids.length));
+    return ids.map((_, i) => Number(reply[i]) === 1);
   }
 
   /**
@@ -236,9 +302,10 @@ export class ClusterStore {
       req.inOrder ? '1' : '0',
       ...req.candidates,
     ]);
-    if (!Array.isArray(reply) || reply.length !== req.candidates.length + 2) {
+    if (!Array.isArray(reply) || reply.length < req.candidates.length + 2) {
       throw new TypeError('reserve-call: unexpected reply');
     }
+    this.#repaired(reply.slice(req.candidates.length + 2));
     const nodes: ReserveResult['nodes'] = [];
     const taken: string[] = [];
     const failovers: string[] = [];
@@ -275,9 +342,11 @@ export class ClusterStore {
       [callId, k.resv(''), ...nodes],
     );
     if (!Array.isArray(reply) || reply.length < 2) throw new TypeError('release-call: unexpected reply');
+    const rest = reply.slice(2) as unknown[];
+    this.#repaired(rest);
     return {
       at: redisMicros(reply[0], reply[1]),
-      nodes: (reply.slice(2) as unknown[][]).map((row) => ({
+      nodes: rest.filter(Array.isArray).map((row) => ({
         id: String(row[0]),
         reservations: Number(row[1]),
       })),

@@ -22,6 +22,9 @@ Starts simulated FreeSWITCH nodes (Event Socket + SIP UAS) in one process.
   --paused                start paused (fsctl pause)
   --refuse-auth           answer every ESL auth with -ERR invalid
   --acl-reject            refuse every ESL connection with text/rude-rejection
+  --control-stdin         read commands from stdin, one a line: \`malformed <kind>\` writes a broken
+                          ESL frame to every client (bad-json, bad-percent, bad-values,
+                          short-body, garbage)
   --help                  this text
 
 Signals: SIGTERM shuts every node down as FreeSWITCH does (SHUTDOWN, disconnect notice) and
@@ -33,6 +36,7 @@ export interface CliOptions {
   paused: boolean;
   refuseAuth: boolean;
   aclReject: boolean;
+  controlStdin: boolean;
 }
 
 export type CliParse =
@@ -62,6 +66,7 @@ export function parseCli(argv: string[]): CliParse {
         paused: { type: 'boolean' },
         'refuse-auth': { type: 'boolean' },
         'acl-reject': { type: 'boolean' },
+        'control-stdin': { type: 'boolean' },
         help: { type: 'boolean' },
       },
     }).values;
@@ -129,6 +134,7 @@ export function parseCli(argv: string[]): CliParse {
       paused: values.paused === true,
       refuseAuth: values['refuse-auth'] === true,
       aclReject: values['acl-reject'] === true,
+      controlStdin: values['control-stdin'] === true,
     },
   };
 }

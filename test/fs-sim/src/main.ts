@@ -1,5 +1,6 @@
 // The fs-sim command line: `npm run fs-sim -- --esl-port 8021 --sip-port 5080 --count 3`.
 import { parseCli, USAGE } from './cli-args.js';
+import type { MalformedKind } from './esl/esl-frames.js';
 import { FsCluster } from './fs-cluster.js';
 
 async function main(): Promise<number> {
@@ -14,7 +15,7 @@ async function main(): Promise<number> {
     );
     return 2;
   }
-  const { cluster: options, paused, refuseAuth, aclReject } = parsed.options;
+  const { cluster: options, paused, refuseAuth, aclReject, controlStdin } = parsed.options;
   let cluster: FsCluster;
   try {
     cluster = await FsCluster.start(options);
@@ -71,6 +72,21 @@ async function main(): Promise<number> {
       for (const n of cluster.nodes) n.dropEsl();
       console.log('fs-sim: dropped every ESL connection');
     });
+    if (controlStdin) {
+      const kinds = new Set(['bad-json', 'bad-percent', 'bad-values', 'short-body', 'garbage']);
+      let partial = '';
+      process.stdin.on('data', (d: Buffer) => {
+        const lines = (partial + d.toString()).split('\n');
+        partial = lines.pop() ?? '';
+        for (const line of lines) {
+          const [cmd, kind = ''] = line.trim().split(/\s+/);
+          if (cmd === 'malformed' && kinds.has(kind)) {
+            for (const n of cluster.nodes) n.sendMalformed(kind as MalformedKind);
+            console.log(`fs-sim: sent a malformed frame (${kind})`);
+          } else if (line.trim() !== '') console.error(`fs-sim: unknown command: ${line.trim()}`);
+        }
+      });
+    }
     process.on('SIGHUP', () => {
       pausedNow = !pausedNow;
       for (const n of cluster.nodes) {

@@ -140,10 +140,16 @@ export class EslConnection extends EventEmitter<Events> {
     return this.#ended;
   }
 
-  /** Runs `api <command>` and resolves with the response body. */
-  api(command: string, timeoutMs: number): Promise<string> {
+  /**
+   * Runs `api <command>` and resolves with the response body. `onReply` runs the moment the
+   * reply is read, before any event that follows it on the socket (the promise settles later).
+   */
+  api(command: string, timeoutMs: number, onReply?: () => void): Promise<string> {
     return this.#call(`api ${command}`, timeoutMs, (done) =>
-      this.#conn.api(command, (ev) => done(ev.getBody())),
+      this.#conn.api(command, (ev) => {
+        onReply?.();
+        done(ev.getBody());
+      }),
     );
   }
 

@@ -128,4 +128,15 @@ describe('session count', () => {
     assert.equal(c.value, 5);
     assert.ok(!c.reconcile(5));
   });
+  it('keeps the channels counted after a reading when that reading is reconciled late', () => {
+    const c = new SessionCount();
+    c.created('x');
+    // FreeSWITCH answers `status` with 1; a CREATE read right after it is handled first.
+    const atReading = c.moved;
+    c.created('y');
+    assert.ok(!c.reconcile(1 + c.moved - atReading));
+    assert.equal(c.value, 2);
+    assert.ok(c.destroyed('y'));
+    assert.equal(c.value, 1);
+  });
 });

@@ -10,9 +10,18 @@ export class SessionCount {
   #count = 0;
   #created = new Set<string>();
   #destroyed = new Set<string>();
+  #moved = 0;
 
   get value(): number {
     return this.#count;
+  }
+
+  /**
+   * Net movement of the count by channel events since start. A reading taken at one moment is
+   * reconciled as `reading + (moved now - moved then)`: events handled after it still count.
+   */
+  get moved(): number {
+    return this.#moved;
   }
 
   /** Returns true when the count changed. */
@@ -20,6 +29,7 @@ export class SessionCount {
     if (this.#created.has(uuid) || this.#destroyed.has(uuid)) return false;
     this.#created.add(uuid);
     this.#count++;
+    this.#moved++;
     return true;
   }
 
@@ -30,6 +40,7 @@ export class SessionCount {
     const wasCreated = this.#created.delete(uuid);
     if (!wasCreated && this.#count === 0) return false;
     this.#count--;
+    this.#moved--;
     return true;
   }
 

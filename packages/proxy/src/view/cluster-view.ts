@@ -1,6 +1,9 @@
-import type { ClusterEvent, LoadFigure, ViewSnapshot } from '@fslb/shared';
+import { NodeState, type ClusterEvent, type LoadFigure, type ViewSnapshot } from '@fslb/shared';
 import { hasRoom } from '../selection/select.js';
 import { ViewNode } from './view-node.js';
+
+/** How far (µs of Redis time) a load figure may be stamped after a snapshot read at once. */
+const FUTURE_LOAD_US = 60_000_000;
 
 /** What applying one event did, so that the caller can react (resync on a gap). */
 export const EventEffect = {
@@ -15,6 +18,11 @@ export type EventEffect = (typeof EventEffect)[keyof typeof EventEffect];
 export interface SnapshotReport {
   added: string[];
   removed: string[];
+  /**
+   * Routable nodes whose records Redis lost (its version counter went backwards and the record is
+   * missing or not yet rewritten by its monitor): kept as they were, see `ClusterView.carryMs`.
+   */
+  carried: string[];
   /** Nodes whose record could not be read: kept out of routing until they can. */
   unreadable: { id: string; problems: string[] }[];
 }
@@ -33,6 +41,22 @@ export class ClusterView {
   #loaded = false;
   /** Monotonic ms of the last snapshot or event, -Infinity before the first. */
   #touchedAt = -Infinity;
+  /** Nodes carried over a loss of Redis' state (see `ViewNode.carriedUntil`). */
+  #carried = 0;
+
+  /**
+   * @param carryMs how long a routable node whose record Redis lost is kept as it was, waiting
+   *   for its monitor to write it again (a monitor rewrites within a claim round and a probe).
+   */
+  constructor(readonly carryMs = 10_000) {}
+
+  /**
+   * Some nodes are carried over a loss of Redis' state: Redis' counts are incomplete until
+   * their monitors have written them again, so calls are counted locally meanwhile.
+   */
+  get rebuilding(): boolean {
+    return this.#carried > 0;
+  }
 
   get nodes(): readonly ViewNode[] {
     return this.#nodes;
@@ -67,7 +91,11 @@ export class ClusterView {
    * arrived meanwhile. Nodes missing from the snapshot leave; unreadable ones are held out.
    */
   applySnapshot(s: ViewSnapshot, now: number): SnapshotReport {
-    const report: SnapshotReport = { added: [], removed: [], unreadable: [] };
+    const report: SnapshotReport = { added: [], removed: [], unreadable: [], carried: [] };
+    // The version counter went backwards: Redis lost its state (a restart without persistence, a
+    // FLUSH). Its records are rebuilt by the monitors within a claim round; until then a node
+    // that was routable is kept as the view knew it, not darkened by the gap.
+    const amnesia = this.#loaded && s.version < this.#version;
     const seen = new Set<string>();
     for (const e of s.nodes) {
       seen.add(e.id);
@@ -82,22 +110,54 @@ export class ClusterView {
         report.added.push(e.id);
         continue;
       }
+      if (this.#carry(held, amnesia, now, e.alive && e.record.state !== NodeState.Unknown)) {
+        report.carried.push(e.id);
+        continue;
+      }
+      // Load figures stamped far later than this snapshot came from no Redis clock (a forged or
+      // garbage message): they would outrank every true figure for ever. The snapshot's win.
+      if (held.loadAt > s.at + FUTURE_LOAD_US) held.loadAt = 0;
       // A counter that went backwards (the version key was lost) makes the snapshot the truth.
       held.setLoad(e.record.sessions, e.reservations, s.at);
       if (e.record.version >= held.version || held.version > s.version) held.setRecord(e.record, s.at);
       held.setAlive(e.alive);
     }
-    for (const id of [...this.#byId.keys()]) {
-      if (!seen.has(id)) {
-        this.#byId.delete(id);
-        report.removed.push(id);
+    for (const [id, held] of [...this.#byId]) {
+      if (seen.has(id)) continue;
+      if (this.#carry(held, amnesia, now, false)) {
+        report.carried.push(id);
+        continue;
       }
+      this.#byId.delete(id);
+      report.removed.push(id);
     }
     this.#nodes = [...this.#byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
     this.#version = s.version;
     this.#loaded = true;
     this.#touchedAt = now;
+    this.#countCarried();
     return report;
+  }
+
+  /**
+   * Whether `held` stays as the view knew it instead of taking what Redis has now: it is carried
+   * when Redis just lost its state and the node was routable, and stays carried until Redis has
+   * a record its monitor wrote (`rewritten`) or the carry time runs out.
+   */
+  #carry(held: ViewNode, amnesia: boolean, now: number, rewritten: boolean): boolean {
+    if (amnesia && held.eligible && held.carriedUntil === 0) held.carriedUntil = now + this.carryMs;
+    if (held.carriedUntil === 0) return false;
+    if (rewritten || now >= held.carriedUntil) {
+      held.carriedUntil = 0;
+      return false;
+    }
+    return true;
+  }
+
+  #countCarried(): void {
+    let n = 0;
+    for (const v of this.#nodes) if (v.carriedUntil !== 0) n++;
+    this.#carried = n;
   }
 
   /** Applies one message from the events channel. */
@@ -123,6 +183,17 @@ export class ClusterView {
       this.#nodes = [...this.#nodes, n].sort((a, b) => (a.id < b.id ? -1 : 1));
       return gap ? EventEffect.Gap : EventEffect.Applied;
     }
+    if (held.carriedUntil !== 0) {
+      // Redis lost the node's record: only its monitor's rewrite (a fenced write, which carries
+      // the reservation count) ends the carry; versions started again from the counter's new value.
+      if (e.reservations === undefined || e.record.state === NodeState.Unknown) return EventEffect.Stale;
+      held.carriedUntil = 0;
+      this.#countCarried();
+      held.setLoad(e.record.sessions, e.reservations, e.at ?? 0);
+      held.setRecord(e.record, undefined);
+      held.setAlive(true);
+      return gap ? EventEffect.Gap : EventEffect.Applied;
+    }
     if (e.version <= held.version) return gap ? EventEffect.Gap : EventEffect.Stale;
     if (e.at !== undefined) held.setLoad(e.record.sessions, e.reservations, e.at);
     held.setRecord(e.record, e.at);
@@ -138,6 +209,7 @@ export class ClusterView {
 
   /** A reservation script found the node not eligible in Redis: hold it out until news says otherwise. */
   markUnavailable(id: string): void {
-    this.#byId.get(id)?.setAlive(false);
+    const n = this.#byId.get(id);
+    if (n && n.carriedUntil === 0) n.setAlive(false);
   }
 }

@@ -29,6 +29,12 @@ export class ViewNode implements SelectNode {
   local = 0;
   /** Redis time (µs) of the newest load figures applied; older ones are ignored. */
   loadAt: number;
+  /**
+   * Redis lost this node's record (it restarted empty, or was flushed) while the node was
+   * routable: the view keeps what it knew until the owning monitor writes the node again, or
+   * until this monotonic time (ms) passes. 0 when the record is Redis' own.
+   */
+  carriedUntil = 0;
 
   constructor(record: NodeRecord, alive: boolean, reservations: number, at: number) {
     this.id = record.id;

@@ -40,6 +40,8 @@ export class ViewSync extends EventEmitter<Events> {
   #source: ViewSource = ViewSource.None;
   #unreadable = new Map<string, string>();
   #garbageLogged = false;
+  /** A loss of Redis' state was logged; its end is logged once too. */
+  #rebuilding = false;
   #closed = false;
 
   constructor(opts: {
@@ -122,6 +124,16 @@ export class ViewSync extends EventEmitter<Events> {
       if (subscribed) this.#stale = false;
       if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
       this.#failing = false;
+      if (report.carried.length > 0 && !this.#rebuilding) {
+        this.#rebuilding = true;
+        this.#log.warn(
+          { why, carried: report.carried, version: snapshot.version },
+          'redis lost the cluster state (its version counter went back): keeping these nodes as they were, counting calls locally, until their monitors write them again',
+        );
+      } else if (this.#rebuilding && !this.#view.rebuilding) {
+        this.#rebuilding = false;
+        this.#log.info({ why }, 'cluster state rebuilt in redis by the monitors: reserving there again');
+      }
       if (report.added.length > 0 || report.removed.length > 0) {
         this.#log.info({ why, added: report.added, removed: report.removed }, 'view: nodes changed');
       }
@@ -178,7 +190,11 @@ export class ViewSync extends EventEmitter<Events> {
     if (next === this.#source) return;
     this.#source = next;
     if (next === ViewSource.LastKnown)
-      this.#log.warn('redis unreachable: routing on the last view with local accounting');
+      this.#log.warn(
+        this.#store.redis.status === 'ready'
+          ? 'view not reloaded: routing on the last view'
+          : 'redis unreachable: routing on the last view with local accounting',
+      );
     if (next === ViewSource.Live) this.#log.info('view live: loaded from redis and following its events');
     this.emit('source', next);
   }
