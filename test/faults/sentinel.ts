@@ -29,7 +29,19 @@ export class SentinelSet {
     try {
       const masterPort = await freeTcpPort();
       for (const [i, port] of [masterPort, await freeTcpPort()].entries()) {
-        const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+        // Replication writes an RDB for the replica's sync: into the set's own directory.
+        const args = [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          dir,
+        ];
         if (i > 0) args.push('--replicaof', '127.0.0.1', String(masterPort));
         servers.push({
           port,
