@@ -1,19 +1,19 @@
 // How much CPU 100 simulated FreeSWITCH nodes cost in one process when idle (HEARTBEAT every
 // second): measured with no ESL client, then with one client per node subscribed to HEARTBEAT
 // (as a monitor would be). The nodes run in a child process so the clients' own work is not
-// counted. Prints the figures and writes bench/results/fs-sim-idle.json.
+// counted. Prints the figures and writes bench/results/fs-sim-idle.json and .md.
+// Env: BENCH_IDLE_SAMPLE_MS (3000 per sample).
 // Run: node --conditions=@fslb/source --import tsx bench/fs-sim-idle.bench.ts
-import { fork } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
 import { FsCluster } from '@fslb/fs-sim';
+import { Children } from './support/children.js';
+import { machine, table, writeBench } from './support/results.js';
 
 const NODES = 100;
 const HEARTBEAT_MS = 1000;
-const SAMPLE_MS = 10_000;
+const SAMPLE_MS = Number(process.env.BENCH_IDLE_SAMPLE_MS ?? 3000);
 
 interface Sample {
   wallMs: number;
@@ -68,9 +68,13 @@ async function serve(): Promise<void> {
 
 /** The parent: starts the child, connects the clients, collects the samples. */
 async function orchestrate(): Promise<void> {
-  const child = fork(fileURLToPath(import.meta.url), ['--serve'], {
-    execArgv: ['--conditions=@fslb/source', '--import', 'tsx'],
-  });
+  const started = performance.now();
+  const children = new Children();
+  const child = children.spawn(
+    process.execPath,
+    ['--conditions=@fslb/source', '--import', 'tsx', fileURLToPath(import.meta.url), '--serve'],
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
   const messages: ToParent[] = [];
   let wake: () => void = () => undefined;
   child.on('message', (m: ToParent) => {
@@ -126,16 +130,34 @@ async function orchestrate(): Promise<void> {
   const result = {
     benchmark: 'fs-sim-idle',
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', node: process.version },
+    machine: machine(),
     nodes: NODES,
     heartbeatMs: HEARTBEAT_MS,
     sampleMs: SAMPLE_MS,
     noClients,
     withClients: { ...withClients, clients: sockets.length, heartbeatsPerSecond },
+    duration_s: Math.round((performance.now() - started) / 100) / 10,
   };
   console.log(JSON.stringify(result, null, 2));
-  const dir = fileURLToPath(new URL('./results/', import.meta.url));
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(`${dir}fs-sim-idle.json`, `${JSON.stringify(result, null, 2)}\n`);
+  writeBench(
+    'fs-sim-idle',
+    result,
+    `## fs-sim-idle: ${NODES} simulated nodes in one process, idle (HEARTBEAT every ${HEARTBEAT_MS} ms)
+
+${table(
+  ['ESL clients', 'CPU % of one core', 'RSS MiB', 'heap used MiB'],
+  [
+    ['none', noClients.cpuPercentOfOneCore, noClients.rssMiB, noClients.heapUsedMiB],
+    [
+      `${sockets.length}, subscribed to HEARTBEAT (${heartbeatsPerSecond}/s)`,
+      withClients.cpuPercentOfOneCore,
+      withClients.rssMiB,
+      withClients.heapUsedMiB,
+    ],
+  ],
+)}
+
+${SAMPLE_MS / 1000} s per sample. Took ${result.duration_s} s.`,
+  );
   console.log('wrote bench/results/fs-sim-idle.json');
 }

@@ -6,17 +6,22 @@
  * from a SIP INVITE sent to the node to the event carrying the new session count (channel
  * events), and from a count changed behind the monitor's back to its correction (probe).
  *
- * Writes bench/results/monitor-detection.json.
+ * Every proxy's view of the same faults (what routing sees) is bench/proxy-view.bench.ts.
+ * Env: BENCH_TRIALS (2). Writes bench/results/monitor-detection.json and .md.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { ClusterKeys, createLogger, decodeClusterEvent, parseConfig, type NodeRecord } from '@fslb/shared';
 import { Monitor } from '@fslb/monitor';
 import { FsNode, SipUac } from '@fslb/fs-sim';
-import { startRedis, testPrefix } from '../test/support/redis.js';
+import { testPrefix } from '../test/support/redis.js';
+import { Children } from './support/children.js';
+import { startBenchRedis } from './support/redis.js';
+import { machine, table, writeBench } from './support/results.js';
 
-const TRIALS = Number(process.env.BENCH_TRIALS ?? 5);
-const server = await startRedis();
+const TRIALS = Number(process.env.BENCH_TRIALS ?? 2);
+const started = performance.now();
+const children = new Children();
+const server = await startBenchRedis(children);
 const redis = new Redis(server.url);
 const log = createLogger({ level: 'silent' });
 
@@ -134,8 +139,13 @@ for (let i = 0; i < TRIALS; i++) {
   }
 }
 
+await uac.close();
+redis.disconnect();
+await server.close();
+
 const result = {
-  when: new Date().toISOString(),
+  machine: machine(),
+  date: new Date().toISOString(),
   trials: TRIALS,
   settings: { probeIntervalMs: 1000, probeTimeoutMs: 1500 },
   crashToDownMs: stats(crash),
@@ -143,13 +153,33 @@ const result = {
   pauseToDrainingMs: stats(pause),
   inviteToSessionEventMs: stats(sessions),
   silentCountChangeToEventMs: stats(reconcile),
+  duration_s: Math.round((performance.now() - started) / 100) / 10,
 };
 console.log(JSON.stringify(result, null, 2));
-mkdirSync(new URL('results/', import.meta.url), { recursive: true });
-writeFileSync(
-  new URL('results/monitor-detection.json', import.meta.url),
-  `${JSON.stringify(result, null, 2)}\n`,
+const rowOf = (what: string, s: ReturnType<typeof stats>): (string | number)[] => [
+  what,
+  s.n,
+  s.min,
+  s.median,
+  s.max,
+];
+writeBench(
+  'monitor-detection',
+  result,
+  `## monitor-detection: how fast a node's state reaches Redis (one monitor, default timings)
+
+Probe every 1000 ms, timeout 1500 ms; ${TRIALS} trials; from the fault to the fslb:events message that carries it, ms.
+
+${table(
+  ['what', 'n', 'min', 'median', 'max'],
+  [
+    rowOf('crash (sockets closed) -> down', result.crashToDownMs),
+    rowOf('stall (nothing answered) -> down', result.stallToDownMs),
+    rowOf('pause (no event) -> draining', result.pauseToDrainingMs),
+    rowOf('INVITE to the node -> new session count published', result.inviteToSessionEventMs),
+    rowOf('count changed silently -> corrected (probe)', result.silentCountChangeToEventMs),
+  ],
+)}
+
+Took ${result.duration_s} s.`,
 );
-await uac.close();
-redis.disconnect();
-await server.close();

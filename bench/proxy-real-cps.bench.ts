@@ -2,7 +2,10 @@
  * Calls per second through real peers: SIPp caller -> a real drachtio-server -> ONE fslb-proxy
  * (a child process) -> two SIPp callees, at stepped offered rates; then the same steps with a
  * minimal drachtio-srf proxy app (bench/support/bare-srf-proxy.mjs) in fslb-proxy's place, on the
- * same drachtio-server, so that fslb's cost can be read against the least any srf app costs.
+ * same drachtio-server, so that fslb's cost can be read against the least any srf app costs; then
+ * TWO drachtio-server + fslb-proxy pairs on this host, each behind its own SIPp caller at half the
+ * rate, over the same nodes and Redis (how a host runs a second pair when one drachtio-server's
+ * SIP thread is the limit).
  *
  * - Nodes: two fs-sim FsNodes used only for their ESL side (an in-process monitor sees them up,
  *   Max-Sessions 1,000,000), each paired in the config with a SIPp callee's SIP address. No
@@ -10,24 +13,25 @@
  *   (proxy.provisionalTimeout 2 s + proxy.reservationMarginMs 1 s): up to rate x 3 s of them live.
  * - Calls: test/e2e/sipp/uac-contact.xml (ACK and BYE to the 200's Contact: no record-routing),
  *   no hold; callee bench/sipp/uas-via.xml. Callees are started afresh for every step.
- * - Per step: min(3000 calls, 4 s of calls); SIPp's exit code and -trace_stat figures; CPU from
- *   /proc/<pid>/stat (utime + stime, all threads) of the proxy, drachtio-server, redis-server and
- *   SIPp; the busiest thread of drachtio-server and the proxy's main thread; the proxy's RSS.
+ * - Per step: min(BENCH_CALLS, BENCH_STEP_S of calls); SIPp's exit code and -trace_stat figures;
+ *   CPU from /proc/<pid>/stat (utime + stime, all threads) of the proxies, drachtio-servers,
+ *   redis-server and SIPp; the busiest thread of a drachtio-server and a proxy's main thread; RSS.
  * - "Highest clean rate": the highest step at which, and at every lower step, under 0.1 % of the
  *   calls failed AND the calls completed at >= 95 % of the offered rate. The pace condition matters:
  *   drachtio-server answers 100 Trying by itself, so a proxy that falls behind only delays calls
  *   and a short step ends before any timer fires; without it a burst the chain cannot sustain
- *   would count as clean. That rate is then held for 8 s (BENCH_CONFIRM_S); if it fails, the next
- *   lower clean rate is tried. The failures-only figure over the short steps is written too. A
- *   series stops after a step that lost over 20 % of its calls or fell below 80 % of the pace
- *   (drachtio-server's retransmissions would spill into the next steps).
+ *   would count as clean. A series stops at its first step that is not clean; its highest clean
+ *   rate is then held for BENCH_CONFIRM_S; if that fails, the next lower clean rate is tried.
  * - Other work on the machine skews every figure: each step first waits (10 s at most, 60 s per
  *   run) for the machine to be quiet, and a step with other work around is marked `contended`.
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them it
- * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json.
- * Env: BENCH_RATES (comma list), BENCH_CALLS (3000), BENCH_STEP_S (4), BENCH_CONFIRM_S (8),
- * BENCH_INFO_RATE (1000), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}').
+ * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
+ * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs.
+ * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
+ * (3000), BENCH_STEP_S (3), BENCH_CONFIRM_S (6), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
+ * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
+ * BENCH_CPS_SERIES (fslb,bare,two: which series run; the figures of a series left out are null).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -36,13 +40,11 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
-  readdirSync,
   readFileSync,
   rmSync,
-  statSync,
   writeFileSync,
 } from 'node:fs';
-import { cpus, release, tmpdir, totalmem } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
@@ -56,12 +58,14 @@ import {
   type RealDrachtio,
 } from '../test/support/drachtio-server.js';
 import { freeTcpPort, freeUdpPort } from '../test/support/net.js';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../test/support/redis.js';
-import { fromSource } from '../test/support/source-process.js';
+import { deletePrefix, testPrefix } from '../test/support/redis.js';
 import { waitFor } from '../test/support/wait.js';
 import { config, startMonitor, waitForNode } from '../test/monitor/support.js';
 import { proxyRawConfig } from '../test/proxy/support.js';
 import { alive, Children } from './support/children.js';
+import { startBenchRedis, type BenchRedis } from './support/redis.js';
+import { machine as machineInfo, table } from './support/results.js';
+import { childEnv, entryPoint, type Entry } from './support/runtime.js';
 import {
   busiestThreadDelta,
   childPids,
@@ -83,21 +87,21 @@ import {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULT = new URL('results/proxy-real-cps.json', import.meta.url);
-const RATES = (process.env.BENCH_RATES ?? '250,500,750,1000,1250,1500,1750,2000,2500,3000')
-  .split(',')
-  .map(Number);
+const RATES = (process.env.BENCH_RATES ?? '1000,1250,1500,1750,2000,2250,2500,3000').split(',').map(Number);
+/** Summed over both pairs (each caller offers half). */
+const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '1500,2000,2500,3000,3500').split(',').map(Number);
 const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 3000);
-const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
-const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 1000);
+const STEP_S = Number(process.env.BENCH_STEP_S ?? 3);
+const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Length of the sustained run that confirms a series' highest clean rate. */
-const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 8);
+const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 6);
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
+/** Which series run (experiments): fslb, bare, two (all by default). */
+const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,bare,two').split(','));
 const CLEAN_PCT = 0.1;
 /** A step kept pace when its calls completed at 95 % of the offered rate or better. */
 const PACE = 0.95;
-const COLLAPSE_PCT = 20;
-const COLLAPSE_PACE = 0.8;
 const UDP_BUFFER = 8_388_608;
 const NODES = 2;
 const UAC_SCENARIO = join(ROOT, 'test/e2e/sipp/uac-contact.xml');
@@ -116,18 +120,14 @@ const TCK = clockTicksPerSecond();
 const round = (x: number, d = 3): number => Math.round(x * 10 ** d) / 10 ** d;
 const ms = (ticks: number): number => (ticks * 1000) / TCK;
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
+const started = performance.now();
 
-const machine = {
-  cpu: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
-  memory_gib: round(totalmem() / 2 ** 30, 1),
-  kernel: release(),
-  node: process.version,
-  clk_tck: TCK,
-};
+const machine = { ...machineInfo(), clk_tck: TCK };
 
 function writeResult(result: Record<string, unknown>): void {
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
   writeFileSync(RESULT, `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(new URL('results/proxy-real-cps.md', import.meta.url), `${markdown(result).trim()}\n`);
 }
 
 // ---------------------------------------------------------------------------------- skip
@@ -148,7 +148,10 @@ if (skip !== undefined) {
     real_cps_fslb: null,
     real_cps_bare: null,
     real_cps_ratio: null,
-    proxy_cpu_ms_per_call: null,
+    real_cps_two_pairs: null,
+    notes: Object.fromEntries(
+      ['real_cps_fslb', 'real_cps_bare', 'real_cps_ratio', 'real_cps_two_pairs'].map((k) => [k, skip]),
+    ),
   });
   process.exit(0);
 }
@@ -156,6 +159,7 @@ if (skip !== undefined) {
 // ---------------------------------------------------------------------------------- types
 interface App {
   readonly kind: 'fslb' | 'bare';
+  readonly label: string;
   readonly level: string;
   readonly child: ChildProcess;
   readonly pid: number;
@@ -163,14 +167,23 @@ interface App {
   readonly httpPort: number | undefined;
 }
 
+/** One drachtio-server and the app connected to it; SIPp calls its SIP port. */
+interface Lane {
+  readonly server: RealDrachtio;
+  readonly serverPid: number;
+  app: App;
+}
+
 interface Step {
   rate: number;
+  /** drachtio-server + app pairs, each called at rate / pairs. */
+  pairs: number;
   calls_offered: number;
   attempted: number;
   successful: number;
   failed: number;
   failed_pct: number;
-  sipp_exit: number | null;
+  sipp_exit: (number | null)[];
   retransmissions: number;
   failures: Record<string, number>;
   first_error?: string;
@@ -185,8 +198,9 @@ interface Step {
   redis_cpu_ms_per_call: number | null;
   uac_cpu_ms_per_call: number;
   uas_cpu_ms_per_call: number;
-  /** Share of one core over the step's wall time. */
+  /** Share of one core over the step's wall time (apps and drachtio-servers summed). */
   proxy_cpu_pct: number;
+  /** The busiest app's main thread. */
   proxy_main_thread_pct: number;
   drachtio_cpu_pct: number;
   drachtio_busiest_thread_pct: number;
@@ -223,19 +237,16 @@ interface Skipped {
 // ---------------------------------------------------------------------------------- state
 const children = new Children();
 const work = mkdtempSync(join(tmpdir(), 'fslb-real-cps-'));
-let redisServer: TestRedis | undefined;
+let redisServer: BenchRedis | undefined;
 let redis: Redis | undefined;
 let prefix = '';
 let sims: FsNode[] = [];
 let monitor: Monitor | undefined;
-let drachtioServer: RealDrachtio | undefined;
-let drachtioPid = 0;
-let redisPid: number | undefined;
+const servers: RealDrachtio[] = [];
 let uasPorts: number[] = [];
 let udpBuffers = 'unchanged';
 let restoreBuffers: (() => void) | undefined;
-let proxyRuntime = '';
-let proxyArgs: (configFile: string) => string[] = () => [];
+let proxyEntry: Entry | undefined;
 const proxyLogs: Record<string, unknown>[] = [];
 /** Each app's CPU with no calls, % of one core. */
 const idlePct: Record<string, number> = {};
@@ -280,65 +291,26 @@ function raiseUdpBuffers(): void {
   }
 }
 
-/** Sources of a package newer than its build output (tests and declarations aside). */
-function staleSources(pkg: string): string[] {
-  const src = join(ROOT, 'packages', pkg, 'src');
-  const out: string[] = [];
-  const walk = (dir: string): void => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !e.name.endsWith('.d.ts')) {
-        const js = join(ROOT, 'packages', pkg, 'dist', relative(src, p).replace(/\.ts$/, '.js'));
-        if (!existsSync(js) || statSync(js).mtimeMs < statSync(p).mtimeMs) out.push(relative(ROOT, p));
-      }
-    }
-  };
-  walk(src);
-  return out;
+/** A drachtio-server on a free SIP port, adopted so that it dies with this process. */
+async function startServer(): Promise<{ server: RealDrachtio; pid: number }> {
+  const server = await startDrachtioServer(drachtio as string, await freeUdpPort());
+  servers.push(server);
+  const appPort = String(server.appPort);
+  const pid = childPids(process.pid, (c) => c.includes(`--port ${appPort} `))[0];
+  if (pid === undefined) throw new Error('cannot find the drachtio-server process');
+  children.adopt(pid);
+  return { server, pid };
 }
 
-/** The built proxy (packages/proxy/dist) when it is current or can be built; else its sources via tsx. */
-function chooseProxyRuntime(): void {
-  let stale = [...staleSources('shared'), ...staleSources('proxy')];
-  let built = '';
-  if (stale.length > 0) {
-    const tsc = join(ROOT, 'node_modules/typescript/bin/tsc');
-    const r = spawnSync(process.execPath, [tsc, '-b', 'packages/proxy'], {
-      cwd: ROOT,
-      encoding: 'utf8',
-      timeout: 180_000,
-    });
-    built = r.status === 0 ? ' (rebuilt with tsc -b packages/proxy first)' : '';
-    if (r.status === 0) stale = [];
-    else
-      console.log(`tsc -b packages/proxy failed; running the proxy from source:\n${r.stdout.slice(-1000)}`);
-  }
-  if (stale.length === 0 && existsSync(join(ROOT, 'packages/proxy/dist/main.js'))) {
-    proxyRuntime = `built JS: node packages/proxy/dist/main.js${built}`;
-    proxyArgs = (file) => ['packages/proxy/dist/main.js', '--config', file];
-  } else {
-    proxyRuntime = 'source: node --import tsx packages/proxy/src/main.ts (the build was stale or missing)';
-    proxyArgs = (file) => fromSource('packages/proxy/src/main.ts', '--config', file);
-  }
-}
-
-/** The environment of an app child: no FSLB_* or REDIS_URL override of its config file. */
-function appEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('FSLB_') && k !== 'REDIS_URL'),
-  );
-}
-
-async function startFslb(level: 'warn' | 'info'): Promise<App> {
-  if (!redisServer) throw new Error('no redis');
+async function startFslb(level: 'warn' | 'info', server: RealDrachtio, id: string): Promise<App> {
+  if (!redisServer || !proxyEntry) throw new Error('not set up');
   const httpPort = await freeTcpPort();
   const raw = proxyRawConfig({
     redisUrl: redisServer.url,
     prefix,
     nodes: sims,
-    drachtioPort: drachtioServer?.appPort ?? 0,
-    proxyId: `bench-${level}`,
+    drachtioPort: server.appPort,
+    proxyId: id,
     nodeExtra: (_n, i) => ({ sip: `127.0.0.1:${uasPorts[i] ?? 0}` }),
     monitor: MONITOR,
     proxy: {
@@ -354,14 +326,14 @@ async function startFslb(level: 'warn' | 'info'): Promise<App> {
     },
   });
   raw.log = { level };
-  const file = join(work, `fslb-${level}.json`);
+  const file = join(work, `${id}.json`);
   writeFileSync(file, JSON.stringify(raw, null, 2));
-  const logFile = join(work, `fslb-${level}.log`);
+  const logFile = join(work, `${id}.log`);
   const out = openSync(logFile, 'w');
-  const child = children.spawn(process.execPath, proxyArgs(file), {
+  const child = children.spawn(process.execPath, proxyEntry.args('--config', file), {
     cwd: ROOT,
     stdio: ['ignore', out, out],
-    env: appEnv(),
+    env: childEnv(),
   });
   closeSync(out);
   await waitFor(
@@ -375,22 +347,16 @@ async function startFslb(level: 'warn' | 'info'): Promise<App> {
     },
     { timeoutMs: 30_000, intervalMs: 100 },
   );
-  return { kind: 'fslb', level, child, pid: child.pid ?? 0, logFile, httpPort };
+  return { kind: 'fslb', label: id, level, child, pid: child.pid ?? 0, logFile, httpPort };
 }
 
-async function startBare(): Promise<App> {
+async function startBare(server: RealDrachtio): Promise<App> {
   const logFile = join(work, 'bare.log');
   const out = openSync(logFile, 'w');
   const child = children.spawn(
     process.execPath,
-    [
-      BARE_APP,
-      '127.0.0.1',
-      String(drachtioServer?.appPort ?? 0),
-      drachtioServer?.secret ?? '',
-      `127.0.0.1:${uasPorts[0] ?? 0}`,
-    ],
-    { cwd: ROOT, stdio: ['ignore', out, out], env: appEnv() },
+    [BARE_APP, '127.0.0.1', String(server.appPort), server.secret, `127.0.0.1:${uasPorts[0] ?? 0}`],
+    { cwd: ROOT, stdio: ['ignore', out, out], env: childEnv() },
   );
   closeSync(out);
   await waitFor(
@@ -401,7 +367,15 @@ async function startBare(): Promise<App> {
     },
     { timeoutMs: 15_000, intervalMs: 50 },
   );
-  return { kind: 'bare', level: '-', child, pid: child.pid ?? 0, logFile, httpPort: undefined };
+  return {
+    kind: 'bare',
+    label: 'bare',
+    level: '-',
+    child,
+    pid: child.pid ?? 0,
+    logFile,
+    httpPort: undefined,
+  };
 }
 
 /** Stops an app (SIGTERM: fslb-proxy drains first) and notes how it went and what it logged. */
@@ -431,7 +405,7 @@ async function stopApp(app: App): Promise<void> {
     byMsg.set(key, (byMsg.get(key) ?? 0) + 1);
   }
   proxyLogs.push({
-    app: app.kind,
+    app: app.label,
     level: app.level,
     exit: { code: app.child.exitCode, signal: app.child.signalCode, stop_ms: Math.round(tookMs) },
     log_bytes: text.length,
@@ -485,14 +459,27 @@ function proxyFigures(before: Map<string, number>, after: Map<string, number>): 
   };
 }
 
-/** Waits until drachtio-server and the app are idle again (retransmissions of a bad step over). */
-async function settle(app: App): Promise<number> {
+/** Every app's metrics summed (event-loop lag: the worst), for one step's figures over all pairs. */
+async function scrapeAll(lanes: readonly Lane[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const m of await Promise.all(lanes.map((l) => scrape(l.app)))) {
+    for (const [k, v] of m) {
+      const held = out.get(k);
+      out.set(k, held === undefined ? v : k.includes('eventloop_lag') ? Math.max(held, v) : held + v);
+    }
+  }
+  return out;
+}
+
+/** Waits until the drachtio-servers and apps are idle again (retransmissions of a bad step over). */
+async function settle(lanes: readonly Lane[]): Promise<number> {
   const t0 = performance.now();
-  const busy = (): number => (processTicks(drachtioPid) ?? 0) + (processTicks(app.pid) ?? 0);
+  const busy = (): number =>
+    lanes.reduce((a, l) => a + (processTicks(l.serverPid) ?? 0) + (processTicks(l.app.pid) ?? 0), 0);
   while (performance.now() - t0 < 15_000) {
     const a = busy();
     await sleep(500);
-    if (busy() - a <= Math.ceil(TCK * 0.04)) break;
+    if (busy() - a <= Math.ceil(TCK * 0.04 * lanes.length)) break;
   }
   return Math.round(performance.now() - t0);
 }
@@ -508,92 +495,122 @@ function row(m: MessageRow): string {
   );
 }
 
-async function runStep(app: App, rate: number, calls: number): Promise<{ step: Step; uac: UacRun }> {
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
+
+/** `calls` calls at `rate` per second in all, split evenly over the lanes, one SIPp caller each. */
+async function runStep(lanes: readonly Lane[], rate: number, calls: number): Promise<Step> {
   const before = await waitQuiet();
-  const dir = mkdtempSync(join(work, `step-${app.kind}-${rate}-`));
+  const dir = mkdtempSync(join(work, `step-${lanes[0]?.app.kind ?? 'x'}-${lanes.length}x-${rate}-`));
   const uas: Uas[] = [];
   for (const port of uasPorts) uas.push(await startUas(children, sipp as string, UAS_SCENARIO, port, dir));
-  const c0 = await scrape(app);
+  const apps = lanes.map((l) => l.app);
+  const c0 = await scrapeAll(lanes);
   const self0 = process.cpuUsage();
-  const p0 = processTicks(app.pid) ?? 0;
-  const pt0 = threadTicks(app.pid);
-  const d0 = processTicks(drachtioPid) ?? 0;
-  const dt0 = threadTicks(drachtioPid);
-  const r0 = redisPid === undefined ? undefined : processTicks(redisPid);
+  const p0 = apps.map((a) => processTicks(a.pid) ?? 0);
+  const pt0 = apps.map((a) => threadTicks(a.pid));
+  const d0 = lanes.map((l) => processTicks(l.serverPid) ?? 0);
+  const dt0 = lanes.map((l) => threadTicks(l.serverPid));
+  const rpid = redisServer?.pid;
+  const r0 = rpid === undefined ? undefined : processTicks(rpid);
   const u0 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m0 = machineTicks();
-  const uac = await runUac(children, {
-    sipp: sipp as string,
-    scenario: UAC_SCENARIO,
-    target: `127.0.0.1:${drachtioServer?.sipPort ?? 0}`,
-    port: await freeUdpPort(),
-    rate,
-    calls,
-    dir,
-  });
-  // The proxy's last outcome lines and metrics follow the last final response by a moment.
+  const uacs: UacRun[] = await Promise.all(
+    lanes.map(async (l, i) => {
+      const laneDir = join(dir, `pair-${i + 1}`);
+      mkdirSync(laneDir);
+      return runUac(children, {
+        sipp: sipp as string,
+        scenario: UAC_SCENARIO,
+        target: `127.0.0.1:${l.server.sipPort}`,
+        port: await freeUdpPort(),
+        rate: rate / lanes.length,
+        calls: Math.round(calls / lanes.length),
+        dir: laneDir,
+      });
+    }),
+  );
+  // The proxies' last outcome lines and metrics follow the last final response by a moment.
   await sleep(300);
-  if (!alive(app.child))
-    throw new Error(`${app.kind} app died during the ${rate} calls/s step: see ${app.logFile}`);
-  // Shares of a core are over the calls' own time (SIPp's run), not the idle moments around it.
-  const wallS = uac.wallMs / 1000;
-  const p1 = processTicks(app.pid) ?? 0;
-  const pt1 = threadTicks(app.pid);
-  const d1 = processTicks(drachtioPid) ?? 0;
-  const dt1 = threadTicks(drachtioPid);
-  const r1 = redisPid === undefined ? undefined : processTicks(redisPid);
+  for (const a of apps) {
+    if (!alive(a.child)) throw new Error(`${a.label} died during the ${rate} calls/s step: see ${a.logFile}`);
+  }
+  // Shares of a core are over the calls' own time (the longest SIPp run), not the idle moments around it.
+  const wallMs = Math.max(...uacs.map((u) => u.wallMs));
+  const wallS = wallMs / 1000;
+  const p1 = apps.map((a) => processTicks(a.pid) ?? 0);
+  const pt1 = apps.map((a) => threadTicks(a.pid));
+  const d1 = lanes.map((l) => processTicks(l.serverPid) ?? 0);
+  const dt1 = lanes.map((l) => threadTicks(l.serverPid));
+  const r1 = rpid === undefined ? undefined : processTicks(rpid);
   const u1 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m1 = machineTicks();
-  const mem = memoryMiB(app.pid);
-  const c1 = await scrape(app);
+  const mems = apps.map((a) => memoryMiB(a.pid));
+  const c1 = await scrapeAll(lanes);
   const self = process.cpuUsage(self0);
   const callees: UasResult[] = [];
   for (const u of uas) callees.push(await stopUas(children, u));
-  const n = Math.max(1, uac.attempted);
-  const achieved = uac.successful / (uac.wallMs / 1000);
+  const attempted = sum(uacs.map((u) => u.attempted));
+  const successful = sum(uacs.map((u) => u.successful));
+  const failed = sum(uacs.map((u) => u.failed));
+  const failures: Record<string, number> = {};
+  for (const u of uacs) for (const [k, v] of Object.entries(u.failures)) failures[k] = (failures[k] ?? 0) + v;
+  const n = Math.max(1, attempted);
+  const achieved = successful / wallS;
   const pct = (ticks: number): number => round((ticks / TCK / wallS) * 100, 1);
+  const appTicks = sum(p1) - sum(p0);
+  const serverTicks = sum(d1) - sum(d0);
+  const uacTicks = sum(uacs.map((u) => u.cpuTicks));
+  const uasTicks = sum(u1) - sum(u0);
   // Busy time outside our processes (approximate: /proc/stat and per-process times differ by a few %).
   const otherPct = pct(
     m1.busy -
       m0.busy -
-      (p1 - p0) -
-      (d1 - d0) -
+      appTicks -
+      serverTicks -
       (r1 ?? 0) +
       (r0 ?? 0) -
-      uac.cpuTicks -
-      u1.reduce((a, b, i) => a + b - (u0[i] ?? 0), 0) -
+      uacTicks -
+      uasTicks -
       ((self.user + self.system) / 1e6) * TCK,
   );
+  const firstError = uacs.map((u) => u.firstError).find((e) => e !== '');
   const step: Step = {
     rate,
+    pairs: lanes.length,
     calls_offered: calls,
-    attempted: uac.attempted,
-    successful: uac.successful,
-    failed: uac.failed,
-    failed_pct: round((uac.failed / n) * 100, 2),
-    sipp_exit: uac.exitCode,
-    retransmissions: uac.retransmissions,
-    failures: uac.failures,
-    ...(uac.firstError ? { first_error: uac.firstError } : {}),
+    attempted,
+    successful,
+    failed,
+    failed_pct: round((failed / n) * 100, 2),
+    sipp_exit: uacs.map((u) => u.exitCode),
+    retransmissions: sum(uacs.map((u) => u.retransmissions)),
+    failures,
+    ...(firstError ? { first_error: firstError } : {}),
     wall_s: round(wallS, 2),
     achieved_cps: round(achieved, 0),
     kept_pace: achieved >= PACE * rate,
-    clean: (uac.failed / n) * 100 < CLEAN_PCT && achieved >= PACE * rate,
-    proxy_cpu_ms_per_call: round(ms(p1 - p0) / n),
-    drachtio_cpu_ms_per_call: round(ms(d1 - d0) / n),
+    clean: (failed / n) * 100 < CLEAN_PCT && achieved >= PACE * rate,
+    proxy_cpu_ms_per_call: round(ms(appTicks) / n),
+    drachtio_cpu_ms_per_call: round(ms(serverTicks) / n),
     redis_cpu_ms_per_call: r0 === undefined || r1 === undefined ? null : round(ms(r1 - r0) / n),
-    uac_cpu_ms_per_call: round(ms(uac.cpuTicks) / n),
-    uas_cpu_ms_per_call: round(ms(u1.reduce((a, b, i) => a + b - (u0[i] ?? 0), 0)) / n),
-    proxy_cpu_pct: pct(p1 - p0),
-    proxy_main_thread_pct: pct((pt1.get(app.pid) ?? 0) - (pt0.get(app.pid) ?? 0)),
-    drachtio_cpu_pct: pct(d1 - d0),
-    drachtio_busiest_thread_pct: pct(busiestThreadDelta(dt0, dt1)),
-    uac_cpu_pct: pct(uac.cpuTicks),
+    uac_cpu_ms_per_call: round(ms(uacTicks) / n),
+    uas_cpu_ms_per_call: round(ms(uasTicks) / n),
+    proxy_cpu_pct: pct(appTicks),
+    proxy_main_thread_pct: Math.max(
+      ...apps.map((a, i) => pct((pt1[i]?.get(a.pid) ?? 0) - (pt0[i]?.get(a.pid) ?? 0))),
+    ),
+    drachtio_cpu_pct: pct(serverTicks),
+    drachtio_busiest_thread_pct: Math.max(
+      ...lanes.map((_l, i) =>
+        pct(busiestThreadDelta(dt0[i] ?? new Map<number, number>(), dt1[i] ?? new Map<number, number>())),
+      ),
+    ),
+    uac_cpu_pct: pct(uacTicks),
     machine_busy_pct: round(((m1.busy - m0.busy) / Math.max(1, m1.total - m0.total)) * 100, 1),
-    proxy_rss_mib: mem ? round(mem.rss, 1) : null,
-    proxy_rss_peak_mib: mem ? round(mem.peak, 1) : null,
+    proxy_rss_mib: mems.every((m) => m) ? round(Math.max(...mems.map((m) => m?.rss ?? 0)), 1) : null,
+    proxy_rss_peak_mib: mems.every((m) => m) ? round(Math.max(...mems.map((m) => m?.peak ?? 0)), 1) : null,
     calls_per_callee: callees.map((c) => c.calls),
-    ...(uac.failed > 0
+    ...(failed > 0
       ? {
           callees_failed: callees.map((c) => c.failed),
           callee_messages: callees.map((c) => c.messages.map(row)),
@@ -604,12 +621,14 @@ async function runStep(app: App, rate: number, calls: number): Promise<{ step: S
     machine_before_core_pct: before.busyCorePct,
     waited_for_quiet_ms: before.waitedMs,
     contended: before.busyCorePct >= 15 || otherPct >= 25,
-    sipp_messages: uac.messages.map(row),
+    sipp_messages: uacs.flatMap((u, i) =>
+      u.messages.map((m) => `${lanes.length > 1 ? `pair ${i + 1}: ` : ''}${row(m)}`),
+    ),
     ...proxyFigures(c0, c1),
-    settle_ms: await settle(app),
+    settle_ms: await settle(lanes),
   };
   rmSync(dir, { recursive: true, force: true });
-  return { step, uac };
+  return step;
 }
 
 function show(label: string, s: Step): void {
@@ -657,28 +676,33 @@ async function waitQuiet(): Promise<{ waitedMs: number; busyCorePct: number }> {
 const quiet = { waitedMs: 0 };
 
 /** Unmeasured calls first, so that the JIT and the sockets are warm. */
-async function warmUp(app: App): Promise<void> {
-  const { step } = await runStep(app, 250, 500);
-  console.log(`  warm-up: ${step.successful}/${step.attempted} calls at 250/s`);
+async function warmUp(lanes: readonly Lane[]): Promise<void> {
+  const step = await runStep(lanes, 250 * lanes.length, 500 * lanes.length);
+  console.log(`  warm-up: ${step.successful}/${step.attempted} calls at ${step.rate}/s`);
 }
 
-async function series(app: App, label: string): Promise<(Step | Skipped)[]> {
-  idlePct[label] = await idleCpu(app);
-  await warmUp(app);
+/** The rates in turn, up to and including the first step that is not clean. */
+async function series(
+  lanes: readonly Lane[],
+  label: string,
+  rates: readonly number[],
+): Promise<(Step | Skipped)[]> {
+  for (const l of lanes) idlePct[l.app.label] = await idleCpu(l.app);
+  await warmUp(lanes);
   const out: (Step | Skipped)[] = [];
-  let collapsedAt: number | undefined;
-  for (const rate of RATES) {
-    if (collapsedAt !== undefined) {
+  let stoppedAt: number | undefined;
+  for (const rate of rates) {
+    if (stoppedAt !== undefined) {
       out.push({
         rate,
-        skipped: `not run: at ${collapsedAt} calls/s the series lost over ${COLLAPSE_PCT} % of its calls or fell below ${COLLAPSE_PACE * 100} % of the pace`,
+        skipped: `not run: the series stopped at ${stoppedAt} calls/s, its first step that was not clean`,
       });
       continue;
     }
-    const { step } = await runStep(app, rate, Math.min(MAX_CALLS, Math.round(rate * STEP_S)));
+    const step = await runStep(lanes, rate, Math.min(MAX_CALLS, Math.round(rate * STEP_S)));
     show(label, step);
     out.push(step);
-    if (step.failed_pct > COLLAPSE_PCT || step.achieved_cps < COLLAPSE_PACE * rate) collapsedAt = rate;
+    if (!step.clean) stoppedAt = rate;
   }
   return out;
 }
@@ -695,8 +719,6 @@ function highest(steps: readonly (Step | Skipped)[], ok: (s: Step) => boolean): 
   return best;
 }
 const highestClean = (steps: readonly (Step | Skipped)[]): number | null => highest(steps, (s) => s.clean);
-const highestNoFailures = (steps: readonly (Step | Skipped)[]): number | null =>
-  highest(steps, (s) => s.failed_pct < CLEAN_PCT);
 
 /** At the first step that was not clean (and the last clean one): who was busiest. */
 function degradeReport(steps: readonly (Step | Skipped)[]): Record<string, unknown> {
@@ -727,12 +749,21 @@ function degradeReport(steps: readonly (Step | Skipped)[]): Record<string, unkno
   };
 }
 
+interface Confirmation {
+  rate: number | null;
+  tries: Step[];
+}
+
 /**
  * A series' figure: its highest clean rate held for CONFIRM_S seconds (short steps can hide a
  * backlog that a sustained load turns into failures). A rate that fails this is replaced by the
  * next lower clean rate, twice at most.
  */
-async function confirm(app: App, label: string, steps: readonly (Step | Skipped)[]): Promise<Confirmation> {
+async function confirm(
+  lanes: readonly Lane[],
+  label: string,
+  steps: readonly (Step | Skipped)[],
+): Promise<Confirmation> {
   const top = highestClean(steps);
   const tries: Step[] = [];
   const rates = ran(steps)
@@ -741,7 +772,7 @@ async function confirm(app: App, label: string, steps: readonly (Step | Skipped)
     .reverse()
     .slice(0, 3);
   for (const rate of rates) {
-    const { step } = await runStep(app, rate, Math.round(rate * CONFIRM_S));
+    const step = await runStep(lanes, rate, Math.round(rate * CONFIRM_S));
     show(`${label} ${CONFIRM_S}s`, step);
     tries.push(step);
     if (step.clean) return { rate, tries };
@@ -749,16 +780,11 @@ async function confirm(app: App, label: string, steps: readonly (Step | Skipped)
   return { rate: null, tries };
 }
 
-interface Confirmation {
-  rate: number | null;
-  tries: Step[];
-}
-
 async function cleanup(): Promise<void> {
   await children.stopAll().catch(() => undefined);
   await monitor?.close().catch(() => undefined);
   await Promise.all(sims.map((s) => s.close().catch(() => undefined)));
-  await drachtioServer?.close().catch(() => undefined);
+  await Promise.all(servers.map((d) => d.close().catch(() => undefined)));
   if (redis && prefix) await deletePrefix(redis, prefix).catch(() => undefined);
   redis?.disconnect();
   await redisServer?.close().catch(() => undefined);
@@ -767,23 +793,72 @@ async function cleanup(): Promise<void> {
   rmSync(work, { recursive: true, force: true });
 }
 
+/** Host CPU per call by process where both chains were clean, as a sentence for the summary. */
+function cpuLine(v: unknown): string {
+  const c = v as
+    | { rate: number | null; fslb: Record<string, number> | null; bare: Record<string, number> | null }
+    | undefined;
+  if (!c?.rate || !c.fslb || !c.bare) return '';
+  const parts = (x: Record<string, number>): string =>
+    Object.entries(x)
+      .filter(([k]) => k !== 'total')
+      .map(([k, ms]) => `${k.replace('_', '-')} ${ms}`)
+      .join(', ');
+  return `Host CPU per call at ${c.rate}/s (both clean): fslb ${c.fslb.total} ms (${parts(c.fslb)}), bare ${c.bare.total} ms (${parts(c.bare)}).\n\n`;
+}
+
+/** The per-bench summary for summary.md. */
+function markdown(r: Record<string, unknown>): string {
+  if (typeof r.skipped === 'string') return `## proxy-real-cps: skipped\n\n${r.skipped}`;
+  if (typeof r.error === 'string') return `## proxy-real-cps: failed\n\n${r.error}`;
+  const steps = (r.steps ?? {}) as Record<string, (Step | Skipped)[] | Step[] | Step | undefined>;
+  const line = (name: string, label: string): (string | number | null)[] => {
+    const list = steps[name];
+    const done = Array.isArray(list) ? ran(list) : [];
+    const top = done.filter((s) => s.clean).at(-1);
+    const bad = done.find((s) => !s.clean);
+    return [
+      label,
+      done.map((s) => `${s.rate}${s.clean ? '' : '✗'}`).join(' '),
+      top ? `${top.proxy_cpu_ms_per_call} ms (${top.proxy_main_thread_pct} % main thread)` : null,
+      top ? `${top.drachtio_cpu_ms_per_call} ms (busiest thread ${top.drachtio_busiest_thread_pct} %)` : null,
+      top ? `${top.machine_busy_pct} %` : null,
+      bad ? `${bad.rate}/s: ${bad.failed_pct} % failed, ${bad.achieved_cps}/s done` : null,
+    ];
+  };
+  return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
+
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step, then held ${CONFIRM_S} s: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
+
+${table(
+  [
+    'series',
+    'rates run (✗ not clean)',
+    'app CPU per call at the best',
+    'drachtio-server CPU per call',
+    'machine busy',
+    'first step not clean',
+  ],
+  [
+    line('fslb', 'fslb-proxy (warn)'),
+    line('bare', 'bare srf app'),
+    line('two_pairs', '2 x (drachtio + fslb-proxy)'),
+  ],
+)}
+
+${cpuLine(r.cpu_ms_per_call_where_both_clean)}Contended steps: ${Array.isArray(r.contended_steps) && r.contended_steps.length > 0 ? r.contended_steps.join(', ') : 'none'}. Took ${String(r.duration_s)} s.`;
+}
+
 // ---------------------------------------------------------------------------------- run
-const started = performance.now();
 let failure: unknown;
 const result: Record<string, unknown> = { machine, date: new Date().toISOString() };
 try {
   raiseUdpBuffers();
   console.log(`UDP buffers: ${udpBuffers}`);
-  chooseProxyRuntime();
-  console.log(`fslb-proxy runs from ${proxyRuntime}`);
+  proxyEntry = entryPoint('proxy');
+  console.log(`fslb-proxy runs from ${proxyEntry.runtime}`);
 
-  redisServer = await startRedis();
-  if (redisServer.kind === 'spawned') {
-    const port = new URL(redisServer.url).port;
-    // redis-server retitles itself `redis-server 127.0.0.1:<port>`.
-    redisPid = childPids(process.pid, (c) => c.includes('redis-server') && c.includes(`:${port}`))[0];
-    if (redisPid !== undefined) children.adopt(redisPid);
-  }
+  redisServer = await startBenchRedis(children);
   redis = new Redis(redisServer.url);
   prefix = testPrefix('cps');
   const keys = new ClusterKeys(prefix);
@@ -815,13 +890,8 @@ try {
     );
   }
 
-  drachtioServer = await startDrachtioServer(drachtio as string, await freeUdpPort());
-  const appPort = String(drachtioServer.appPort);
-  const dpid = childPids(process.pid, (c) => c.includes(`--port ${appPort} `))[0];
-  if (dpid === undefined) throw new Error('cannot find the drachtio-server process');
-  drachtioPid = dpid;
-  children.adopt(dpid);
-  const drachtioVersion = /version (\S+)/.exec(drachtioServer.output())?.[1] ?? 'unknown';
+  const first = await startServer();
+  const drachtioVersion = /version (\S+)/.exec(first.server.output())?.[1] ?? 'unknown';
   const sippVersion =
     /SIPp (\S+)/.exec(spawnSync(sipp as string, ['-v'], { encoding: 'utf8' }).stdout)?.[1] ?? 'unknown';
   const git = (args: string[]): string =>
@@ -836,7 +906,7 @@ try {
     },
     drachtio_server: `${drachtioVersion} (${drachtio})`,
     sipp: sippVersion,
-    proxy_runtime: proxyRuntime,
+    proxy_runtime: proxyEntry.runtime,
     proxy_settings_extra: PROXY_EXTRA,
     udp_buffers: udpBuffers,
     redis: redisServer.kind,
@@ -849,82 +919,166 @@ try {
   const steps: Record<string, unknown> = {};
   result.steps = steps;
   console.log('fslb-proxy (log level warn):');
-  let app = await startFslb('warn');
-  const fslbSteps = await series(app, 'fslb');
+  const lane: Lane = {
+    server: first.server,
+    serverPid: first.pid,
+    app: await startFslb('warn', first.server, 'pair-1'),
+  };
+  const fslbSteps = SERIES.has('fslb') ? await series([lane], 'fslb', RATES) : [];
   steps.fslb = fslbSteps;
-  const fslbConfirmed = await confirm(app, 'fslb', fslbSteps);
+  const fslbConfirmed = await confirm([lane], 'fslb', fslbSteps);
   steps.fslb_confirm = fslbConfirmed.tries;
-  await stopApp(app);
+  await stopApp(lane.app);
+  const fslbClean = fslbConfirmed.rate;
 
   // The same proxy at log level info (one 'request routed' line per call) at one clean rate.
-  const fslbClean = fslbConfirmed.rate;
-  const infoRate = Math.min(INFO_RATE, fslbClean ?? RATES[0] ?? 250);
-  console.log(`fslb-proxy (log level info) at ${infoRate} calls/s:`);
-  app = await startFslb('info');
-  await warmUp(app);
-  const { step: infoStep } = await runStep(app, infoRate, Math.min(MAX_CALLS, Math.round(infoRate * STEP_S)));
-  steps.fslb_info = infoStep;
-  show('fslb info', infoStep);
-  await stopApp(app);
+  let infoStep: Step | undefined;
+  if (INFO_RATE > 0) {
+    const infoRate = Math.min(INFO_RATE, fslbClean ?? RATES[0] ?? 250);
+    console.log(`fslb-proxy (log level info) at ${infoRate} calls/s:`);
+    lane.app = await startFslb('info', first.server, 'pair-1-info');
+    await warmUp([lane]);
+    infoStep = await runStep([lane], infoRate, Math.min(MAX_CALLS, Math.round(infoRate * STEP_S)));
+    steps.fslb_info = infoStep;
+    show('fslb info', infoStep);
+    await stopApp(lane.app);
+  }
 
   // The baseline: a bare srf proxy app on the same drachtio-server.
   console.log('bare drachtio-srf proxy app:');
-  app = await startBare();
-  const bareSteps = await series(app, 'bare');
+  lane.app = await startBare(first.server);
+  const bareSteps = SERIES.has('bare') ? await series([lane], 'bare', RATES) : [];
   steps.bare = bareSteps;
-  const bareConfirmed = await confirm(app, 'bare', bareSteps);
+  const bareConfirmed = await confirm([lane], 'bare', bareSteps);
   steps.bare_confirm = bareConfirmed.tries;
-  await stopApp(app);
-
+  await stopApp(lane.app);
   const bareClean = bareConfirmed.rate;
-  const warnAtInfoRate = ran(fslbSteps).find((s) => s.rate === infoRate);
-  const perRate = (steps: readonly (Step | Skipped)[], k: keyof Step): Record<string, unknown> =>
-    Object.fromEntries(ran(steps).map((s) => [String(s.rate), s[k]]));
+
+  // Two drachtio-server + fslb-proxy pairs, one SIPp caller each at half the summed rate.
+  console.log('two drachtio-server + fslb-proxy pairs (rates summed):');
+  const second = await startServer();
+  const pairs: Lane[] = [
+    { server: first.server, serverPid: first.pid, app: await startFslb('warn', first.server, 'pair-1') },
+    { server: second.server, serverPid: second.pid, app: await startFslb('warn', second.server, 'pair-2') },
+  ];
+  const twoSteps = SERIES.has('two') ? await series(pairs, '2 pairs', RATES_TWO) : [];
+  steps.two_pairs = twoSteps;
+  const twoConfirmed = await confirm(pairs, '2 pairs', twoSteps);
+  steps.two_pairs_confirm = twoConfirmed.tries;
+  for (const l of pairs) await stopApp(l.app);
+
+  const perRate = (list: readonly (Step | Skipped)[], k: keyof Step): Record<string, unknown> =>
+    Object.fromEntries(ran(list).map((s) => [String(s.rate), s[k]]));
+  // Where both chains were clean: what each costs the host per call, process by process.
+  const common = ran(fslbSteps)
+    .filter((s) => s.clean && ran(bareSteps).some((b) => b.clean && b.rate === s.rate))
+    .at(-1)?.rate;
+  interface CallCpu {
+    app: number;
+    drachtio_server: number;
+    redis: number;
+    sipp: number;
+    total: number;
+  }
+  const perCall = (list: readonly (Step | Skipped)[]): CallCpu | null => {
+    const st = ran(list).find((x) => x.rate === common);
+    if (!st) return null;
+    const parts = {
+      app: st.proxy_cpu_ms_per_call,
+      drachtio_server: st.drachtio_cpu_ms_per_call,
+      redis: st.redis_cpu_ms_per_call ?? 0,
+      sipp: round(st.uac_cpu_ms_per_call + st.uas_cpu_ms_per_call),
+    };
+    return { ...parts, total: round(parts.app + parts.drachtio_server + parts.redis + parts.sipp) };
+  };
+  const cpuAtCommon = { rate: common ?? null, fslb: perCall(fslbSteps), bare: perCall(bareSteps) };
+  const notes: Record<string, string> = {};
+  if (fslbClean === null) notes.real_cps_fslb = 'no rate was clean, not even the lowest';
+  if (bareClean === null) notes.real_cps_bare = 'no rate was clean, not even the lowest';
+  if (twoConfirmed.rate === null) notes.real_cps_two_pairs = 'no summed rate was clean, not even the lowest';
+  const ratio = fslbClean !== null && bareClean ? round(fslbClean / bareClean, 2) : null;
+  const firstBad = ran(fslbSteps).find((x) => !x.clean);
+  if (ratio !== null && ratio < 0.95 && cpuAtCommon.fslb && cpuAtCommon.bare) {
+    const f = cpuAtCommon.fslb;
+    const b = cpuAtCommon.bare;
+    notes.real_cps_ratio =
+      `every process shares this host's ${cpus().length} cores, so the chain's total CPU per call sets the rate. At ${common}/s, ` +
+      `where both were clean, a call cost the host ${f.total} ms of CPU through fslb (proxy ${f.app}, drachtio-server ${f.drachtio_server}, ` +
+      `Redis ${f.redis}, SIPp ${f.sipp}) against ${b.total} ms through the bare app (app ${b.app}, drachtio-server ${b.drachtio_server}, ` +
+      `SIPp ${b.sipp}): fslb's reservation in Redis, its own work and its richer proxy command (failover targets, timers: ` +
+      `drachtio-server's share) add ${round(f.total - b.total)} ms a call, ${round(((f.total - b.total) * (fslbClean ?? 0)) / 1000, 2)} of a core at ${fslbClean}/s.` +
+      (firstBad
+        ? ` fslb's first step that was not clean, ${firstBad.rate}/s: ${firstBad.achieved_cps}/s done, ${firstBad.failed_pct} % failed, ` +
+          `machine ${firstBad.machine_busy_pct} % busy, drachtio-server's SIP thread ${firstBad.drachtio_busiest_thread_pct} %, ` +
+          `the proxy's event loop lag up to ${firstBad.proxy_event_loop_lag_max_ms ?? '?'} ms and reservations ${firstBad.reservation_mean_ms ?? '?'} ms on average.`
+        : '');
+  }
   Object.assign(result, {
     real_cps_fslb: fslbClean,
     real_cps_bare: bareClean,
-    real_cps_ratio: fslbClean !== null && bareClean ? round(fslbClean / bareClean, 2) : null,
+    real_cps_ratio: ratio,
+    real_cps_two_pairs: twoConfirmed.rate,
+    cpu_ms_per_call_where_both_clean: cpuAtCommon,
+    notes,
     clean_definition:
       `under ${CLEAN_PCT} % of calls failed AND calls completed at >= ${PACE * 100} % of the offered rate, at that rate and every lower ` +
       `short step, then held for ${CONFIRM_S} s (else the next lower clean rate is tried)`,
     real_cps_fslb_short_steps: highestClean(fslbSteps),
     real_cps_bare_short_steps: highestClean(bareSteps),
-    // Failures alone over the short steps (the literal definition). Short steps let queues hide overload (drachtio-server
-    // answers 100 Trying itself, so a late proxy only delays calls), hence the pace condition above.
-    real_cps_fslb_failures_only: highestNoFailures(fslbSteps),
-    real_cps_bare_failures_only: highestNoFailures(bareSteps),
+    real_cps_two_pairs_short_steps: highestClean(twoSteps),
     // Clean at the highest rate tried: the real limit is higher (and the ratio lower than shown).
     real_cps_fslb_is_lower_bound: fslbClean === RATES[RATES.length - 1],
     real_cps_bare_is_lower_bound: bareClean === RATES[RATES.length - 1],
+    real_cps_two_pairs_is_lower_bound: twoConfirmed.rate === RATES_TWO[RATES_TWO.length - 1],
     proxy_cpu_ms_per_call: perRate(fslbSteps, 'proxy_cpu_ms_per_call'),
     bare_cpu_ms_per_call: perRate(bareSteps, 'proxy_cpu_ms_per_call'),
+    two_pairs_proxy_cpu_ms_per_call: perRate(twoSteps, 'proxy_cpu_ms_per_call'),
     drachtio_cpu_ms_per_call: {
       fslb: perRate(fslbSteps, 'drachtio_cpu_ms_per_call'),
       bare: perRate(bareSteps, 'drachtio_cpu_ms_per_call'),
+      two_pairs: perRate(twoSteps, 'drachtio_cpu_ms_per_call'),
     },
-    failed_pct: { fslb: perRate(fslbSteps, 'failed_pct'), bare: perRate(bareSteps, 'failed_pct') },
-    log_level_cost: {
-      rate: infoRate,
-      warn_proxy_cpu_ms_per_call: warnAtInfoRate?.proxy_cpu_ms_per_call ?? null,
-      info_proxy_cpu_ms_per_call: infoStep.proxy_cpu_ms_per_call,
-      info_failed_pct: infoStep.failed_pct,
-      note: "info writes one JSON 'request routed' line per call (pino, synchronous) to a file here; a pipe to a log collector costs more",
+    machine_busy_pct: {
+      fslb: perRate(fslbSteps, 'machine_busy_pct'),
+      bare: perRate(bareSteps, 'machine_busy_pct'),
+      two_pairs: perRate(twoSteps, 'machine_busy_pct'),
     },
+    failed_pct: {
+      fslb: perRate(fslbSteps, 'failed_pct'),
+      bare: perRate(bareSteps, 'failed_pct'),
+      two_pairs: perRate(twoSteps, 'failed_pct'),
+    },
+    ...(infoStep
+      ? {
+          log_level_cost: {
+            rate: infoStep.rate,
+            warn_proxy_cpu_ms_per_call:
+              ran(fslbSteps).find((s) => s.rate === infoStep.rate)?.proxy_cpu_ms_per_call ?? null,
+            info_proxy_cpu_ms_per_call: infoStep.proxy_cpu_ms_per_call,
+            info_failed_pct: infoStep.failed_pct,
+          },
+        }
+      : {}),
     app_idle_cpu_pct: idlePct,
-    contended_steps: Object.entries(steps).flatMap(([series, v]) =>
+    contended_steps: Object.entries(steps).flatMap(([name, v]) =>
       (Array.isArray(v) ? (v as (Step | Skipped)[]) : [v as Step])
         .filter((x) => 'contended' in x && x.contended)
-        .map((x) => `${series} ${x.rate}/s`),
+        .map((x) => `${name} ${x.rate}/s`),
     ),
     waited_for_quiet_s: round(quiet.waitedMs / 1000, 1),
-    degrade: { fslb: degradeReport(fslbSteps), bare: degradeReport(bareSteps) },
+    degrade: {
+      fslb: degradeReport(fslbSteps),
+      bare: degradeReport(bareSteps),
+      two_pairs: degradeReport(twoSteps),
+    },
     reservations_note:
       'No CHANNEL_CREATE arrives for SIPp calls: every reservation lapsed by its TTL (provisionalTimeout 2 s + reservationMarginMs 1 s), ' +
       'so up to rate x 3 s slots were live per moment; the nodes had Max-Sessions 1,000,000 so none was refused for want of room.',
     setup:
       `SIPp caller (${relative(ROOT, UAC_SCENARIO)}, no hold) -> drachtio-server -> one app process -> ${NODES} SIPp callees (${relative(ROOT, UAS_SCENARIO)}); ` +
       `fslb: ${NODES} fs-sim nodes (ESL only) watched by an in-process monitor with default timings, proxy maxCps 1e6/s, rateLimit 1e6/s, recordRoute off, ` +
-      `min(${MAX_CALLS} calls, ${STEP_S} s) per step, the best clean rate then held ${CONFIRM_S} s; bare: req.proxy to the first callee only. All on loopback, one machine.`,
+      `min(${MAX_CALLS} calls, ${STEP_S} s) per step, the best clean rate then held ${CONFIRM_S} s; bare: req.proxy to the first callee only; ` +
+      `two pairs: a second drachtio-server and fslb-proxy, one SIPp caller per pair at half the rate, the same callees, Redis and monitor. All on loopback, one machine.`,
     steps,
     app_logs: proxyLogs,
     duration_s: round((performance.now() - started) / 1000, 1),
@@ -934,6 +1088,8 @@ try {
   result.error = err instanceof Error ? err.message : String(err);
   result.app_logs = proxyLogs;
   result.duration_s = round((performance.now() - started) / 1000, 1);
+  for (const k of ['real_cps_fslb', 'real_cps_bare', 'real_cps_ratio', 'real_cps_two_pairs'])
+    if (!(k in result)) result[k] = null;
 } finally {
   await cleanup();
 }
@@ -942,7 +1098,7 @@ writeResult(result);
 if (failure === undefined) {
   console.log(
     `highest clean rate (< ${CLEAN_PCT} % failed, >= ${PACE * 100} % of the pace): fslb ${String(result.real_cps_fslb)} calls/s, bare srf ${String(result.real_cps_bare)} calls/s, ` +
-      `ratio ${String(result.real_cps_ratio)}; took ${String(result.duration_s)} s`,
+      `ratio ${String(result.real_cps_ratio)}; two pairs ${String(result.real_cps_two_pairs)} calls/s; took ${String(result.duration_s)} s`,
   );
   console.log('(reservations lapsed by TTL: no CHANNEL_CREATE arrives for SIPp calls)');
 } else {

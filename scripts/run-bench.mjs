@@ -1,15 +1,47 @@
 #!/usr/bin/env node
 // Runs every benchmark (bench/*.bench.ts) one after another from the TypeScript sources. Each
-// prints its figures and writes bench/results/<name>.json; this script then gathers them all
-// into bench/results/latest.json.
+// prints its figures and writes bench/results/<name>.json (its flat figures at the top level, then
+// its detail) and bench/results/<name>.md (its summary). This script then writes:
+//  - bench/results/latest.json: the machine, the date, and exactly the flat figures of FIGURES
+//    (null when a figure could not be taken);
+//  - bench/results/summary.md: every figure against its target (pass / miss), why a figure is
+//    null or missed, how long each benchmark took, then each benchmark's own summary.
+// A benchmark left out by a filter keeps the figures of its last run (its date is shown).
 // Usage: node scripts/run-bench.mjs [name-filter ...]
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const benchDir = join(root, 'bench');
 const resultsDir = join(benchDir, 'results');
+
+/** Every figure of latest.json: the benchmark that takes it, its target and whether a value meets it. */
+const FIGURES = [
+  ['decision_p99_us_100', 'proxy-decision', 'µs', '≤ 20', (v) => v <= 20],
+  ['decision_p99_us_1000', 'proxy-decision', 'µs', '≤ 100', (v) => v <= 100],
+  ['reservation_p99_ms', 'proxy-decision', 'ms', null],
+  ['propagation_p99_ms', 'proxy-view', 'ms', '≤ 50', (v) => v <= 50],
+  ['crash_detect_ms', 'proxy-view', 'ms', '≤ 500', (v) => v <= 500],
+  ['stall_detect_ms', 'proxy-view', 'ms', '≤ 3000', (v) => v <= 3000],
+  ['takeover_ms', 'monitor-takeover', 'ms', '≤ lease TTL + 1 s (6000)', (v) => v <= 6000],
+  ['false_downs', 'monitor-takeover', 'nodes', '0', (v) => v === 0],
+  ['fairness_max_over_mean', 'proxy-fairness', '', '≤ 1.10', (v) => v <= 1.1],
+  ['fairness_herd_max_over_mean', 'proxy-fairness', '', null],
+  ['fairness_rr_max_over_mean', 'proxy-fairness', '', null],
+  ['overbooked_calls', 'proxy-fairness', 'calls', '0', (v) => v === 0],
+  ['proxy_cpu_us_per_invite', 'proxy-cpu', 'µs', '≤ 150', (v) => v <= 150],
+  ['proxy_rss_mb', 'soak', 'MB', '≤ 120', (v) => v <= 120],
+  ['monitor_rss_mb', 'soak', 'MB', '≤ 120', (v) => v <= 120],
+  // What ten minutes can resolve: at 50 calls/s, 20 MB/h is a leak of about 110 bytes a call.
+  ['rss_growth_mb_per_hour', 'soak', 'MB/h', 'no growth (≤ 20)', (v) => v <= 20],
+  ['real_cps_fslb', 'proxy-real-cps', 'calls/s', null],
+  ['real_cps_bare', 'proxy-real-cps', 'calls/s', null],
+  ['real_cps_ratio', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
+  ['real_cps_two_pairs', 'proxy-real-cps', 'calls/s', null],
+];
+
 const filters = process.argv.slice(2);
 const files = readdirSync(benchDir)
   .filter((f) => f.endsWith('.bench.ts'))
@@ -19,24 +51,123 @@ if (files.length === 0) {
   console.error('no benchmarks matched', filters);
   process.exit(1);
 }
+
+const started = Date.now();
+/** This run: per benchmark, its exit and how long it took. */
+const ran = {};
 let failed = 0;
 for (const f of files) {
+  const name = f.replace(/\.bench\.ts$/, '');
   console.log(`\n== ${f}`);
+  // A benchmark that fails now must not leave its last run's figures behind.
+  for (const ext of ['json', 'md']) rmSync(join(resultsDir, `${name}.${ext}`), { force: true });
+  const t0 = Date.now();
   const r = spawnSync(process.execPath, ['--conditions=@fslb/source', '--import', 'tsx', join('bench', f)], {
     cwd: root,
     stdio: 'inherit',
+    // Each benchmark spawns its own redis-server, never an outside one (REDIS_URL) or a container.
+    env: { ...process.env, FSLB_TEST_REDIS: process.env.FSLB_TEST_REDIS ?? 'spawn' },
   });
+  const seconds = Math.round((Date.now() - t0) / 100) / 10;
+  const exit = r.status ?? r.signal ?? r.error?.message ?? 'unknown';
+  ran[name] = { seconds, exit };
+  console.log(`${f}: ${seconds} s`);
   if (r.status !== 0) {
     failed++;
-    console.error(`${f} failed (${r.status ?? r.signal})`);
+    console.error(`${f} failed (${exit})`);
   }
 }
-const latest = {};
-for (const f of readdirSync(resultsDir).filter((x) => x.endsWith('.json') && x !== 'latest.json')) {
-  latest[f.replace(/\.json$/, '')] = JSON.parse(readFileSync(join(resultsDir, f), 'utf8'));
+const totalS = Math.round((Date.now() - started) / 1000);
+
+/** Each benchmark's last results (this run's, or an earlier one's when it was filtered out). */
+const results = {};
+const markdown = {};
+for (const f of readdirSync(benchDir).filter((x) => x.endsWith('.bench.ts'))) {
+  const name = f.replace(/\.bench\.ts$/, '');
+  const json = join(resultsDir, `${name}.json`);
+  const md = join(resultsDir, `${name}.md`);
+  if (existsSync(json)) {
+    try {
+      results[name] = JSON.parse(readFileSync(json, 'utf8'));
+    } catch (err) {
+      results[name] = { error: `unreadable ${name}.json: ${err.message}` };
+    }
+  }
+  if (existsSync(md)) markdown[name] = readFileSync(md, 'utf8').trim();
 }
-if (Object.keys(latest).length > 0 || !existsSync(join(resultsDir, 'latest.json'))) {
-  writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(latest, null, 2)}\n`);
-  console.log(`\nwrote bench/results/latest.json (${Object.keys(latest).join(', ')})`);
+
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  ram_gib: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+  kernel: release(),
+  node: process.version,
+};
+const latest = { machine, date: new Date().toISOString() };
+const rows = [];
+const notes = [];
+for (const [key, bench, unit, target, meets] of FIGURES) {
+  const r = results[bench];
+  const raw = r?.[key];
+  const value = typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
+  latest[key] = value;
+  let why = r?.notes?.[key];
+  if (value === null && !why) {
+    why = !r
+      ? ran[bench] && ran[bench].exit !== 0
+        ? `${bench} failed (exit ${ran[bench].exit}) before writing its results`
+        : `${bench} has not run`
+      : (r.skipped ?? r.error ?? `${bench} did not report it`);
+  }
+  const outcome = value === null ? 'not taken' : !meets ? '—' : meets(value) ? 'pass' : '**miss**';
+  rows.push([
+    `\`${key}\``,
+    value === null ? 'null' : `${value}${unit ? ` ${unit}` : ''}`,
+    target ?? '—',
+    outcome,
+    bench,
+  ]);
+  if (why && (value === null || outcome === '**miss**')) notes.push(`- \`${key}\`: ${why}`);
 }
+writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(latest, null, 2)}\n`);
+
+const cell = (v) => String(v).replace(/\|/g, '\\|');
+const mdTable = (header, body) =>
+  [
+    `| ${header.join(' | ')} |`,
+    `|${header.map(() => '---').join('|')}|`,
+    ...body.map((r) => `| ${r.map(cell).join(' | ')} |`),
+  ].join('\n');
+const benches = Object.keys({ ...results, ...ran }).sort();
+const summary = `# Benchmark summary
+
+\`npm run bench\` on ${machine.cores} x ${machine.cpu}, ${machine.ram_gib} GiB, Linux ${machine.kernel}, Node ${machine.node}; ${latest.date}.
+This run: ${Object.keys(ran).length} benchmark(s) in ${Math.floor(totalS / 60)} min ${totalS % 60} s${failed ? `, ${failed} failed` : ''}. Figures from \`bench/results/latest.json\`.
+
+${mdTable(['figure', 'value', 'target', 'result', 'benchmark'], rows)}
+
+${notes.length > 0 ? `## Not taken or missed, and why\n\n${notes.join('\n')}\n` : ''}
+## Benchmarks
+
+${mdTable(
+  ['benchmark', 'took (this run)', 'results from'],
+  benches.map((b) => [
+    b,
+    ran[b] ? `${ran[b].seconds} s${ran[b].exit === 0 ? '' : ` (failed: ${ran[b].exit})`}` : 'not run',
+    results[b]?.date ?? results[b]?.when ?? '—',
+  ]),
+)}
+
+${benches
+  .filter((b) => markdown[b])
+  .map((b) => markdown[b].replace(/^## /, '### '))
+  .join('\n\n')}
+`;
+writeFileSync(join(resultsDir, 'summary.md'), summary);
+writeFileSync(
+  join(resultsDir, 'run.json'),
+  `${JSON.stringify({ date: latest.date, total_s: totalS, ran }, null, 2)}\n`,
+);
+console.log(`\n${mdTable(['figure', 'value', 'target', 'result', 'benchmark'], rows)}\n`);
+console.log(`wrote bench/results/latest.json and summary.md; ${totalS} s in all`);
 process.exit(failed === 0 ? 0 : 1);

@@ -159,8 +159,9 @@ export function readMessageTable(file: string): MessageRow[] {
 }
 
 /**
- * One caller run: `calls` calls at `rate` per second, no hold, to `target` (host:port), from the
- * scenario `scenario`. Resolves when SIPp exits; a run that outlives its budget is killed.
+ * One caller run: `calls` calls at `rate` per second, each held `holdMs` (0 by default) before
+ * its BYE, to `target` (host:port), from the scenario `scenario`. Resolves when SIPp exits; a run
+ * that outlives its budget is killed.
  */
 export async function runUac(
   children: Children,
@@ -172,12 +173,14 @@ export async function runUac(
     rate: number;
     calls: number;
     dir: string;
+    holdMs?: number;
   },
 ): Promise<UacRun> {
+  const holdMs = o.holdMs ?? 0;
   const statFile = join(o.dir, `uac-${o.rate}.csv`);
   const errorFile = join(o.dir, `uac-${o.rate}.err`);
   const screenFile = join(o.dir, `uac-${o.rate}.screen`);
-  const budgetS = Math.ceil(o.calls / o.rate) + 20;
+  const budgetS = Math.ceil(o.calls / o.rate + holdMs / 1000) + 20;
   const t0 = performance.now();
   const child = children.spawn(
     o.sipp,
@@ -198,9 +201,9 @@ export async function runUac(
       '-rp',
       '1000',
       '-l',
-      String(Math.min(10_000, o.rate * 5)),
+      String(Math.min(10_000, Math.ceil(o.rate * (5 + holdMs / 1000)))),
       '-d',
-      '0',
+      String(holdMs),
       // A call waiting 5 s for an answer has failed; so does the whole run past its budget.
       '-recv_timeout',
       '5000',

@@ -69,6 +69,11 @@ export interface FleetOptions {
   childStdout?: 'capture' | 'ignore';
   /** Extra Node.js flags for the children (`--cpu-prof`, `--max-old-space-size=...`). */
   execArgv?: readonly string[];
+  /**
+   * The Node.js arguments that run a proxy with a config file; from source by default
+   * (`fromSource('packages/proxy/src/main.ts', '--config', file)`). Benchmarks pass the built JS.
+   */
+  proxyArgs?: (configFile: string) => string[];
   /** Options of every double (forward mode by default). */
   double?: DrachtioDoubleOptions;
   /** How long start may take before it fails, in ms (30 s by default). */
@@ -319,7 +324,10 @@ export class ProxyFleet {
         const httpPort = await freeTcpPort();
         const child = spawn(
           process.execPath,
-          [...(o.execArgv ?? []), ...fromSource('packages/proxy/src/main.ts', '--config', file)],
+          [
+            ...(o.execArgv ?? []),
+            ...(o.proxyArgs?.(file) ?? fromSource('packages/proxy/src/main.ts', '--config', file)),
+          ],
           {
             cwd: root,
             stdio: ['ignore', o.childStdout === 'ignore' ? 'ignore' : 'pipe', 'pipe'],

@@ -1,0 +1,25 @@
+/**
+ * The benchmark's own Redis: test/support/redis.ts' server (scripts/run-bench.mjs sets
+ * FSLB_TEST_REDIS=spawn, so a redis-server child on a free loopback port, never a mock), with its
+ * pid adopted by the benchmark's `Children` so that it dies with the benchmark whatever happens.
+ */
+import { childPids } from '../../test/support/proc-stat.js';
+import { startRedis, type TestRedis } from '../../test/support/redis.js';
+import type { Children } from './children.js';
+
+export interface BenchRedis extends TestRedis {
+  /** The redis-server process, when this benchmark spawned it. */
+  readonly pid: number | undefined;
+}
+
+export async function startBenchRedis(children: Children): Promise<BenchRedis> {
+  const server = await startRedis();
+  let pid: number | undefined;
+  if (server.kind === 'spawned') {
+    const port = new URL(server.url).port;
+    // redis-server retitles itself `redis-server 127.0.0.1:<port>`.
+    pid = childPids(process.pid, (c) => c.includes('redis-server') && c.includes(`:${port}`))[0];
+    if (pid !== undefined) children.adopt(pid);
+  }
+  return Object.assign(server, { pid });
+}
