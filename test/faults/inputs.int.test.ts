@@ -3,12 +3,10 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import type { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../support/redis.js';
 import { fromSource } from '../support/source-process.js';
 import { waitFor } from '../support/wait.js';
-import { FaultRig, rigClient } from './rig.js';
-import { clusterHealthy, report } from './support.js';
+import { FaultRig } from './rig.js';
+import { clusterHealthy, report, useFaultRedis } from './support.js';
 
 const root = new URL('../..', import.meta.url).pathname;
 
@@ -17,20 +15,7 @@ const root = new URL('../..', import.meta.url).pathname;
  * configuration file given to running monitors (reload) and to new processes (start).
  */
 describe('faults: bad input', () => {
-  let server: TestRedis | undefined;
-  let client: Redis | undefined;
-  before(async () => {
-    server = await startRedis();
-    client = rigClient(server.url);
-  });
-  after(async () => {
-    client?.disconnect();
-    await server?.close();
-  });
-  const redis = (): { url: string; client: Redis } => {
-    if (!server || !client) throw new Error('no Redis');
-    return { url: server.url, client };
-  };
+  const redis = useFaultRedis({ before, after });
 
   it('malformed ESL frames of every kind: the monitor reconnects or skips them, calls go on', async (t) => {
     const r = redis();

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { FaultRig, faultMonitor, rigClient } from './rig.js';
-import { clusterHealthy, report } from './support.js';
+import { FaultRig, faultMonitor } from './rig.js';
+import { clusterHealthy, report, useFaultRedis } from './support.js';
 
 /**
  * Process faults under a steady call load (the monitors' timings of `faultMonitor`: probe every
@@ -13,20 +11,7 @@ import { clusterHealthy, report } from './support.js';
  * process dies, and the cluster heals by itself.
  */
 describe('faults: processes', () => {
-  let server: TestRedis | undefined;
-  let client: Redis | undefined;
-  before(async () => {
-    server = await startRedis();
-    client = rigClient(server.url);
-  });
-  after(async () => {
-    client?.disconnect();
-    await server?.close();
-  });
-  const redis = (): { url: string; client: Redis } => {
-    if (!server || !client) throw new Error('no Redis');
-    return { url: server.url, client };
-  };
+  const redis = useFaultRedis({ before, after });
 
   it('a monitor SIGKILLed: its nodes are taken over within lease TTL + 1 s, none goes dark, calls go on', async (t) => {
     const r = redis();
@@ -78,11 +63,19 @@ describe('faults: processes', () => {
 
   it('a proxy SIGKILLed with the cluster full: its reservations lapse, no node is ever overbooked', async (t) => {
     const r = redis();
-    // 3 nodes of 20 sessions, 2 s calls offered at 100/s: the cluster stays full, the proxies
-    // answer the excess with 503, and reservations are always held when the proxy dies.
+    // 3 nodes of 20 sessions, 2 s calls offered at 100/s: the cluster stays full and the
+    // proxies answer the excess with 503. A slot lives from its reservation to the node's
+    // CHANNEL_CREATE, a few ms: the proxy is killed as soon as one is seen held.
     const rig = await FaultRig.start(
       t,
-      { redis: { url: r.url }, nodes: 3, monitors: 1, proxies: 2, holdMs: 2000, maxSessions: 21 },
+      {
+        redis: { url: r.url },
+        nodes: 3,
+        monitors: 1,
+        proxies: 2,
+        holdMs: 2000,
+        maxSessions: 21,
+      },
       r.client,
     );
     const max = Number(await r.client.hget(rig.keys.node('fs1'), 'maxSessions'));
@@ -105,7 +98,14 @@ describe('faults: processes', () => {
     await waitFor('the cluster full', async () => (await sessions()) >= 3 * max - 3, { timeoutMs: 10_000 });
     const victim = rig.proxies[0];
     assert.ok(victim);
-    const held = await Promise.all(rig.nodes.map((n) => r.client.zcard(rig.keys.resv(n.id))));
+    const held = await waitFor(
+      'a reservation held',
+      async () => {
+        const n = await Promise.all(rig.nodes.map((x) => r.client.zcard(rig.keys.resv(x.id))));
+        return n.some((x) => x > 0) ? n : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 1 },
+    );
     const killedAt = Date.now();
     await victim.stop('SIGKILL');
     await waitFor('3 s more through the survivor', () => Date.now() - killedAt >= 3000, { intervalMs: 50 });

@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import type { TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { FaultRig, rigClient } from './rig.js';
-import { clusterHealthy, report } from './support.js';
+import { FaultRig } from './rig.js';
+import { clusterHealthy, report, useFaultRedis } from './support.js';
 
 /**
  * Redis faults under a steady call load: killed and restarted empty, frozen. Calls keep routing
@@ -12,20 +12,11 @@ import { clusterHealthy, report } from './support.js';
  * and the state heals by itself within the window each case states.
  */
 describe('faults: Redis', () => {
-  let server: TestRedis | undefined;
-  let client: Redis | undefined;
-  before(async () => {
-    server = await startRedis();
-    client = rigClient(server.url);
-  });
-  after(async () => {
-    client?.disconnect();
-    await server?.close();
-  });
+  const redis = useFaultRedis({ before, after });
 
   const controllable = (t: TestContext): { server: TestRedis; client: Redis } | undefined => {
-    if (!server || !client) throw new Error('no Redis');
-    if (server.controllable) return { server, client };
+    const r = redis();
+    if (r.server.controllable) return r;
     const reason = 'REDIS_URL names a server this suite cannot kill, freeze or restart';
     process.stdout.write(`# skipped: ${reason}\n`);
     t.skip(reason);

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freeTcpPort } from '../support/net.js';
+import { ping } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { Proc } from './rig.js';
 
@@ -49,7 +50,9 @@ export class SentinelSet {
         });
       }
       for (const s of servers)
-        await waitFor(`redis ${s.port} answers`, () => ping(s.port), { timeoutMs: 10_000 });
+        await waitFor(`redis ${s.port} answers`, () => ping(`redis://127.0.0.1:${s.port}`), {
+          timeoutMs: 10_000,
+        });
       for (let i = 0; i < 3; i++) {
         const port = await freeTcpPort();
         const conf = join(dir, `sentinel-${i}.conf`);
@@ -75,7 +78,9 @@ export class SentinelSet {
         });
       }
       for (const s of sentinels)
-        await waitFor(`sentinel ${s.port} answers`, () => ping(s.port), { timeoutMs: 10_000 });
+        await waitFor(`sentinel ${s.port} answers`, () => ping(`redis://127.0.0.1:${s.port}`), {
+          timeoutMs: 10_000,
+        });
       // Every sentinel knows the replica before the test may kill the master.
       await waitFor(
         'the sentinels see the replica',
@@ -146,25 +151,5 @@ export class SentinelSet {
   async close(): Promise<void> {
     await Promise.all([...this.sentinels, ...this.servers].map((s) => s.proc.stop('SIGKILL')));
     rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-async function ping(port: number): Promise<boolean> {
-  const c = new Redis({
-    port,
-    lazyConnect: true,
-    retryStrategy: () => null,
-    maxRetriesPerRequest: 0,
-    connectTimeout: 500,
-  });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    c.disconnect();
   }
 }

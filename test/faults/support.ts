@@ -1,5 +1,31 @@
+import type { Redis } from 'ioredis';
+import { startRedis, type TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import type { FaultRig } from './rig.js';
+import { rigClient, type FaultRig } from './rig.js';
+
+/**
+ * For a fault `describe`: its own Redis server and a client that retries quickly through
+ * faults, started before the tests and closed after. Call the result inside a test.
+ */
+export function useFaultRedis(hooks: {
+  before: (fn: () => Promise<void>) => void;
+  after: (fn: () => Promise<void>) => void;
+}): () => { server: TestRedis; url: string; client: Redis } {
+  let server: TestRedis | undefined;
+  let client: Redis | undefined;
+  hooks.before(async () => {
+    server = await startRedis();
+    client = rigClient(server.url);
+  });
+  hooks.after(async () => {
+    client?.disconnect();
+    await server?.close();
+  });
+  return () => {
+    if (!server || !client) throw new Error('no Redis: call inside a test');
+    return { server, url: server.url, client };
+  };
+}
 
 /**
  * Resolves when Redis holds the whole cluster again, as proxies need it: every configured node

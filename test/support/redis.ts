@@ -228,7 +228,8 @@ class SpawnedRedis implements TestRedis {
   }
 }
 
-async function ping(url: string): Promise<boolean> {
+/** Whether a Redis answers PING at `url` now (one attempt, 500 ms to connect). */
+export async function ping(url: string): Promise<boolean> {
   const c = new Redis(url, {
     lazyConnect: true,
     retryStrategy: () => null,
