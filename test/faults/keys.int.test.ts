@@ -233,7 +233,7 @@ const cases: Case[] = [
   {
     key: 'fslb:lease:<id>',
     how: 'garbage',
-    heals: `a lease expiring later than any lease can (twice the lease TTL) is deleted at the next claim round and claimed`,
+    heals: `a lease expiring later than any lease can (the config's 5-minute maximum) is deleted at the next claim round and claimed`,
     windowMs: LEASE_EXTEND + CLAIM + PROBE + RESYNC + SLACK,
     log: repaired((s) => s.keys.lease('fs1')),
     damage: (s) => s.client.set(s.keys.lease('fs1'), 'garbage', 'PX', 600_000),

@@ -290,7 +290,7 @@ export class Monitor extends EventEmitter<Events> {
     const now = Date.now();
     await this.#dropStrays();
     const unowned = [...this.#nodes.keys()].filter((id) => !this.#owned.has(id));
-    const held = await this.#store.leasesHeld(unowned, m.leaseTtlMs);
+    const held = await this.#store.leasesHeld(unowned);
     unowned.forEach((id, i) => {
       if (!held[i]) {
         if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);

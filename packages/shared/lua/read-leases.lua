@@ -6,8 +6,8 @@
   node is free to claim.
 
   KEYS[i] lease key (fslb:lease:<id>) of node i
-  ARGV[1] the longest a lease can have left, ms (twice the monitor's lease TTL, so that monitors
-          whose configured TTLs differ during a rollout leave each other's leases alone)
+  ARGV[1] the longest a lease can have left, ms: the longest lease TTL the config allows, not
+          the caller's own, so that monitors whose TTLs differ leave each other's leases alone
 
   Returns: { held, ..., note, ... }: 1 (held) or 0 (free) for each key in order, then one note
   per key deleted, naming it.

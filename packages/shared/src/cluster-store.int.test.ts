@@ -6,6 +6,7 @@ import { waitFor } from '../../../test/support/wait.js';
 import { ClusterKeys } from './cluster-keys.js';
 import { decodeClusterEvent, type ClusterEvent } from './cluster-event.js';
 import { ClusterStore } from './cluster-store.js';
+import { MAX_LEASE_TTL_MS } from './config/schema.js';
 
 describe('cluster store (Lua scripts against a real Redis)', () => {
   let server: TestRedis;
@@ -181,6 +182,27 @@ describe('cluster store (Lua scripts against a real Redis)', () => {
     );
     assert.deepEqual(invalid.map((i) => i.id).sort(), ['fs1', 'ghost']);
     assert.match(invalid.find((i) => i.id === 'fs1')?.problems[0] ?? '', /sessions/);
+  });
+
+  it('reads leases of any TTL a monitor may have as held, and deletes only keys no monitor writes', async () => {
+    const { keys, store } = await fixture();
+    // A monitor with a 1.5 s lease must leave alone the lease of one configured with 60 s or the
+    // maximum: deleting it would hand a watched node to a second owner.
+    await redis.set(keys.lease('short'), 'a', 'PX', 1500);
+    await redis.set(keys.lease('long'), 'b', 'PX', 60_000);
+    await redis.set(keys.lease('max'), 'c', 'PX', MAX_LEASE_TTL_MS);
+    await redis.set(keys.lease('forever'), 'd');
+    await redis.set(keys.lease('beyond'), 'e', 'PX', MAX_LEASE_TTL_MS + 60_000);
+    const ids = ['short', 'long', 'max', 'forever', 'beyond', 'none'];
+    assert.deepEqual(await store.leasesHeld(ids), [true, true, true, false, false, false]);
+    assert.deepEqual(await Promise.all(ids.map((id) => redis.get(keys.lease(id)))), [
+      'a',
+      'b',
+      'c',
+      null,
+      null,
+      null,
+    ]);
   });
 
   it('counts live monitors and forgets one that leaves or expires', async () => {

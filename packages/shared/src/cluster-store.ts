@@ -3,6 +3,7 @@ import type { ClusterKeys } from './cluster-keys.js';
 import { runScript } from './cluster-scripts.js';
 import { FslbError } from './errors.js';
 import { decodeNodeRecord, type AdminState, type NodeRecord } from './node-record.js';
+import { MAX_LEASE_TTL_MS } from './config/schema.js';
 
 /** What the owner's fenced write did; `admin` is the record's admin flag after it. */
 export type WriteOutcome =
@@ -267,16 +268,18 @@ export class ClusterStore {
 
   /**
    * Whether each node's lease is held now (a claim round's look at the nodes it does not own).
-   * A lease key without expiry, or expiring later than `2 x leaseTtlMs`, is no redlock lease: it
+   * A lease key without expiry, or expiring later than any monitor's lease can (`MAX_LEASE_TTL_MS`,
+   * whatever this monitor's own TTL: monitors configured differently share a cluster), is no
+   * redlock lease: it
    * is deleted, the node reads free (`read-leases.lua`).
    */
-  async leasesHeld(ids: readonly string[], leaseTtlMs: number): Promise<boolean[]> {
+  async leasesHeld(ids: readonly string[]): Promise<boolean[]> {
     if (ids.length === 0) return [];
     const reply = await runScript(
       this.redis,
       'read-leases',
       ids.map((id) => this.keys.lease(id)),
-      [2 * leaseTtlMs],
+      [MAX_LEASE_TTL_MS],
     );
     if (!Array.isArray(reply) || reply.length < ids.length)
       throw new TypeError('read-leases: unexpected reply');

@@ -39,6 +39,7 @@ export {
 export {
   configSchema,
   defaultInstanceId,
+  MAX_LEASE_TTL_MS,
   parseHostPort,
   type ConfigInput,
   type FslbConfig,

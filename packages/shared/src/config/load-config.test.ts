@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../errors.js';
 import { configPathFrom, loadConfig, loadConfigFile, parseConfig, parseConfigText } from './load-config.js';
+import { MAX_LEASE_TTL_MS } from './schema.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'fslb-config-'));
 function file(name: string, text: string): string {
@@ -176,6 +177,19 @@ log: { level: chatty }
     ]) {
       assert.ok(paths.includes(expected), `missing ${expected} in ${paths.join(', ')}`);
     }
+  });
+
+  it('bounds the lease TTL, since no monitor may write a lease the others would take for damage', () => {
+    const base = { nodes: [{ id: 'fs1', sip: '10.0.0.1:5060', esl: { host: 'h', password: 'x' } }] };
+    const ok = parseConfig({ ...base, monitor: { leaseTtlMs: MAX_LEASE_TTL_MS } }, {});
+    assert.equal(ok.monitor.leaseTtlMs, MAX_LEASE_TTL_MS);
+    const issues = issuesOf(() =>
+      parseConfig({ ...base, monitor: { leaseTtlMs: MAX_LEASE_TTL_MS + 1 } }, {}),
+    );
+    assert.deepEqual(
+      issues.map((i) => i.path),
+      ['monitor.leaseTtlMs'],
+    );
   });
 
   it('reports unknown keys by name, so typos do not pass silently', () => {

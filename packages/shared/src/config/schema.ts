@@ -119,12 +119,18 @@ const nodeSchema = z.strictObject({
   sipProfile: z.string().min(1).optional(),
 });
 
+/**
+ * The longest node lease a monitor may be configured with. It also tells a lease key from a
+ * damaged one: no monitor, whatever its own TTL, writes a lease expiring later than this.
+ */
+export const MAX_LEASE_TTL_MS = 300_000;
+
 const monitorSchema = z
   .strictObject({
     id: instanceId.optional(),
     probeIntervalMs: positiveMs.default(1000),
     probeTimeoutMs: positiveMs.default(1500),
-    leaseTtlMs: z.number().int().min(500).default(5000),
+    leaseTtlMs: z.number().int().min(500).max(MAX_LEASE_TTL_MS).default(5000),
     /** How often a monitor tries to claim unowned nodes; defaults to leaseTtlMs / 5. */
     claimIntervalMs: positiveMs.optional(),
     /** TTL of fslb:alive:<id>; defaults to outlast a takeover (lease + claim + probe interval). */
