@@ -20,8 +20,8 @@
  * Reported per run: calls per node and max/mean (1.0 = even), the final load (preload + calls),
  * the worst overshoot over the ideal (water-filling) share, INVITEs a node refused for capacity
  * while another node had room (overbooking; target 0), the proxies' own refusals, and how the
- * reservations went (redis, full, local-timeout: a reply slower than proxy.reserveTimeoutMs, the
- * call then counted in that proxy only).
+ * reservations went (redis, full, local-timeout: Redis silent for proxy.reserveTimeoutMs, or no
+ * reply to that call within 1 s; the call then counted in that proxy only).
  *
  * Writes bench/results/proxy-fairness.json and .md: fairness_max_over_mean (equal nodes, the
  * default mode), fairness_herd_max_over_mean, fairness_rr_max_over_mean, overbooked_calls (every
@@ -261,7 +261,7 @@ if (overbooked > 0) {
   notes.overbooked_calls =
     local > 0
       ? `${local} reservation(s) in the default-mode bursts were counted in one proxy only (${JSON.stringify(defaults.map((r) => r.reservations))}): ` +
-        `Redis answered later than proxy.reserveTimeoutMs (${RESERVE_TIMEOUT_MS ?? 50} ms) while the instant burst of ${nearCapacity.calls} INVITEs ` +
+        `Redis answered nothing for proxy.reserveTimeoutMs (${RESERVE_TIMEOUT_MS ?? 50} ms), or nothing to that call within 1 s, while the instant burst of ${nearCapacity.calls} INVITEs ` +
         `held every core of this machine (${near.burst_ms} ms to pass through), so those calls went ahead on local accounting, by design, ` +
         `and the other proxies could not see them: ${overbooked} INVITE(s) then met a full node while another had room (each was failed over or answered 503). ` +
         `Without a late reply there is no overbooking; BENCH_RESERVE_TIMEOUT_MS raises the timeout for this benchmark.`

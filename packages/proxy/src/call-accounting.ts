@@ -8,6 +8,12 @@ import {
 import type { ClusterView } from './view/cluster-view.js';
 import type { ViewNode } from './view/view-node.js';
 
+/**
+ * The longest a reservation waits for a Redis that is busy (still answering other reservations:
+ * a burst queued in it) rather than gone. Past it the call proceeds on local accounting anyway.
+ */
+export const BUSY_REDIS_WAIT_MS = 1000;
+
 /** How a call's slots were taken. */
 export const SlotMode = {
   /** Reserved in Redis, atomically across every proxy. */
@@ -36,7 +42,11 @@ export type ReserveOutcome =
 export interface AccountingSettings {
   /** Targets a call gets at most: the chosen node, then failovers. */
   maxTargets: number;
-  /** The reservation round trip's own timeout; past it the call proceeds on local accounting. */
+  /**
+   * How long a reservation waits for a Redis that answers nothing; past it the call proceeds on
+   * local accounting. While Redis answers other reservations it is waited for, up to
+   * BUSY_REDIS_WAIT_MS.
+   */
   timeoutMs: number;
   /** Lifetime of a slot (a little above the provisional timeout). */
   ttlMs: number;
@@ -77,6 +87,9 @@ export class CallAccounting {
   readonly #outbox = new Map<string, LoadFigure>();
   #flush: NodeJS.Timeout | undefined;
   #closed = false;
+  /** When Redis last answered a reservation (monotonic ms). */
+  #lastAnswerAt = -Infinity;
+  readonly #busyWaitMs: number;
 
   constructor(opts: {
     store: ClusterStore;
@@ -95,6 +108,7 @@ export class CallAccounting {
     this.#observer = opts.observer;
     this.#log = opts.log;
     this.#redisReady = opts.redisReady;
+    this.#busyWaitMs = Math.max(BUSY_REDIS_WAIT_MS, opts.settings.timeoutMs);
   }
 
   /** Local-mode slots held now (for metrics and tests). */
@@ -118,7 +132,7 @@ export class CallAccounting {
     if (this.#view.rebuilding) return this.#reserveLocally(callId, candidates, started, 'local-rebuilding');
     const primary = candidates[0];
     if (primary) primary.pending++;
-    const clock = { timedOut: false };
+    const clock = { timedOut: false, done: false };
     let timer: NodeJS.Timeout | undefined;
     const attempt = this.#store.reserveCall({
       callId,
@@ -133,18 +147,34 @@ export class CallAccounting {
     });
     try {
       const result = await Promise.race([
-        settled,
+        settled.then((r) => {
+          this.#lastAnswerAt = performance.now();
+          return r;
+        }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            // The reply may already wait in the socket while this proxy's own event loop was busy
-            // (a burst): let this turn's I/O phase deliver it before giving up on Redis.
-            setImmediate(() => {
-              clock.timedOut = true;
-              reject(new Error(`no reply within ${s.timeoutMs} ms`));
-            });
-          }, s.timeoutMs);
+          const arm = (): void => {
+            timer = setTimeout(() => {
+              // The reply may already wait in the socket while this proxy's own event loop was
+              // busy (a burst): let this turn's I/O phase deliver it before deciding.
+              setImmediate(() => {
+                if (clock.done) return;
+                const now = performance.now();
+                // Redis answered other reservations lately: it is busy (a burst queued in it),
+                // not gone, and this reply will come. Waiting keeps the call in the cluster-wide
+                // count; a slot counted here only is one the other proxies cannot see.
+                if (now - this.#lastAnswerAt < s.timeoutMs && now - started < this.#busyWaitMs) {
+                  arm();
+                  return;
+                }
+                clock.timedOut = true;
+                reject(new Error(`no reply within ${Math.round(now - started)} ms`));
+              });
+            }, s.timeoutMs);
+          };
+          arm();
         }),
       ]);
+      clock.done = true;
       clearTimeout(timer);
       const ms = performance.now() - started;
       let chosen: ViewNode | undefined;
@@ -181,6 +211,7 @@ export class CallAccounting {
         targets: [chosen, ...failovers],
       };
     } catch (err) {
+      clock.done = true;
       clearTimeout(timer);
       if (clock.timedOut) {
         // The script may still run: whatever it takes then is ended when it answers.

@@ -183,7 +183,10 @@ const proxySchema = z
     resyncIntervalMs: positiveMs.default(5000),
     /** OPTIONS answers 503 when the view has not heard from Redis for this long. */
     viewMaxAgeMs: positiveMs.default(30_000),
-    /** The reservation round trip's own timeout; past it the call proceeds on local accounting. */
+    /**
+     * How long a reservation waits for a Redis that answers nothing; past it the call proceeds
+     * on local accounting. A Redis still answering other reservations is waited for, up to 1 s.
+     */
     reserveTimeoutMs: positiveMs.default(50),
     /** A reservation outlives the provisional timeout by this much before it lapses. */
     reservationMarginMs: positiveMs.default(1000),

@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
+import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../../../test/support/redis.js';
+import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
+import { ClusterView } from './view/cluster-view.js';
+
+/**
+ * A TCP relay in front of Redis that holds every reply for `delayMs` before passing it on, in
+ * order: a Redis that answers, steadily, but late (a burst queued in it), without stopping it.
+ */
+async function latencyRelay(target: URL, delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      setTimeout(() => client.writable && client.write(chunk), delayMs);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
+
+/**
+ * The reservation's timeout against a real Redis: a Redis that stops answering is given up on
+ * after reserveTimeoutMs, but one that answers late while answering others is waited for, so that
+ * a burst queued in Redis does not push calls onto local accounting the other proxies cannot see.
+ */
+describe('call accounting: a late Redis reply', () => {
+  let server: TestRedis;
+  let redis: Redis;
+  const prefixes: string[] = [];
+  before(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url);
+  });
+  after(async () => {
+    for (const p of prefixes) await deletePrefix(redis, p);
+    redis.disconnect();
+    await server.close();
+  });
+
+  async function fixture(client: Redis) {
+    const prefix = testPrefix();
+    prefixes.push(prefix);
+    const keys = new ClusterKeys(prefix);
+    const seed = new ClusterStore(redis, keys);
+    for (const id of ['a', 'b']) {
+      await seed.upsertNode({ id, sip: `127.0.0.1:${id === 'a' ? 5070 : 5071}`, weight: 1 });
+      await redis.set(keys.lease(id), `tok-${id}`, 'PX', 30_000);
+      await seed.writeNode({
+        id,
+        token: `tok-${id}`,
+        owner: 'mon',
+        livenessTtlMs: 30_000,
+        loud: { state: 'up', sessions: 0, maxSessions: 1000 },
+      });
+    }
+    const view = new ClusterView();
+    view.applySnapshot(await seed.readView(), performance.now());
+    const store = new ClusterStore(client, keys);
+    const accounting = new CallAccounting({
+      store,
+      view,
+      settings: { maxTargets: 2, timeoutMs: 50, ttlMs: 10_000, publishMs: 20, proxyId: 'p1' },
+      observer: { reservation: () => undefined },
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => client.status === 'ready',
+    });
+    return { keys, view, accounting };
+  }
+
+  it('waits for a Redis that answers other reservations, and takes every slot there', async (t) => {
+    // Every reply 150 ms late, three times the 50 ms timeout; a call is offered every 20 ms.
+    const relay = await latencyRelay(new URL(server.url), 150);
+    const client = new Redis(relay.url, { maxRetriesPerRequest: 1 });
+    t.after(async () => {
+      client.disconnect();
+      await relay.close();
+    });
+    await client.ping();
+    const { keys, view, accounting } = await fixture(client);
+    t.after(() => accounting.close());
+
+    const calls: Promise<ReserveOutcome>[] = [];
+    for (let i = 0; i < 20; i++) {
+      calls.push(accounting.reserve(`call-${i}`, view.nodes));
+      await sleep(20);
+    }
+    const outcomes = await Promise.all(calls);
+    const modes = outcomes.map((o) => (o.kind === 'reserved' ? o.slots.mode : o.kind));
+    // Before the first reply arrives nothing says Redis is alive: the first calls go local.
+    // From the first reply on, Redis is seen answering, and every later call waits for its own.
+    const firstRedis = modes.indexOf(SlotMode.Redis);
+    assert.ok(firstRedis > 0 && firstRedis <= 6, `modes: ${modes.join(',')}`);
+    assert.deepEqual(
+      modes.slice(firstRedis),
+      modes.slice(firstRedis).map(() => SlotMode.Redis),
+      `modes: ${modes.join(',')}`,
+    );
+    for (const o of outcomes.slice(firstRedis)) {
+      assert.ok(o.ms > 50, `a late reply was waited for: ${o.ms} ms`);
+    }
+    // The calls counted in Redis are exactly those in its reservation sets (the local ones' late
+    // replies released theirs).
+    const held = (await redis.zcard(keys.resv('a'))) + (await redis.zcard(keys.resv('b')));
+    assert.equal(held, modes.filter((m) => m === SlotMode.Redis).length);
+    assert.equal(accounting.localSlots, firstRedis);
+  });
+
+  it('gives up after the timeout on a Redis that answers nothing', async (t) => {
+    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    const pauser = new Redis(server.url);
+    t.after(async () => {
+      await pauser.client('UNPAUSE').catch(() => undefined);
+      pauser.disconnect();
+      client.disconnect();
+    });
+    const { view, accounting } = await fixture(client);
+    t.after(() => accounting.close());
+    // One answered reservation first: Redis was alive a moment ago.
+    const warm = await accounting.reserve('warm', view.nodes);
+    assert.equal(warm.kind === 'reserved' && warm.slots.mode, SlotMode.Redis);
+    await pauser.client('PAUSE', 400, 'ALL');
+    const cold = await accounting.reserve('cold', view.nodes);
+    assert.equal(cold.kind === 'reserved' && cold.slots.mode, SlotMode.Local);
+    assert.ok(cold.ms < 150, `fell back after about the timeout, not the busy wait: ${cold.ms} ms`);
+  });
+});
