@@ -76,7 +76,7 @@ interface Step {
   proxy_rss_mb: number;
   /** This process' event-loop delay (the double's own queueing shows here). */
   bench_loop_delay_p99_ms: number;
-  /** Reservations by outcome in the step: redis, or local-timeout when Redis answered after reserveTimeoutMs. */
+  /** Reservations by outcome in the step: redis, or local-timeout when Redis was silent for reserveTimeoutMs or did not answer within 1 s. */
   reservations: Record<string, number>;
   clean: boolean;
 }

@@ -37,7 +37,7 @@ import { machine, table, writeBench } from './support/results.js';
 import { entryPoint } from './support/runtime.js';
 
 const CALLS = Number(process.env.BENCH_FAIRNESS_CALLS ?? 1000);
-/** proxy.reserveTimeoutMs for every run when set (default: the proxy's own, 50 ms). */
+/** proxy.reserveTimeoutMs for every run when set (default: the proxy's own, 250 ms). */
 const RESERVE_TIMEOUT_MS = process.env.BENCH_RESERVE_TIMEOUT_MS;
 const NODES = 10;
 const PROXIES = 4;
@@ -261,7 +261,7 @@ if (overbooked > 0) {
   notes.overbooked_calls =
     local > 0
       ? `${local} reservation(s) in the default-mode bursts were counted in one proxy only (${JSON.stringify(defaults.map((r) => r.reservations))}): ` +
-        `Redis answered nothing for proxy.reserveTimeoutMs (${RESERVE_TIMEOUT_MS ?? 50} ms), or nothing to that call within 1 s, while the instant burst of ${nearCapacity.calls} INVITEs ` +
+        `Redis answered nothing for proxy.reserveTimeoutMs (${RESERVE_TIMEOUT_MS ?? 250} ms), or nothing to that call within 1 s, while the instant burst of ${nearCapacity.calls} INVITEs ` +
         `held every core of this machine (${near.burst_ms} ms to pass through), so those calls went ahead on local accounting, by design, ` +
         `and the other proxies could not see them: ${overbooked} INVITE(s) then met a full node while another had room (each was failed over or answered 503). ` +
         `Without a late reply there is no overbooking; BENCH_RESERVE_TIMEOUT_MS raises the timeout for this benchmark.`

@@ -21,7 +21,7 @@ export class ProxyMetrics {
     name: 'fslb_proxy_reservation_duration_seconds',
     help: 'Round trip of the reservation script, by outcome',
     labelNames: ['outcome'] as const,
-    buckets: [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1],
+    buckets: [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
     registers: [this.registry],
   });
   readonly reservations = new Counter({

@@ -187,7 +187,7 @@ const proxySchema = z
      * How long a reservation waits for a Redis that answers nothing; past it the call proceeds
      * on local accounting. A Redis still answering other reservations is waited for, up to 1 s.
      */
-    reserveTimeoutMs: positiveMs.default(50),
+    reserveTimeoutMs: positiveMs.default(250),
     /** A reservation outlives the provisional timeout by this much before it lapses. */
     reservationMarginMs: positiveMs.default(1000),
     /** Load figures learnt from reservations are published at most this often. */
