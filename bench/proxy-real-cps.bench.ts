@@ -31,7 +31,8 @@
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
  * (3000), BENCH_STEP_S (3), BENCH_CONFIRM_S (6), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
- * BENCH_CPS_SERIES (fslb,bare,two: which series run; the figures of a series left out are null).
+ * BENCH_CPS_SERIES (fslb,nores,bare,two: which series run; the figures of a series left out are
+ * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -97,8 +98,8 @@ const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 6);
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
-/** Which series run (experiments): fslb, bare, two (all by default). */
-const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,bare,two').split(','));
+/** Which series run (experiments): fslb, nores, bare, two (all by default). */
+const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,nores,bare,two').split(','));
 const CLEAN_PCT = 0.1;
 /** A step kept pace when its calls completed at 95 % of the offered rate or better. */
 const PACE = 0.95;
@@ -149,6 +150,7 @@ if (skip !== undefined) {
     real_cps_bare: null,
     real_cps_ratio: null,
     real_cps_two_pairs: null,
+    real_cps_fslb_no_reservations: null,
     notes: Object.fromEntries(
       ['real_cps_fslb', 'real_cps_bare', 'real_cps_ratio', 'real_cps_two_pairs'].map((k) => [k, skip]),
     ),
@@ -302,7 +304,12 @@ async function startServer(): Promise<{ server: RealDrachtio; pid: number }> {
   return { server, pid };
 }
 
-async function startFslb(level: 'warn' | 'info', server: RealDrachtio, id: string): Promise<App> {
+async function startFslb(
+  level: 'warn' | 'info',
+  server: RealDrachtio,
+  id: string,
+  extra: Record<string, unknown> = {},
+): Promise<App> {
   if (!redisServer || !proxyEntry) throw new Error('not set up');
   const httpPort = await freeTcpPort();
   const raw = proxyRawConfig({
@@ -323,6 +330,7 @@ async function startFslb(level: 'warn' | 'info', server: RealDrachtio, id: strin
       rateLimit: { perSourcePerSec: 1_000_000, burst: 1_000_000 },
       maxCps: 1_000_000,
       ...PROXY_EXTRA,
+      ...extra,
     },
   });
   raw.log = { level };
@@ -828,7 +836,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step, then held ${CONFIRM_S} s: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step, then held ${CONFIRM_S} s: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
 
 ${table(
   [
@@ -841,6 +849,7 @@ ${table(
   ],
   [
     line('fslb', 'fslb-proxy (warn)'),
+    line('fslb_no_reservations', 'fslb-proxy, no reservations'),
     line('bare', 'bare srf app'),
     line('two_pairs', '2 x (drachtio + fslb-proxy)'),
   ],
@@ -944,6 +953,21 @@ try {
     await stopApp(lane.app);
   }
 
+  // The same proxy without reservations (the view alone decides, as in the herd mode): what the
+  // Redis round trip on the INVITE path costs, read against the fslb series.
+  let noResvSteps: (Step | Skipped)[] = [];
+  let noResvClean: number | null = null;
+  if (SERIES.has('nores')) {
+    console.log('fslb-proxy without reservations (proxy.reservations false, log level warn):');
+    lane.app = await startFslb('warn', first.server, 'pair-1-nores', { reservations: false });
+    noResvSteps = await series([lane], 'no resv', RATES);
+    steps.fslb_no_reservations = noResvSteps;
+    const c = await confirm([lane], 'no resv', noResvSteps);
+    steps.fslb_no_reservations_confirm = c.tries;
+    noResvClean = c.rate;
+    await stopApp(lane.app);
+  }
+
   // The baseline: a bare srf proxy app on the same drachtio-server.
   console.log('bare drachtio-srf proxy app:');
   lane.app = await startBare(first.server);
@@ -1011,6 +1035,11 @@ try {
         ? ` fslb's first step that was not clean, ${firstBad.rate}/s: ${firstBad.achieved_cps}/s done, ${firstBad.failed_pct} % failed, ` +
           `machine ${firstBad.machine_busy_pct} % busy, drachtio-server's SIP thread ${firstBad.drachtio_busiest_thread_pct} %, ` +
           `the proxy's event loop lag up to ${firstBad.proxy_event_loop_lag_max_ms ?? '?'} ms and reservations ${firstBad.reservation_mean_ms ?? '?'} ms on average.`
+        : '') +
+      (noResvClean !== null
+        ? ` The same proxy without reservations (the view alone choosing) was clean up to ${noResvClean}/s, ` +
+          `${bareClean ? round(noResvClean / bareClean, 2) : '?'} of the bare app: the gap is the reservation, a Redis round trip on each INVITE's path ` +
+          `(Redis sharing these cores with SIPp and drachtio-server), not the proxy's own work.`
         : '');
   }
   Object.assign(result, {
@@ -1018,6 +1047,7 @@ try {
     real_cps_bare: bareClean,
     real_cps_ratio: ratio,
     real_cps_two_pairs: twoConfirmed.rate,
+    real_cps_fslb_no_reservations: noResvClean,
     cpu_ms_per_call_where_both_clean: cpuAtCommon,
     notes,
     clean_definition:
@@ -1098,7 +1128,7 @@ writeResult(result);
 if (failure === undefined) {
   console.log(
     `highest clean rate (< ${CLEAN_PCT} % failed, >= ${PACE * 100} % of the pace): fslb ${String(result.real_cps_fslb)} calls/s, bare srf ${String(result.real_cps_bare)} calls/s, ` +
-      `ratio ${String(result.real_cps_ratio)}; two pairs ${String(result.real_cps_two_pairs)} calls/s; took ${String(result.duration_s)} s`,
+      `ratio ${String(result.real_cps_ratio)}; without reservations ${String(result.real_cps_fslb_no_reservations)} calls/s; two pairs ${String(result.real_cps_two_pairs)} calls/s; took ${String(result.duration_s)} s`,
   );
   console.log('(reservations lapsed by TTL: no CHANNEL_CREATE arrives for SIPp calls)');
 } else {
