@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Runs every benchmark (bench/*.bench.ts) one after another from the TypeScript sources. Each
+// Runs every benchmark (bench/*.bench.ts) from the TypeScript sources: those that measure speed or
+// latency one after another and alone, then the ten-minute soak with, beside it, those whose
+// figures are counts or timer-bound (fs-sim-idle, monitor-takeover, proxy-fairness). Each
 // prints its figures and writes bench/results/<name>.json (its flat figures at the top level, then
 // its detail) and bench/results/<name>.md (its summary). This script then writes:
 //  - bench/results/latest.json: the machine, the date, and exactly the flat figures of FIGURES
@@ -8,8 +10,8 @@
 //    null or missed, how long each benchmark took, then each benchmark's own summary.
 // A benchmark left out by a filter keeps the figures of its last run (its date is shown).
 // Usage: node scripts/run-bench.mjs [name-filter ...]
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -42,6 +44,10 @@ const FIGURES = [
   ['real_cps_two_pairs', 'proxy-real-cps', 'calls/s', null],
 ];
 
+/** The ten-minute soak, and the benchmarks that run beside it (see below). */
+const SOAK = 'soak.bench.ts';
+const alongside = new Set(['fs-sim-idle.bench.ts', 'monitor-takeover.bench.ts', 'proxy-fairness.bench.ts']);
+
 const filters = process.argv.slice(2);
 const files = readdirSync(benchDir)
   .filter((f) => f.endsWith('.bench.ts'))
@@ -56,26 +62,57 @@ const started = Date.now();
 /** This run: per benchmark, its exit and how long it took. */
 const ran = {};
 let failed = 0;
-for (const f of files) {
+const env = { ...process.env, FSLB_TEST_REDIS: process.env.FSLB_TEST_REDIS ?? 'spawn' };
+const benchArgs = (f) => ['--conditions=@fslb/source', '--import', 'tsx', join('bench', f)];
+
+function begin(f) {
   const name = f.replace(/\.bench\.ts$/, '');
-  console.log(`\n== ${f}`);
   // A benchmark that fails now must not leave its last run's figures behind.
   for (const ext of ['json', 'md']) rmSync(join(resultsDir, `${name}.${ext}`), { force: true });
-  const t0 = Date.now();
-  const r = spawnSync(process.execPath, ['--conditions=@fslb/source', '--import', 'tsx', join('bench', f)], {
-    cwd: root,
-    stdio: 'inherit',
-    // Each benchmark spawns its own redis-server, never an outside one (REDIS_URL) or a container.
-    env: { ...process.env, FSLB_TEST_REDIS: process.env.FSLB_TEST_REDIS ?? 'spawn' },
-  });
+  return { name, t0: Date.now() };
+}
+
+function end(f, { name, t0 }, status, signal, error) {
   const seconds = Math.round((Date.now() - t0) / 100) / 10;
-  const exit = r.status ?? r.signal ?? r.error?.message ?? 'unknown';
-  ran[name] = { seconds, exit };
+  const exit = status ?? signal ?? error?.message ?? 'unknown';
+  ran[name] = { seconds, exit, ...(alongside.has(f) && soakFile ? { alongside: 'soak' } : {}) };
   console.log(`${f}: ${seconds} s`);
-  if (r.status !== 0) {
+  if (status !== 0) {
     failed++;
     console.error(`${f} failed (${exit})`);
   }
+}
+
+function runNow(f) {
+  console.log(`\n== ${f}`);
+  const b = begin(f);
+  // Each benchmark spawns its own redis-server, never an outside one (REDIS_URL) or a container.
+  const r = spawnSync(process.execPath, benchArgs(f), { cwd: root, stdio: 'inherit', env });
+  end(f, b, r.status, r.signal, r.error);
+}
+
+// The soak holds a steady 50 calls/s for ten minutes and measures memory, not speed. The
+// benchmarks whose figures are counts or timer-bound (who took over a node and when, how calls
+// spread, the simulators' idle CPU time) run beside it, so that the whole run fits in 15 minutes;
+// those that measure speed or latency run first, alone.
+const soakFile = files.find((f) => f === SOAK);
+const sequential = files.filter((f) => f !== SOAK && !(soakFile && alongside.has(f)));
+for (const f of sequential) runNow(f);
+if (soakFile) {
+  const soakLog = join(resultsDir, 'soak.log');
+  console.log(`\n== ${soakFile} (its output goes to ${soakLog}, printed when it ends)`);
+  const b = begin(soakFile);
+  const out = openSync(soakLog, 'w');
+  const child = spawn(process.execPath, benchArgs(soakFile), { cwd: root, stdio: ['ignore', out, out], env });
+  const done = new Promise((resolve) => {
+    child.on('error', (error) => resolve({ status: null, signal: null, error }));
+    child.on('exit', (status, signal) => resolve({ status, signal, error: undefined }));
+  });
+  for (const f of files.filter((x) => alongside.has(x))) runNow(f);
+  const r = await done;
+  closeSync(out);
+  console.log(`\n== ${soakFile}\n${readFileSync(soakLog, 'utf8').trimEnd()}`);
+  end(soakFile, b, r.status, r.signal, r.error);
 }
 const totalS = Math.round((Date.now() - started) / 1000);
 
@@ -153,7 +190,9 @@ ${mdTable(
   ['benchmark', 'took (this run)', 'results from'],
   benches.map((b) => [
     b,
-    ran[b] ? `${ran[b].seconds} s${ran[b].exit === 0 ? '' : ` (failed: ${ran[b].exit})`}` : 'not run',
+    ran[b]
+      ? `${ran[b].seconds} s${ran[b].alongside ? ` (beside the ${ran[b].alongside})` : ''}${ran[b].exit === 0 ? '' : ` (failed: ${ran[b].exit})`}`
+      : 'not run',
     results[b]?.date ?? results[b]?.when ?? '—',
   ]),
 )}
