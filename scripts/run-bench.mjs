@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every benchmark (bench/*.bench.ts) from the TypeScript sources: those that measure speed or
-// latency one after another and alone, then the ten-minute soak with, beside it, those whose
-// figures are counts or timer-bound (fs-sim-idle, monitor-takeover, proxy-fairness). Each
+// latency one after another and alone, then the ten-minute soak with, beside it, the light ones
+// whose figures are timer-bound or CPU time (fs-sim-idle, monitor-detection, monitor-takeover). Each
 // prints its figures and writes bench/results/<name>.json (its flat figures at the top level, then
 // its detail) and bench/results/<name>.md (its summary). This script then writes:
 //  - bench/results/latest.json: the machine, the date, and exactly the flat figures of FIGURES
@@ -46,7 +46,11 @@ const FIGURES = [
 
 /** The ten-minute soak, and the benchmarks that run beside it (see below). */
 const SOAK = 'soak.bench.ts';
-const alongside = new Set(['fs-sim-idle.bench.ts', 'monitor-takeover.bench.ts', 'proxy-fairness.bench.ts']);
+const alongside = new Set([
+  'fs-sim-idle.bench.ts',
+  'monitor-detection.bench.ts',
+  'monitor-takeover.bench.ts',
+]);
 
 const filters = process.argv.slice(2);
 const files = readdirSync(benchDir)
@@ -91,10 +95,10 @@ function runNow(f) {
   end(f, b, r.status, r.signal, r.error);
 }
 
-// The soak holds a steady 50 calls/s for ten minutes and measures memory, not speed. The
-// benchmarks whose figures are counts or timer-bound (who took over a node and when, how calls
-// spread, the simulators' idle CPU time) run beside it, so that the whole run fits in 15 minutes;
-// those that measure speed or latency run first, alone.
+// The soak holds a steady 50 calls/s (a fraction of a core) for ten minutes and measures memory,
+// not speed. The light benchmarks whose figures are timer-bound (probe interval and timeout,
+// lease TTL) or CPU time used run beside it, so that the whole run fits in 15 minutes; those
+// that measure speed or latency, or saturate the cores (the fairness bursts), run first, alone.
 const soakFile = files.find((f) => f === SOAK);
 const sequential = files.filter((f) => f !== SOAK && !(soakFile && alongside.has(f)));
 for (const f of sequential) runNow(f);
