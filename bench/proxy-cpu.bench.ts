@@ -1,7 +1,7 @@
 /**
  * CPU per INVITE in one fslb-proxy process at full load through a drachtio-server double: the
  * proxy runs as a child process (test/proxy/fleet.ts) from the built JS, its double in this process.
- * Offered rates step up (BENCH_CPU_RATES, 1000 ... 4000 INVITE/s, BENCH_CPU_STEP_MS 3 s each)
+ * Offered rates step up (BENCH_CPU_RATES, 1000 ... 4000 INVITE/s, BENCH_CPU_STEP_MS 2 s each)
  * until a step is not clean; the proxy child's CPU (user + system, every thread) is read from
  * /proc/<pid>/stat before and after each step. The figure is the CPU per INVITE at the highest
  * clean rate.
@@ -44,7 +44,7 @@ import { machine, table, writeBench } from './support/results.js';
 import { childEnv, entryPoint } from './support/runtime.js';
 
 const RATES = (process.env.BENCH_CPU_RATES ?? '1000,2000,3000,4000').split(',').map(Number);
-const STEP_MS = Number(process.env.BENCH_CPU_STEP_MS ?? 3000);
+const STEP_MS = Number(process.env.BENCH_CPU_STEP_MS ?? 2000);
 const PROF_DIR = process.env.BENCH_CPU_PROF;
 /** The proxy's log level (info, the default, writes one outcome line per INVITE). */
 const LOG_LEVEL = process.env.BENCH_CPU_LOG ?? 'info';

@@ -18,12 +18,14 @@
  *   redis-server and SIPp; the busiest thread of a drachtio-server and a proxy's main thread; RSS.
  * - "Highest clean rate": the highest step at which, and at every lower step, under 0.1 % of the
  *   calls failed AND the calls completed at >= 95 % of the offered rate (the step's wall time at
- *   most its calls / (0.95 x rate) + 0.5 s for SIPp's start and the last calls' own setup). The
+ *   most its calls / (0.95 x rate) + 0.3 s for SIPp's start and the last calls' own setup). The
  *   pace condition matters:
  *   drachtio-server answers 100 Trying by itself, so a proxy that falls behind only delays calls
  *   and a short step ends before any timer fires; without it a burst the chain cannot sustain
- *   would count as clean. A series stops at its first step that is not clean; its highest clean
- *   rate is then held for BENCH_CONFIRM_S; if that fails, the next lower clean rate is tried.
+ *   would count as clean. A series stops at its first step that is not clean. Steps last 4 s,
+ *   long enough that a rate the chain cannot sustain ends in retransmissions and failed calls
+ *   (3 s steps capped at 3000 calls let a chain through that then collapsed when held);
+ *   BENCH_CONFIRM_S > 0 also holds the highest clean rate that long, trying lower ones if it fails.
  * - Other work on the machine skews every figure: each step first waits (10 s at most, 60 s per
  *   run) for the machine to be quiet, and a step with other work around is marked `contended`.
  *
@@ -31,7 +33,7 @@
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
  * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs.
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
- * (3000), BENCH_STEP_S (3), BENCH_CONFIRM_S (5), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
+ * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_CPS_SERIES (fslb,nores,bare,two: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart).
@@ -93,11 +95,11 @@ const RESULT = new URL('results/proxy-real-cps.json', import.meta.url);
 const RATES = (process.env.BENCH_RATES ?? '1000,1250,1500,1750,2000,2250,2500,3000').split(',').map(Number);
 /** Summed over both pairs (each caller offers half). */
 const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '1000,1500,2000,2500,3000,3500').split(',').map(Number);
-const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 3000);
-const STEP_S = Number(process.env.BENCH_STEP_S ?? 3);
+const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
+const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Length of the sustained run that confirms a series' highest clean rate. */
-const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 5);
+const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
 /** Which series run (experiments): fslb, nores, bare, two (all by default). */
@@ -110,7 +112,7 @@ const PACE = 0.95;
  * own setup and hang-up. Without it one pause of a few hundred ms (a collection, the scheduler on
  * a busy 2-core host) at the end of a 3 s step would read as a chain that cannot keep up.
  */
-const TAIL_S = 0.5;
+const TAIL_S = 0.3;
 const UDP_BUFFER = 8_388_608;
 const NODES = 2;
 const UAC_SCENARIO = join(ROOT, 'test/e2e/sipp/uac-contact.xml');
@@ -784,6 +786,8 @@ async function confirm(
 ): Promise<Confirmation> {
   const top = highestClean(steps);
   const tries: Step[] = [];
+  // Steps long enough to sustain (BENCH_STEP_S, 4 s by default) need no second run.
+  if (CONFIRM_S <= 0) return { rate: top, tries };
   const rates = ran(steps)
     .filter((s) => top !== null && s.rate <= top)
     .map((s) => s.rate)
@@ -970,7 +974,13 @@ try {
   if (SERIES.has('nores')) {
     console.log('fslb-proxy without reservations (proxy.reservations false, log level warn):');
     lane.app = await startFslb('warn', first.server, 'pair-1-nores', { reservations: false });
-    noResvSteps = await series([lane], 'no resv', RATES);
+    // Up to fslb's first step that was not clean: enough to show whether the reservation is why.
+    const fslbBad = ran(fslbSteps).find((x) => !x.clean)?.rate;
+    noResvSteps = await series(
+      [lane],
+      'no resv',
+      RATES.filter((r) => fslbBad === undefined || r <= fslbBad),
+    );
     steps.fslb_no_reservations = noResvSteps;
     const c = await confirm([lane], 'no resv', noResvSteps);
     steps.fslb_no_reservations_confirm = c.tries;

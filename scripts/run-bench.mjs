@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs every benchmark (bench/*.bench.ts) from the TypeScript sources: those that measure speed or
-// latency one after another and alone, then the ten-minute soak with, beside it, the light ones
-// whose figures are timer-bound or CPU time (fs-sim-idle, monitor-detection, monitor-takeover). Each
+// throughput one after another and alone, then the ten-minute soak with the light ones beside it
+// (fs-sim-idle, monitor-detection, monitor-takeover, proxy-decision, proxy-view). Each
 // prints its figures and writes bench/results/<name>.json (its flat figures at the top level, then
 // its detail) and bench/results/<name>.md (its summary). This script then writes:
 //  - bench/results/latest.json: the machine, the date, and exactly the flat figures of FIGURES
@@ -95,10 +95,12 @@ function runNow(f) {
   end(f, b, r.status, r.signal, r.error);
 }
 
-// The soak holds a steady 50 calls/s (a fraction of a core) for ten minutes and measures memory,
-// not speed. The light benchmarks whose figures are timer-bound (probe interval and timeout,
-// lease TTL) or CPU time used run beside it, so that the whole run fits in 15 minutes; those
-// that measure speed or latency, or saturate the cores (the fairness bursts), run first, alone.
+// The soak holds a steady 50 calls/s for ten minutes (about one core of this 2-core host) and
+// measures memory, not speed. The light benchmarks run beside it: those whose figures are
+// timer-bound (probe interval and timeout, lease TTL) or CPU time used, the decision
+// microbenchmark (one core of its own) and propagation through the proxies. Those that need the
+// whole host (CPU per INVITE, real calls per second, the fairness bursts) run first, alone. So
+// the whole run fits in 15 minutes.
 const soakFile = files.find((f) => f === SOAK);
 const sequential = files.filter((f) => f !== SOAK && !(soakFile && alongside.has(f)));
 for (const f of sequential) runNow(f);
