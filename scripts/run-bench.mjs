@@ -50,6 +50,8 @@ const alongside = new Set([
   'fs-sim-idle.bench.ts',
   'monitor-detection.bench.ts',
   'monitor-takeover.bench.ts',
+  'proxy-decision.bench.ts',
+  'proxy-view.bench.ts',
 ]);
 
 const filters = process.argv.slice(2);
