@@ -92,9 +92,11 @@ import {
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const RESULT = new URL('results/proxy-real-cps.json', import.meta.url);
-const RATES = (process.env.BENCH_RATES ?? '1000,1250,1500,1750,2000,2250,2500,3000').split(',').map(Number);
+const RATES = (process.env.BENCH_RATES ?? '750,1000,1250,1500,1750,2000,2250,2500,3000')
+  .split(',')
+  .map(Number);
 /** Summed over both pairs (each caller offers half). */
-const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '1000,1500,2000,2500,3000,3500').split(',').map(Number);
+const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '500,1000,1500,2000,2500,3000').split(',').map(Number);
 const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
