@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
-import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../../../test/support/redis.js';
+import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
 import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
 
@@ -50,22 +50,12 @@ async function latencyRelay(target: URL, delayMs: number): Promise<{ url: string
  */
 describe('call accounting: a late Redis reply', () => {
   const TIMEOUT_MS = 100;
-  let server: TestRedis;
-  let redis: Redis;
-  const prefixes: string[] = [];
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    for (const p of prefixes) await deletePrefix(redis, p);
-    redis.disconnect();
-    await server.close();
-  });
+  const r = useRedis({ before, after });
 
-  async function fixture(client: Redis) {
+  async function fixture(t: TestContext, client: Redis) {
+    const redis = r.client;
     const prefix = testPrefix();
-    prefixes.push(prefix);
+    t.after(() => deletePrefix(redis, prefix));
     const keys = new ClusterKeys(prefix);
     const seed = new ClusterStore(redis, keys);
     for (const id of ['a', 'b']) {
@@ -95,14 +85,14 @@ describe('call accounting: a late Redis reply', () => {
 
   it('waits for a Redis that answers other reservations, and takes every slot there', async (t) => {
     // Every reply 300 ms late, three times the timeout; a call is offered every 20 ms.
-    const relay = await latencyRelay(new URL(server.url), 3 * TIMEOUT_MS);
+    const relay = await latencyRelay(new URL(r.server.url), 3 * TIMEOUT_MS);
     const client = new Redis(relay.url, { maxRetriesPerRequest: 1 });
     t.after(async () => {
       client.disconnect();
       await relay.close();
     });
     await client.ping();
-    const { keys, view, accounting } = await fixture(client);
+    const { keys, view, accounting } = await fixture(t, client);
     t.after(() => accounting.close());
 
     const calls: Promise<ReserveOutcome>[] = [];
@@ -126,20 +116,20 @@ describe('call accounting: a late Redis reply', () => {
     }
     // The calls counted in Redis are exactly those in its reservation sets (the local ones' late
     // replies released theirs).
-    const held = (await redis.zcard(keys.resv('a'))) + (await redis.zcard(keys.resv('b')));
+    const held = (await r.client.zcard(keys.resv('a'))) + (await r.client.zcard(keys.resv('b')));
     assert.equal(held, modes.filter((m) => m === SlotMode.Redis).length);
     assert.equal(accounting.localSlots, firstRedis);
   });
 
   it('gives up after the timeout on a Redis that answers nothing', async (t) => {
-    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    const pauser = new Redis(server.url);
+    const client = new Redis(r.server.url, { maxRetriesPerRequest: 1 });
+    const pauser = new Redis(r.server.url);
     t.after(async () => {
       await pauser.client('UNPAUSE').catch(() => undefined);
       pauser.disconnect();
       client.disconnect();
     });
-    const { view, accounting } = await fixture(client);
+    const { view, accounting } = await fixture(t, client);
     t.after(() => accounting.close());
     // One answered reservation first: Redis was alive a moment ago.
     const warm = await accounting.reserve('warm', view.nodes);
