@@ -102,6 +102,8 @@ const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Length of the sustained run that confirms a series' highest clean rate. */
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
+/** How the figure was confirmed, for the summaries: nothing past the steps unless CONFIRM_S is set. */
+const HELD = CONFIRM_S > 0 ? `, then held ${CONFIRM_S} s (else the next lower clean rate is tried)` : '';
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
 /** Which series run (experiments): fslb, nores, bare, two (all by default). */
@@ -112,7 +114,7 @@ const PACE = 0.95;
 /**
  * What a step's wall time may hold beyond its calls' pace: SIPp starting, and the last calls'
  * own setup and hang-up. Without it one pause of a few hundred ms (a collection, the scheduler on
- * a busy 2-core host) at the end of a 3 s step would read as a chain that cannot keep up.
+ * a busy 2-core host) at the end of a 4 s step would read as a chain that cannot keep up.
  */
 const TAIL_S = 0.3;
 const UDP_BUFFER = 8_388_608;
@@ -777,9 +779,9 @@ interface Confirmation {
 }
 
 /**
- * A series' figure: its highest clean rate held for CONFIRM_S seconds (short steps can hide a
- * backlog that a sustained load turns into failures). A rate that fails this is replaced by the
- * next lower clean rate, twice at most.
+ * A series' figure: its highest clean rate, held for CONFIRM_S seconds when that is set (short
+ * steps can hide a backlog that a sustained load turns into failures). A rate that fails this is
+ * replaced by the next lower clean rate, twice at most.
  */
 async function confirm(
   lanes: readonly Lane[],
@@ -852,7 +854,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step, then held ${CONFIRM_S} s: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
 
 ${table(
   [
@@ -1074,7 +1076,7 @@ try {
     notes,
     clean_definition:
       `under ${CLEAN_PCT} % of calls failed AND calls completed at >= ${PACE * 100} % of the offered rate (wall time <= calls / (${PACE} x rate) + ${TAIL_S} s), at that rate and every lower ` +
-      `short step, then held for ${CONFIRM_S} s (else the next lower clean rate is tried)`,
+      `${STEP_S} s step${HELD}`,
     real_cps_fslb_short_steps: highestClean(fslbSteps),
     real_cps_bare_short_steps: highestClean(bareSteps),
     real_cps_two_pairs_short_steps: highestClean(twoSteps),
@@ -1129,7 +1131,7 @@ try {
     setup:
       `SIPp caller (${relative(ROOT, UAC_SCENARIO)}, no hold) -> drachtio-server -> one app process -> ${NODES} SIPp callees (${relative(ROOT, UAS_SCENARIO)}); ` +
       `fslb: ${NODES} fs-sim nodes (ESL only) watched by an in-process monitor with default timings, proxy maxCps 1e6/s, rateLimit 1e6/s, recordRoute off, ` +
-      `min(${MAX_CALLS} calls, ${STEP_S} s) per step, the best clean rate then held ${CONFIRM_S} s; bare: req.proxy to the first callee only; ` +
+      `min(${MAX_CALLS} calls, ${STEP_S} s) per step${HELD}; bare: req.proxy to the first callee only; ` +
       `two pairs: a second drachtio-server and fslb-proxy, one SIPp caller per pair at half the rate, the same callees, Redis and monitor. All on loopback, one machine.`,
     steps,
     app_logs: proxyLogs,

@@ -270,8 +270,7 @@ export class ClusterStore {
    * Whether each node's lease is held now (a claim round's look at the nodes it does not own).
    * A lease key without expiry, or expiring later than any monitor's lease can (`MAX_LEASE_TTL_MS`,
    * whatever this monitor's own TTL: monitors configured differently share a cluster), is no
-   * redlock lease: it
-   * is deleted, the node reads free (`read-leases.lua`).
+   * redlock lease: it is deleted, and the node reads free (`read-leases.lua`).
    */
   async leasesHeld(ids: readonly string[]): Promise<boolean[]> {
     if (ids.length === 0) return [];
