@@ -116,7 +116,7 @@ for (let i = 0; i < RESERVATIONS; i++) {
   const callId = `bench-${i}@host`;
   const candidates = [i, i + 3, i + 7, i + 1].map((k) => `fs${k % 10}`);
   const t0 = performance.now();
-  const r = await store.reserveCall({ callId, candidates, slots: 1, failovers: 2, ttlMs: 3000 });
+  const r = await store.reserveCall({ call: callId, candidates, slots: 1, failovers: 2, ttlMs: 3000 });
   reserveMs[i] = performance.now() - t0;
   const t1 = performance.now();
   await store.releaseCall(callId, r.taken);

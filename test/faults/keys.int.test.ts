@@ -4,6 +4,7 @@ import type { Redis } from 'ioredis';
 import type { ProxyCommand } from '../drachtio-double/index.js';
 import { deletePrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { callOf } from '../proxy/scene.js';
 import { DOWN, keyScene, tally, untilWhole, type Expected, type KeyScene } from './key-damage.js';
 
 /**
@@ -65,7 +66,7 @@ const repaired = (key: (s: KeyScene) => string) => ({ msg: 'repaired damaged key
 const owner = `one probe interval: the owner's next write (${PROBE} ms)`;
 
 /** Two calls held in the double with their reservations taken, for the call-key cases. */
-async function heldCalls(s: KeyScene): Promise<{ callId: string; cmd: ProxyCommand; end: () => void }[]> {
+async function heldCalls(s: KeyScene): Promise<{ call: string; cmd: ProxyCommand; end: () => void }[]> {
   const held = [0, 1].map(() => {
     const req = s.dx.inject({ method: 'INVITE', sdp: true });
     s.scripts.set(req.callId, { kind: 'hold' });
@@ -73,7 +74,7 @@ async function heldCalls(s: KeyScene): Promise<{ callId: string; cmd: ProxyComma
   });
   const cmds = await Promise.all(held.map((r) => r.proxied()));
   return held.map((req, i) => ({
-    callId: req.callId,
+    call: callOf(req),
     cmd: cmds[i]!,
     // The first connects (its owner settles the slot), the second fails everywhere (the proxy releases it).
     end: () =>
@@ -87,14 +88,14 @@ async function heldCalls(s: KeyScene): Promise<{ callId: string; cmd: ProxyComma
 
 async function callKeyCase(s: KeyScene, damage: (c: Redis, key: string) => Promise<unknown>) {
   const calls = await heldCalls(s);
-  for (const c of calls) await damage(s.client, s.keys.call(c.callId));
+  for (const c of calls) await damage(s.client, s.keys.call(c.call));
   for (const c of calls) c.end();
   const finals = await Promise.all(calls.map((c) => c.cmd.request.final()));
   assert.deepEqual(
     finals.map((f) => f.status),
     [200, 486],
   );
-  return calls.map((c) => c.callId);
+  return calls.map((c) => c.call);
 }
 
 async function callKeysGone(s: KeyScene, ctx: unknown): Promise<string[]> {

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { waitForNode } from '../monitor/support.js';
-import { proxyScene } from './scene.js';
+import { callOf, proxyScene } from './scene.js';
 
 async function getJson(
   port: number | undefined,
@@ -49,7 +49,7 @@ describe('fslb-proxy through a Redis outage', () => {
     const cmd = await after.proxied();
     const chosen = cmd.destinations[0];
     const id = s.sims.nodes[0]!.sipPort === Number(chosen?.split(':')[2]) ? 'fs1' : 'fs2';
-    assert.deepEqual(await r.client.zrange(s.keys.resv(id), 0, -1), [after.callId]);
+    assert.deepEqual(await r.client.zrange(s.keys.resv(id), 0, -1), [callOf(after)]);
     cmd.answer({ kind: 'respond', responses: [{ status: 486 }] });
     await after.final();
   });

@@ -6,7 +6,7 @@ import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { DrachtioDouble } from '../drachtio-double/index.js';
 import { proxyConfig, startProxy } from './support.js';
-import { proxyScene, viewOf, type Scene } from './scene.js';
+import { callOf, proxyScene, viewOf, type Scene } from './scene.js';
 
 /**
  * fslb-proxy in this process, between a drachtio-server double and simulated FreeSWITCH nodes
@@ -31,15 +31,15 @@ describe('fslb-proxy routing and accounting', () => {
     assert.deepEqual(cmd.destinations, [uriOf(s, 1), uriOf(s, 2), uriOf(s, 0)]);
     assert.equal(cmd.forking, 'serial');
     // The slot is held on the chosen node while the call is in setup...
-    assert.deepEqual(await r.client.zrange(s.keys.resv('fs2'), 0, -1), [call.callId]);
-    assert.equal(await r.client.get(s.keys.call(call.callId)), 'fs2');
+    assert.deepEqual(await r.client.zrange(s.keys.resv('fs2'), 0, -1), [callOf(call)]);
+    assert.equal(await r.client.get(s.keys.call(callOf(call))), 'fs2');
     // ...and ends in the monitor's write that counts the call when CHANNEL_CREATE arrives.
     cmd.answer({ kind: 'forward' });
     assert.equal((await call.final()).status, 200);
     await waitFor('slot settled, session counted', async () => {
       const [slots, key, sessions] = await Promise.all([
         r.client.zcard(s.keys.resv('fs2')),
-        r.client.exists(s.keys.call(call.callId)),
+        r.client.exists(s.keys.call(callOf(call))),
         r.client.hget(s.keys.node('fs2'), 'sessions'),
       ]);
       return slots === 0 && key === 0 && sessions === '1';
@@ -86,7 +86,7 @@ describe('fslb-proxy routing and accounting', () => {
     );
     assert.equal((await call.final()).status, 486);
     await waitFor('slot released', async () => (await r.client.zcard(s.keys.resv('fs1'))) === 0);
-    assert.equal(await r.client.exists(s.keys.call(call.callId)), 0);
+    assert.equal(await r.client.exists(s.keys.call(callOf(call))), 0);
     // One outcome line per call: who, from where, where to, how it ended, how long.
     const line = await waitFor('outcome line', () =>
       text()
@@ -210,8 +210,8 @@ describe('fslb-proxy routing and accounting', () => {
     assert.equal(b.proxyCommands.length, 0);
   });
 
-  it('keeps a conference on one node with the affinity header', async (t) => {
-    const s = await proxyScene(t, r, { count: 4 });
+  it('keeps a conference on one node with the affinity header from a trusted source', async (t) => {
+    const s = await proxyScene(t, r, { count: 4, proxy: { rateLimit: { trusted: ['127.0.0.1/32'] } } });
     s.dx.onProxy(() => ({ kind: 'respond', responses: [{ status: 486 }] }));
     const firstTargets = new Set<string>();
     for (let i = 0; i < 6; i++) {

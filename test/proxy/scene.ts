@@ -1,10 +1,10 @@
 import type { TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
-import { ClusterKeys, type FslbConfig, type Logger } from '@fslb/shared';
+import { callIdentity, ClusterKeys, type FslbConfig, type Logger } from '@fslb/shared';
 import type { FslbProxy } from '@fslb/proxy';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
-import { DrachtioDouble } from '../drachtio-double/index.js';
+import { DrachtioDouble, tagOf } from '../drachtio-double/index.js';
 import { config, startMonitor, waitForNode } from '../monitor/support.js';
 import { deletePrefix, testPrefix, type TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -92,4 +92,9 @@ export function viewOf(
     const n = s.proxy.view.get(id);
     return n !== undefined && pred(n);
   });
+}
+
+/** The name fslb gives an injected INVITE in Redis: its Call-ID and From tag (`callIdentity`). */
+export function callOf(req: { message: { callId: string; get(name: string): string | undefined } }): string {
+  return callIdentity(req.message.callId, tagOf(req.message.get('From')));
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Logger, NodeConfig, NodeState } from '@fslb/shared';
+import { callIdentity, type Logger, type NodeConfig, type NodeState } from '@fslb/shared';
 import { EslConnection, EslError, EslErrorCode, type EslEventMessage } from './esl/esl-connection.js';
 import { readFlag, readHeartbeat, readProfileRunning, readStatus } from './health/fs-readings.js';
 import { assessNode, backoffDelay, effectiveMaxSessions, type CoreFacts } from './health/node-health.js';
@@ -38,10 +38,11 @@ type Events = {
   probe: [{ ok: boolean; ms: number }];
   connection: [ConnectionState];
   /**
-   * FreeSWITCH created an inbound channel for this SIP Call-ID and the session count includes
-   * it: a proxy's reservation for that call can end (emitted just before the `change`).
+   * FreeSWITCH created an inbound channel for this call (`callIdentity`: its Call-ID and From
+   * tag) and the session count includes it: a proxy's reservation for that call can end
+   * (emitted just before the `change`).
    */
-  counted: [callId: string];
+  counted: [call: string];
 };
 
 /** Events the monitor subscribes to; modesl adds BACKGROUND_JOB and CHANNEL_EXECUTE_COMPLETE. */
@@ -273,10 +274,11 @@ export class NodeWatcher extends EventEmitter<Events> {
     switch (e.name) {
       case 'CHANNEL_CREATE': {
         const id = e.header('Unique-ID');
-        // sofia stores the INVITE's Call-ID as the channel variable sip_call_id; a drachtio proxy
-        // keeps the caller's Call-ID, so it names the reservation the proxy took for this call.
+        // sofia stores the INVITE's Call-ID and From tag as the channel variables sip_call_id and
+        // sip_from_tag; a drachtio proxy keeps both, so they name the slot the proxy took.
         const callId = e.header('variable_sip_call_id');
-        if (callId && e.header('Call-Direction') === 'inbound') this.emit('counted', callId);
+        if (callId && e.header('Call-Direction') === 'inbound')
+          this.emit('counted', callIdentity(callId, e.header('variable_sip_from_tag')));
         if (id && this.#sessions.created(id)) this.#refresh();
         break;
       }

@@ -45,7 +45,7 @@ export class OwnedNode extends EventEmitter<Events> {
   #node: NodeConfig;
   #stopped = false;
   #redisFailing = false;
-  /** Call-IDs FreeSWITCH has counted whose reservations the next write settles. */
+  /** Calls (`callIdentity`) FreeSWITCH has counted whose reservations the next write settles. */
   #settle = new Set<string>();
 
   constructor(node: NodeConfig, lease: NodeLease, deps: OwnedNodeDeps) {

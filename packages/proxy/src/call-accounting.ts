@@ -25,7 +25,8 @@ export type SlotMode = (typeof SlotMode)[keyof typeof SlotMode];
 
 /** The slot one call holds; handed back to `release` or `connected` when its outcome is known. */
 export interface CallSlots {
-  readonly callId: string;
+  /** The call: `callIdentity(Call-ID, From tag)`. */
+  readonly call: string;
   readonly mode: SlotMode;
   /** The node holding the slot: the chosen one. */
   readonly node: ViewNode;
@@ -81,7 +82,7 @@ export class CallAccounting {
   readonly #log: Logger;
   readonly #redisReady: () => boolean;
   readonly #onLost: () => void;
-  /** Local-mode slots by Call-ID, swept when they lapse. */
+  /** Local-mode slots by call, swept when they lapse. */
   readonly #local = new Map<string, CallSlots>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #outbox = new Map<string, LoadFigure>();
@@ -121,24 +122,32 @@ export class CallAccounting {
    * with room. `candidates` is the selection's ordered list, longer than
    * maxTargets so that a node found full in Redis is replaced within the same round trip. Redis
    * gives the slot to the least loaded candidate by its own counts, or, `inOrder` (affinity), to
-   * the first one with room.
+   * the first one with room. `failovers`: how many failover targets to name at most (0 for a
+   * retry after a digest challenge, which drachtio-server sends to the challenger only).
    */
-  async reserve(callId: string, candidates: readonly ViewNode[], inOrder = false): Promise<ReserveOutcome> {
+  async reserve(
+    call: string,
+    candidates: readonly ViewNode[],
+    inOrder = false,
+    failovers = this.#settings.maxTargets - 1,
+  ): Promise<ReserveOutcome> {
     const started = performance.now();
     const s = this.#settings;
-    if (!this.#redisReady()) return this.#reserveLocally(callId, candidates, started, 'local-offline');
+    if (!this.#redisReady())
+      return this.#reserveLocally(call, candidates, started, 'local-offline', failovers);
     // Redis lost its state and the monitors are writing it again: its counts (and its idea of
     // which nodes exist) are incomplete for a moment, so count this call here.
-    if (this.#view.rebuilding) return this.#reserveLocally(callId, candidates, started, 'local-rebuilding');
+    if (this.#view.rebuilding)
+      return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers);
     const primary = candidates[0];
     if (primary) primary.pending++;
     const clock = { timedOut: false, done: false };
     let timer: NodeJS.Timeout | undefined;
     const attempt = this.#store.reserveCall({
-      callId,
+      call,
       candidates: candidates.map((n) => n.id),
       slots: 1,
-      failovers: s.maxTargets - 1,
+      failovers,
       ttlMs: s.ttlMs,
       inOrder,
     });
@@ -177,9 +186,11 @@ export class CallAccounting {
       clock.done = true;
       clearTimeout(timer);
       const ms = performance.now() - started;
+      this.#view.learnRedisTime(result.at, started + ms);
       let chosen: ViewNode | undefined;
-      const failovers: ViewNode[] = [];
+      const spare: ViewNode[] = [];
       let lost = false;
+      let gone: string | undefined;
       for (const r of result.nodes) {
         if (r.status === SlotStatus.Lost) {
           // The view had it routable, Redis has no monitor's record of it: Redis lost its
@@ -190,13 +201,19 @@ export class CallAccounting {
         this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at });
         if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
         const n = this.#view.get(r.id);
-        if (!n) continue;
+        if (!n) {
+          // The node left this proxy's view while the script ran: a slot taken there would hold
+          // capacity that no call uses until it lapses. End it now.
+          if (r.status === SlotStatus.Taken) gone = r.id;
+          continue;
+        }
         if (r.status === SlotStatus.Taken) chosen = n;
-        else if (r.status === SlotStatus.Room) failovers.push(n);
+        else if (r.status === SlotStatus.Room) spare.push(n);
       }
+      if (gone !== undefined) void this.#releaseRedis(call, [gone]);
       if (lost) this.#onLost();
       if (!chosen && lost) {
-        return this.#reserveLocally(callId, candidates, started, 'local-rebuilding');
+        return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers);
       }
       if (!chosen) {
         // The call may have no slot, but the script may have ended an earlier attempt's: nothing to undo.
@@ -207,8 +224,8 @@ export class CallAccounting {
       return {
         kind: 'reserved',
         ms,
-        slots: { callId, mode: SlotMode.Redis, node: chosen, expiresAt: 0 },
-        targets: [chosen, ...failovers],
+        slots: { call, mode: SlotMode.Redis, node: chosen, expiresAt: 0 },
+        targets: [chosen, ...spare],
       };
     } catch (err) {
       clock.done = true;
@@ -216,17 +233,18 @@ export class CallAccounting {
       if (clock.timedOut) {
         // The script may still run: whatever it takes then is ended when it answers.
         settled.then(
-          (late) => void this.#releaseRedis(callId, late.taken),
+          (late) => void this.#releaseRedis(call, late.taken),
           () => undefined,
         );
       } else {
-        this.#log.debug({ err, callId }, 'reservation failed; counting locally');
+        this.#log.debug({ err, call }, 'reservation failed; counting locally');
       }
       return this.#reserveLocally(
-        callId,
+        call,
         candidates,
         started,
         clock.timedOut ? 'local-timeout' : 'local-error',
+        failovers,
       );
     }
   }
@@ -238,13 +256,13 @@ export class CallAccounting {
    */
   release(slots: CallSlots): void {
     if (slots.mode === SlotMode.Local) {
-      if (this.#local.get(slots.callId) === slots) {
-        this.#local.delete(slots.callId);
+      if (this.#local.get(slots.call) === slots) {
+        this.#local.delete(slots.call);
         slots.node.local--;
       }
       return;
     }
-    void this.#releaseRedis(slots.callId, [slots.node.id]);
+    void this.#releaseRedis(slots.call, [slots.node.id]);
   }
 
   /**
@@ -258,46 +276,47 @@ export class CallAccounting {
     if (slots.mode === SlotMode.Local) this.release(slots);
   }
 
-  async #releaseRedis(callId: string, ids: readonly string[]): Promise<void> {
+  async #releaseRedis(call: string, ids: readonly string[]): Promise<void> {
     if (ids.length === 0 || this.#closed) return;
     try {
-      const r = await this.#store.releaseCall(callId, ids);
+      const r = await this.#store.releaseCall(call, ids);
       for (const n of r.nodes) {
         const held = this.#view.get(n.id);
         if (held) this.#learn({ id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at });
       }
     } catch (err) {
       // The slots lapse by their TTL; nothing is lost but a little capacity for a few seconds.
-      this.#log.debug({ err, callId }, 'could not release reservations; they lapse by their TTL');
+      this.#log.debug({ err, call }, 'could not release reservations; they lapse by their TTL');
     }
   }
 
   #reserveLocally(
-    callId: string,
+    call: string,
     candidates: readonly ViewNode[],
     started: number,
     why: 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding',
+    failovers: number,
   ): ReserveOutcome {
     const s = this.#settings;
     const targets: ViewNode[] = [];
     for (const n of candidates) {
-      if (targets.length >= s.maxTargets) break;
+      if (targets.length > failovers) break;
       if (n.sessions + n.reservations < n.maxSessions) targets.push(n);
     }
     const ms = performance.now() - started;
     this.#observer.reservation(why, ms);
     const chosen = targets[0];
     if (!chosen) return { kind: 'full', ms };
-    const previous = this.#local.get(callId);
+    const previous = this.#local.get(call);
     if (previous) this.release(previous);
     chosen.local++;
     const slots: CallSlots = {
-      callId,
+      call,
       mode: SlotMode.Local,
       node: chosen,
       expiresAt: performance.now() + s.ttlMs,
     };
-    this.#local.set(callId, slots);
+    this.#local.set(call, slots);
     this.#sweep ??= setInterval(() => this.#sweepLocal(), 250);
     return { kind: 'reserved', ms, slots, targets };
   }

@@ -6,9 +6,19 @@ export class ProxyMetrics {
   readonly requests = new Counter({
     name: 'fslb_proxy_requests_total',
     help:
-      'Requests by method and outcome (connected, failed, no-capacity, forbidden, rate-limited, ' +
-      'overloaded, shutting-down, timeout, error, options-ok, options-unavailable)',
+      'Requests by method and outcome (connected, failed, challenged, cancelled, no-capacity, ' +
+      'forbidden, rate-limited, overloaded, in-dialog, loop, shutting-down, timeout, error, ' +
+      'drachtio-lost, options-ok, options-unavailable)',
     labelNames: ['method', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly refusals = new Counter({
+    name: 'fslb_proxy_refusals_total',
+    help:
+      'Requests refused before routing, by reason: forbidden (outside proxy.acl), rate-limited ' +
+      '(its source over proxy.rateLimit), in-dialog (481), loop (482, from a node), overloaded ' +
+      '(replica over proxy.maxCps), shutting-down, error (a fault inside fslb, 500)',
+    labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly decisionSeconds = new Histogram({

@@ -12,7 +12,8 @@ import {
 import { CallAccounting } from './call-accounting.js';
 import { DrachtioLink } from './drachtio/drachtio-link.js';
 import { SourceAcl } from './guards/acl.js';
-import { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
+import { SourceLimits } from './guards/source-limits.js';
+import { TokenBucket } from './guards/token-bucket.js';
 import { ProxyMetrics } from './metrics.js';
 import { Router } from './router.js';
 import { ClusterView } from './view/cluster-view.js';
@@ -82,6 +83,7 @@ export class FslbProxy extends EventEmitter<Events> {
       subscriber: this.#conns.subscriber,
       resyncMs: p.resyncIntervalMs,
       log: this.#log,
+      self: this.id,
     });
     const metrics = this.metrics;
     this.#accounting = new CallAccounting({
@@ -115,12 +117,14 @@ export class FslbProxy extends EventEmitter<Events> {
         finalTimeoutMs: p.finalTimeout,
         retryAfterSec: p.retryAfterSec,
         affinityHeader: p.affinityHeader,
+        affinityFrom: p.affinityFrom,
+        fromNodes: p.fromNodes,
         viewMaxAgeMs: p.viewMaxAgeMs,
         balance: p.balance,
         reservations: p.reservations,
       },
       acl: new SourceAcl(p.acl),
-      perSource: new SourceRateLimiter(p.rateLimit.perSourcePerSec, p.rateLimit.burst),
+      limits: new SourceLimits(p.rateLimit),
       cps: new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
       metrics,
       log: this.#log,
@@ -220,6 +224,7 @@ export class FslbProxy extends EventEmitter<Events> {
       this.#sync.close();
       this.#link.close();
       this.#router.abandonInFlight('closed');
+      this.#router.close();
       this.#accounting.close();
       await this.#http?.close();
       if (this.#conns.client.status === 'ready') {

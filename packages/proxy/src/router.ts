@@ -1,8 +1,11 @@
-import type { Logger } from '@fslb/shared';
+import { callIdentity, type Logger } from '@fslb/shared';
 import type { CallAccounting, CallSlots } from './call-accounting.js';
+import { CHALLENGE_MEMORY_MS, ChallengeMemo, type Challenge } from './challenges.js';
 import type { InboundRequest, ProxyResult } from './drachtio/drachtio-link.js';
 import type { SourceAcl } from './guards/acl.js';
-import type { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
+import { RefusalLog, type RefusalLogSettings } from './guards/refusal-log.js';
+import type { RequestClass, SourceLimits } from './guards/source-limits.js';
+import type { TokenBucket } from './guards/token-bucket.js';
 import type { ProxyMetrics } from './metrics.js';
 import {
   hasRoom,
@@ -23,6 +26,10 @@ export interface RouterSettings {
   retryAfterSec: number;
   /** Header whose value pins a call to one node by rendezvous hashing (a conference id). */
   affinityHeader: string;
+  /** Whose affinity header is honoured: trusted sources only, or any. */
+  affinityFrom: 'trusted' | 'any';
+  /** An INVITE from one of the cluster's own nodes: refused with 482, or routed. */
+  fromNodes: 'reject' | 'route';
   /** The view is trusted for OPTIONS answers while it heard from Redis this recently. */
   viewMaxAgeMs: number;
   balance: 'least-loaded' | 'round-robin';
@@ -34,32 +41,58 @@ export interface RouterSettings {
 export interface Outcome {
   outcome: string;
   status: number;
-  /** The first target: the node chosen. */
+  /** The first target: the node chosen (for a challenge, the node that challenged). */
   node?: string;
   /** The node whose 2xx connected the call, when its Contact tells. */
   answeredBy?: string;
   tried: string[];
   accounting?: string;
+  /** An INVITE answering a digest challenge, sent to the node that issued it. */
+  retryOf?: string;
 }
 
+/** What the router does in one request's life, for the fault path's cleanup. */
+interface Attempt {
+  /** The request has been answered or handed to drachtio-server's proxy: no 500 after that. */
+  handedOff: boolean;
+  /** Slots held and not yet handed back. */
+  slots: CallSlots | undefined;
+}
+
+/** Refusal lines: one per source per window, each with its own words. */
+const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
+  [Refusal.Forbidden]: 'source outside proxy.acl: answered 403',
+  [Refusal.RateLimited]: 'source over its rate limit (proxy.rateLimit): answered 503',
+  [Refusal.Overloaded]: 'replica over proxy.maxCps: answered 503',
+  [Refusal.InDialog]: 'INVITE with a To tag for a dialog this proxy does not hold: answered 481',
+  [Refusal.Loop]: 'INVITE sent by a cluster node (proxy.fromNodes: reject): answered 482',
+  [Refusal.Error]: 'request failed inside fslb: answered 500',
+};
+
 /**
- * The request path: guards (ACL, per-source rate, replica CPS, shutdown), the choice of targets,
- * the reservation, `req.proxy` with serial failover, then the release of what the call no
- * longer needs. One outcome line is logged per request.
+ * The request path: admission (ACL, per-source rate, in-dialog and loop checks, replica CPS,
+ * shutdown), the choice of targets, the reservation, `req.proxy` with serial failover, then the
+ * release of what the call no longer needs.
+ *
+ * Admission runs in that order so that what one source is refused never costs another source
+ * anything: a request spends its source's own tokens first, and only a request its source may
+ * send reaches the replica-wide budget that every source shares. Refusals are counted by reason
+ * and logged sampled (`RefusalLog`); a request that was routed gets one outcome line.
  */
 export class Router {
   readonly #view: ClusterView;
   readonly #accounting: CallAccounting;
   readonly #settings: RouterSettings;
   readonly #acl: SourceAcl;
-  readonly #perSource: SourceRateLimiter;
+  readonly #limits: SourceLimits;
   readonly #cps: TokenBucket;
   readonly #metrics: ProxyMetrics;
   readonly #log: Logger;
+  readonly #refusals: RefusalLog;
+  readonly #challenges: ChallengeMemo;
   /**
    * The per-request outcome line. Its fields are fixed and hold no secret, so it skips the
-   * wildcard redaction of the root logger, which costs ~45 µs a line (3.5 µs without it,
-   * measured with pino 10): at 1000 calls/s that is 4.5 % of a core saved.
+   * root logger's wildcard redaction, which costs more than the line itself.
    */
   readonly #callLog: Logger;
   readonly #random: () => number;
@@ -74,27 +107,37 @@ export class Router {
     accounting: CallAccounting;
     settings: RouterSettings;
     acl: SourceAcl;
-    perSource: SourceRateLimiter;
+    limits: SourceLimits;
     /** The replica's INVITE rate (`proxy.maxCps`). */
     cps: TokenBucket;
     metrics: ProxyMetrics;
     log: Logger;
     random?: () => number;
+    refusalLog?: Partial<RefusalLogSettings>;
   }) {
     this.#view = opts.view;
     this.#accounting = opts.accounting;
     this.#settings = opts.settings;
     this.#acl = opts.acl;
-    this.#perSource = opts.perSource;
+    this.#limits = opts.limits;
     this.#cps = opts.cps;
     this.#metrics = opts.metrics;
     this.#log = opts.log;
     this.#callLog = opts.log.child({}, { redact: [] });
+    this.#refusals = new RefusalLog(this.#callLog, opts.refusalLog);
+    this.#challenges = new ChallengeMemo((c) => {
+      if (c.slots) this.#accounting.release(c.slots);
+    });
     this.#random = opts.random ?? Math.random;
   }
 
   get inFlight(): number {
     return this.#inFlight.size;
+  }
+
+  /** Challenges whose retry this replica is waiting for (metrics, tests). */
+  get challenges(): number {
+    return this.#challenges.size;
   }
 
   /** True while this replica can route a call: a fresh view with a node that has room. */
@@ -116,80 +159,178 @@ export class Router {
     for (const give of [...this.#inFlight]) give(why);
   }
 
+  /** Ends what the router holds on its own: kept challenge slots, the refusal log's window. */
+  close(): void {
+    this.#challenges.close();
+    this.#refusals.close();
+  }
+
+  /**
+   * Takes one request. Never throws and never leaves it unanswered: a fault inside fslb is
+   * logged (sampled), answered 500 unless the request was already answered or proxied, and
+   * whatever slot it held is handed back.
+   */
   handle(req: InboundRequest): void {
-    if (req.method === 'OPTIONS') {
-      const ok = this.canRoute();
-      this.#metrics.requests.inc({ method: 'OPTIONS', outcome: ok ? 'options-ok' : 'options-unavailable' });
+    const attempt: Attempt = { handedOff: false, slots: undefined };
+    let routed: Promise<void>;
+    try {
+      routed = this.#route(req, attempt);
+    } catch (err) {
+      routed = Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+    routed.catch((err: unknown) => this.#fault(req, attempt, err));
+  }
+
+  #fault(req: InboundRequest, attempt: Attempt, err: unknown): void {
+    try {
+      if (attempt.slots) this.#accounting.release(attempt.slots);
+      attempt.slots = undefined;
+      this.#metrics.refusals.inc({ reason: Refusal.Error });
+      this.#metrics.requests.inc({ method: req.method, outcome: Refusal.Error });
+      const text = REFUSAL_TEXT[Refusal.Error] ?? Refusal.Error;
+      this.#refusals.note(
+        Refusal.Error,
+        'fslb',
+        text,
+        { err, method: req.method, callId: req.callId },
+        performance.now(),
+      );
+      if (!attempt.handedOff) {
+        attempt.handedOff = true;
+        this.#answer(req, refusalAnswer(Refusal.Error, this.#settings.retryAfterSec));
+      }
+    } catch (again) {
+      this.#log.error({ err: again }, 'could not answer a request that failed');
+    }
+  }
+
+  async #route(req: InboundRequest, attempt: Attempt): Promise<void> {
+    const started = performance.now();
+    const method = req.method;
+    const source = req.sourceAddress;
+    const trusted = this.#limits.isTrusted(source);
+    if (method === 'OPTIONS') {
+      const refusal = this.#admit(req, 'other', trusted, started);
+      if (refusal) return this.#refuse(req, attempt, refusal, started);
+      const ok = this.canRoute(started);
+      this.#metrics.requests.inc({ method, outcome: ok ? 'options-ok' : 'options-unavailable' });
+      attempt.handedOff = true;
       this.#answer(req, optionsAnswer(ok, this.#settings.retryAfterSec));
       return;
     }
-    void this.#route(req);
+    const isInvite = method === 'INVITE';
+    const refusal = this.#admit(req, isInvite ? 'invite' : 'other', trusted, started);
+    if (refusal) return this.#refuse(req, attempt, refusal, started);
+
+    if (isInvite) {
+      const call = callIdentity(req.callId, req.fromTag());
+      // An INVITE answering a challenge that this replica's drachtio-server holds goes to the
+      // node that issued it, whatever the app says: count it there.
+      const credentials = req.credentials();
+      const challenge = credentials && this.#challenges.take(credentials, started);
+      if (challenge) return this.#retryAfterChallenge(req, attempt, call, challenge, started);
+      return this.#routeInvite(req, attempt, call, trusted, started);
+    }
+
+    const t0 = performance.now();
+    const targets = selectByAor(this.#view.nodes, aorOf(req.toUri()), this.#settings.maxTargets);
+    this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
+    if (targets.length === 0) return this.#noCapacity(req, attempt, started, []);
+    await this.#proxy(req, attempt, targets, undefined, started);
   }
 
-  async #route(req: InboundRequest): Promise<void> {
-    const started = performance.now();
-    const refusal = this.#guard(req, started);
-    if (refusal) {
-      this.#refuse(req, refusal, started, []);
-      return;
+  /**
+   * Admission, cheapest and most local first. Each source spends only its own budget before
+   * anything shared is touched: the replica's CPS bucket sees only INVITEs that their source may
+   * send and that are new calls for this cluster.
+   */
+  #admit(req: InboundRequest, kind: RequestClass, trusted: boolean, now: number): Refusal | undefined {
+    if (this.#draining) return Refusal.ShuttingDown;
+    if (!this.#acl.allows(req.sourceAddress)) return Refusal.Forbidden;
+    if (!this.#limits.take(kind, req.sourceAddress, trusted, now)) return Refusal.RateLimited;
+    if (kind !== 'invite') return undefined;
+    if (req.toTag() !== undefined) return Refusal.InDialog;
+    if (
+      this.#settings.fromNodes === 'reject' &&
+      this.#view.nodeAt(req.sourceAddress, req.sourcePort, req.protocol) !== undefined
+    ) {
+      return Refusal.Loop;
     }
-    const isInvite = req.method === 'INVITE';
-    const t0 = performance.now();
-    const affinity = (isInvite && req.header(this.#settings.affinityHeader)) || undefined;
-    const candidates = this.#choose(req, isInvite, affinity);
-    this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
-    if (candidates.length === 0) {
-      this.#refuse(req, Refusal.NoCapacity, started, []);
-      return;
-    }
+    if (!this.#cps.take(now)) return Refusal.Overloaded;
+    return undefined;
+  }
 
-    let targets: readonly ViewNode[] = candidates.slice(0, this.#settings.maxTargets);
-    let slots: CallSlots | undefined;
-    if (isInvite && this.#settings.reservations) {
+  async #routeInvite(
+    req: InboundRequest,
+    attempt: Attempt,
+    call: string,
+    trusted: boolean,
+    started: number,
+  ): Promise<void> {
+    const s = this.#settings;
+    const affinity =
+      s.affinityFrom === 'any' || trusted ? req.header(s.affinityHeader) || undefined : undefined;
+    const t0 = performance.now();
+    const candidates = this.#choose(affinity);
+    this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
+    if (candidates.length === 0) return this.#noCapacity(req, attempt, started, []);
+
+    let targets: readonly ViewNode[] = candidates.slice(0, s.maxTargets);
+    if (s.reservations) {
       // Affinity and round robin keep their own order; least-loaded lets Redis pick by its counts.
-      const inOrder = affinity !== undefined || this.#settings.balance === 'round-robin';
-      const r = await this.#accounting.reserve(req.callId, candidates, inOrder);
+      const inOrder = affinity !== undefined || s.balance === 'round-robin';
+      const r = await this.#accounting.reserve(call, candidates, inOrder);
       if (r.kind === 'full') {
-        this.#refuse(
+        return this.#noCapacity(
           req,
-          Refusal.NoCapacity,
+          attempt,
           started,
           candidates.map((n) => n.id),
           'full',
         );
-        return;
       }
-      slots = r.slots;
+      attempt.slots = r.slots;
       targets = r.targets;
-      if (this.#draining) {
-        this.#accounting.release(slots);
-        this.#refuse(req, Refusal.ShuttingDown, started, []);
-        return;
-      }
     }
-    await this.#proxy(req, targets, slots, started);
+    await this.#proxy(req, attempt, targets, call, started);
   }
 
-  #guard(req: InboundRequest, now: number): Refusal | undefined {
-    if (this.#draining) return Refusal.ShuttingDown;
-    if (!this.#acl.allows(req.sourceAddress)) return Refusal.Forbidden;
-    if (req.method === 'INVITE' && !this.#cps.take(now)) return Refusal.Overloaded;
-    const r = this.#perSource.take(req.sourceAddress, now);
-    if (!r.allowed) {
-      if (r.report) {
-        this.#log.warn(
-          { source: req.sourceAddress },
-          'source over its rate limit: answering 503 (logged once per window)',
-        );
-      }
-      return Refusal.RateLimited;
+  /**
+   * The retry of a challenged INVITE: drachtio-server sends it to the challenger alone, so its
+   * slot is taken there, in place of the one the first attempt kept (the script ends an earlier
+   * slot of the same call first, so a node that had room for the first attempt has room for its
+   * retry). When the challenger can no longer take it (gone, down, drained, or full because the
+   * kept slot lapsed), the caller gets 503 with Retry-After, as for any cluster without room.
+   */
+  async #retryAfterChallenge(
+    req: InboundRequest,
+    attempt: Attempt,
+    call: string,
+    challenge: Challenge,
+    started: number,
+  ): Promise<void> {
+    const kept = challenge.slots;
+    attempt.slots = kept;
+    const node = this.#view.get(challenge.nodeId);
+    const tried = [challenge.nodeId];
+    if (!node?.eligible) return this.#noCapacity(req, attempt, started, tried, undefined, challenge.nodeId);
+    if (!this.#settings.reservations) {
+      return this.#proxy(req, attempt, [node], call, started, challenge.nodeId);
     }
-    return undefined;
+    const r = await this.#accounting.reserve(call, [node], true, 0);
+    // The kept slot is ended by the script when the retry is the same call in Redis; otherwise
+    // (another From tag, or either taken locally) it is handed back here.
+    const carried =
+      kept?.mode === 'redis' && kept.call === call && r.kind === 'reserved' && r.slots.mode === 'redis';
+    if (kept && !carried) this.#accounting.release(kept);
+    attempt.slots = undefined;
+    if (r.kind === 'full') return this.#noCapacity(req, attempt, started, tried, 'full', challenge.nodeId);
+    attempt.slots = r.slots;
+    await this.#proxy(req, attempt, [node], call, started, challenge.nodeId);
   }
 
-  #choose(req: InboundRequest, isInvite: boolean, affinity: string | undefined): ViewNode[] {
+  #choose(affinity: string | undefined): ViewNode[] {
     const nodes = this.#view.nodes;
-    if (!isInvite) return selectByAor(nodes, aorOf(req.toUri()), this.#settings.maxTargets);
     // A few more candidates than targets, so that a node found full in Redis is replaced in the same round trip.
     const opts = { maxTargets: Math.min(16, this.#settings.maxTargets * 2), random: this.#random };
     if (affinity) return selectWithAffinity(nodes, affinity, opts);
@@ -200,11 +341,29 @@ export class Router {
 
   async #proxy(
     req: InboundRequest,
+    attempt: Attempt,
     targets: readonly ViewNode[],
-    slots: CallSlots | undefined,
+    call: string | undefined,
     started: number,
+    retryOf?: string,
   ): Promise<void> {
     const s = this.#settings;
+    const slots = attempt.slots;
+    const base = {
+      tried: targets.map((n) => n.id),
+      ...(targets[0] ? { node: targets[0].id } : {}),
+      ...(slots ? { accounting: slots.mode } : {}),
+      ...(retryOf ? { retryOf } : {}),
+    };
+    // The caller's CANCEL reached srf while the reservation was under way: drachtio-server has
+    // answered it (and the INVITE with 487), and would refuse the proxy. The slot ends now.
+    if (req.canceled || this.#draining) {
+      this.#handBack(attempt);
+      attempt.handedOff = true;
+      if (req.canceled) return this.#finish(req, { outcome: 'cancelled', status: 487, ...base }, started);
+      this.#answer(req, refusalAnswer(Refusal.ShuttingDown, s.retryAfterSec));
+      return this.#finish(req, { outcome: Refusal.ShuttingDown, status: 503, ...base }, started);
+    }
     let give: ((why: string) => void) | undefined;
     const abandoned = new Promise<string>((resolve) => (give = resolve));
     const done = give as (why: string) => void;
@@ -215,6 +374,8 @@ export class Router {
     const timer = setTimeout(() => done('timeout'), limitMs);
     let result: ProxyResult | undefined;
     let failure: string | undefined;
+    let refusedBy: unknown;
+    attempt.handedOff = true;
     try {
       const r = await Promise.race([
         req.proxy({
@@ -230,37 +391,78 @@ export class Router {
     } catch (err) {
       // srf rejects with drachtio-server's NOK reason, a plain string.
       failure = 'error';
-      this.#log.warn(
-        { callId: req.callId, err: typeof err === 'string' ? err : String(err) },
-        'drachtio-server refused to proxy',
-      );
+      refusedBy = err;
     } finally {
       clearTimeout(timer);
       this.#inFlight.delete(done);
       this.#metrics.callsInProgress.dec();
-      if (this.#draining && this.#inFlight.size === 0) this.#idle?.();
+      if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
     }
-
-    // Connected: the answering node's monitor settles every slot of the call (they are listed
-    // under the Call-ID) when FreeSWITCH counts it; releasing here could uncount the live call for
-    // the few ms until then. Not connected: no node holds the call, so every slot ends now.
-    if (slots && !result?.connected) this.#accounting.release(slots);
-    else if (slots) this.#accounting.connected(slots);
     if (result) {
       for (const resp of result.responses) {
         if (resp.status >= 300) this.#metrics.targetFailures.inc({ status: String(resp.status) });
       }
     }
+
+    // A challenge: drachtio-server stopped at the node that challenged and will send the retry
+    // there alone. The slot stays on that node for the retry (see ChallengeMemo).
+    if (result && !result.connected && result.challenge && call !== undefined) {
+      const challenger = challengerOf(result, targets);
+      if (slots && slots.node !== challenger) this.#handBack(attempt);
+      if (challenger) {
+        this.#challenges.remember(result.challenge, {
+          nodeId: challenger.id,
+          call,
+          slots: attempt.slots,
+          expiresAt: performance.now() + CHALLENGE_MEMORY_MS,
+        });
+        attempt.slots = undefined;
+      }
+      this.#handBack(attempt);
+      const outcome: Outcome = {
+        ...base,
+        outcome: 'challenged',
+        status: result.finalStatus ?? 0,
+        ...(challenger ? { node: challenger.id } : {}),
+      };
+      return this.#finish(req, outcome, started);
+    }
+
+    // Connected: the answering node's monitor settles every slot of the call (they are listed
+    // under the call's key) when FreeSWITCH counts it; releasing here could uncount the live call
+    // for the few ms until then. Not connected: no node holds the call, so every slot ends now.
+    if (slots && result?.connected) {
+      this.#accounting.connected(slots);
+      attempt.slots = undefined;
+    } else {
+      this.#handBack(attempt);
+    }
+    // The caller may have cancelled while drachtio-server was proxying (it re-reads the flag).
+    const cancelled = wasCancelled(req);
+    if (failure === 'error' && !cancelled) {
+      this.#log.warn(
+        { callId: req.callId, err: typeof refusedBy === 'string' ? refusedBy : String(refusedBy) },
+        'drachtio-server refused to proxy',
+      );
+    }
     const answeredBy = result?.connected ? this.#answeredBy(result, targets) : undefined;
     const outcome: Outcome = {
-      outcome: failure ?? (result?.connected ? 'connected' : 'failed'),
-      status: result?.finalStatus ?? 0,
-      tried: targets.map((n) => n.id),
-      ...(targets[0] ? { node: targets[0].id } : {}),
+      ...base,
+      outcome: cancelled ? 'cancelled' : (failure ?? (result?.connected ? 'connected' : 'failed')),
+      status: result?.finalStatus ?? (cancelled ? 487 : 0),
       ...(answeredBy ? { answeredBy: answeredBy.id } : {}),
-      ...(slots ? { accounting: slots.mode } : {}),
     };
     this.#finish(req, outcome, started);
+  }
+
+  #isDraining(): boolean {
+    return this.#draining;
+  }
+
+  /** Ends the slot the attempt holds, if any. */
+  #handBack(attempt: Attempt): void {
+    if (attempt.slots) this.#accounting.release(attempt.slots);
+    attempt.slots = undefined;
   }
 
   /**
@@ -273,18 +475,56 @@ export class Router {
     return targets.find((n) => n.hostPort === key);
   }
 
-  #refuse(
+  /** A request refused at admission: answered, counted by reason, logged sampled. */
+  #refuse(req: InboundRequest, attempt: Attempt, refusal: Refusal, now: number): void {
+    attempt.handedOff = true;
+    const a = refusalAnswer(refusal, this.#settings.retryAfterSec);
+    this.#answer(req, a);
+    this.#metrics.requests.inc({ method: req.method, outcome: refusal });
+    this.#metrics.refusals.inc({ reason: refusal });
+    const text = REFUSAL_TEXT[refusal];
+    if (text === undefined) return;
+    const node =
+      refusal === Refusal.Loop
+        ? this.#view.nodeAt(req.sourceAddress, req.sourcePort, req.protocol)
+        : undefined;
+    this.#refusals.note(
+      refusal,
+      req.sourceAddress,
+      text,
+      {
+        method: req.method,
+        callId: req.callId,
+        port: req.sourcePort,
+        status: a.status,
+        ...(node ? { nodeId: node.id } : {}),
+      },
+      now,
+    );
+  }
+
+  /** No node can take the call: 503 with Retry-After, and the outcome line. */
+  #noCapacity(
     req: InboundRequest,
-    refusal: Refusal,
+    attempt: Attempt,
     started: number,
     tried: string[],
     accounting?: string,
+    retryOf?: string,
   ): void {
-    const a = refusalAnswer(refusal, this.#settings.retryAfterSec);
+    this.#handBack(attempt);
+    attempt.handedOff = true;
+    const a = refusalAnswer(Refusal.NoCapacity, this.#settings.retryAfterSec);
     this.#answer(req, a);
     this.#finish(
       req,
-      { outcome: refusal, status: a.status, tried, ...(accounting ? { accounting } : {}) },
+      {
+        outcome: Refusal.NoCapacity,
+        status: a.status,
+        tried,
+        ...(accounting ? { accounting } : {}),
+        ...(retryOf ? { node: retryOf, retryOf } : {}),
+      },
       started,
     );
   }
@@ -310,6 +550,30 @@ export class Router {
       this.#log.warn({ err, callId: req.callId }, 'could not send the answer');
     }
   }
+}
+
+/**
+ * The target that issued a challenge. drachtio-server stops at a 401/407 and tries no target
+ * after it, so the challenger is the last target tried: the k-th target that answered, where k
+ * counts the final responses (silent targets leave none, and come before it). Among the targets
+ * from that position on, it is the first at the address of the challenge's response. srf gives
+ * each response's address but not its port, so two targets on one address and a silent one
+ * between them could be told apart only by a guess; this takes the earliest.
+ */
+export function challengerOf(result: ProxyResult, targets: readonly ViewNode[]): ViewNode | undefined {
+  const last = result.responses[result.responses.length - 1];
+  if (!last) return undefined;
+  const host = last.address.toLowerCase().replace(/^\[|\]$/g, '');
+  for (let i = Math.max(0, result.responses.length - 1); i < targets.length; i++) {
+    const t = targets[i];
+    if (t && t.hostPort.slice(0, t.hostPort.lastIndexOf(':')) === host) return t;
+  }
+  return undefined;
+}
+
+/** Reads the request's CANCEL flag afresh: srf sets it while the router awaits. */
+function wasCancelled(req: InboundRequest): boolean {
+  return req.canceled;
 }
 
 /** The address of record of a To URI: scheme, user and host, without parameters or port case. */

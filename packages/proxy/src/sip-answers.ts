@@ -19,17 +19,32 @@ export const Refusal = {
   ShuttingDown: 'shutting-down',
   /** No node is eligible or every eligible node is full. */
   NoCapacity: 'no-capacity',
+  /** An INVITE with a To tag: a request inside a dialog this proxy does not hold. */
+  InDialog: 'in-dialog',
+  /** An INVITE sent by one of the cluster's own nodes (`proxy.fromNodes: reject`). */
+  Loop: 'loop',
+  /** A fault inside fslb on the request path. */
+  Error: 'error',
 } as const;
 export type Refusal = (typeof Refusal)[keyof typeof Refusal];
 
 /**
- * 403 for a source the ACL refuses; 503 with Retry-After for everything that says "not now,
- * not here", so that the upstream tries the next SRV target (RFC 3261 21.5.4, RFC 3263 4.3).
+ * 403 for a source the ACL refuses; 481 for an INVITE inside a dialog this proxy does not know
+ * (RFC 3261 §12.2.2); 482 for a request that loops back from a node (§16.3, §21.4.20); 500 for
+ * a fault of fslb's own; 503 with Retry-After for everything that says "not now, not here", so
+ * that the upstream tries the next SRV target (RFC 3261 §21.5.4, RFC 3263 §4.3).
  */
 export function refusalAnswer(refusal: Refusal, retryAfterSec: number): SipAnswer {
-  if (refusal === Refusal.Forbidden) return { status: 403, reason: 'Forbidden', headers: {} };
   const retry = { 'Retry-After': String(retryAfterSec) };
   switch (refusal) {
+    case Refusal.Forbidden:
+      return { status: 403, reason: 'Forbidden', headers: {} };
+    case Refusal.InDialog:
+      return { status: 481, reason: 'Call/Transaction Does Not Exist', headers: {} };
+    case Refusal.Loop:
+      return { status: 482, reason: 'Loop Detected', headers: {} };
+    case Refusal.Error:
+      return { status: 500, reason: 'Server Internal Error', headers: {} };
     case Refusal.RateLimited:
       return { status: 503, reason: 'Rate Limit Exceeded', headers: retry };
     case Refusal.Overloaded:

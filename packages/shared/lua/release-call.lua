@@ -3,8 +3,8 @@
   A connected call's slots are the owning monitor's to settle. Idempotent: a slot already
   settled or expired is simply not there.
 
-  KEYS[1] call key (fslb:call:<callId>)
-  ARGV[1] Call-ID
+  KEYS[1] call key (fslb:call:<call>)
+  ARGV[1] the call: `<Call-ID>;<From tag>`
   ARGV[2] reservation set key prefix (fslb:resv:)
   ARGV[3..] node ids the proxy reserved, ended even if the call key is gone
 
@@ -16,7 +16,7 @@
 ]]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local callId, prefix = ARGV[1], ARGV[2]
+local call, prefix = ARGV[1], ARGV[2]
 
 local nodes, seen, notes = {}, {}, {}
 local function add(id)
@@ -45,7 +45,7 @@ for _, id in ipairs(nodes) do
     redis.call('DEL', key)
     notes[#notes + 1] = key .. ': a ' .. kind .. ' where a zset belongs; deleted'
   end
-  redis.call('ZREM', key, callId)
+  redis.call('ZREM', key, call)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   out[#out + 1] = { id, redis.call('ZCARD', key) }
 end

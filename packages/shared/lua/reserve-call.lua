@@ -7,15 +7,16 @@
   reaches one only when the chosen node failed); they take no slot, so that failovers that
   rarely happen never hold capacity that first choices need.
 
-  The slot lapses by itself after ARGV[4] ms. Slots that an earlier attempt with the same
-  Call-ID still holds (an INVITE sent again after a 401/407) end first. A reservation set
+  The slot lapses by itself after ARGV[4] ms. Slots that an earlier attempt of the same call
+  still holds (an INVITE sent again with credentials after a 401/407, which keeps its Call-ID
+  and From tag) end first, so the retry takes over the slot its challenge kept. A reservation set
   damaged into another type is deleted and started afresh.
 
-  KEYS[1]       call key         (fslb:call:<callId>)
+  KEYS[1]       call key         (fslb:call:<call>)
   KEYS[3i-1]    node hash        (fslb:node:<id>)   of candidate i = 1..c
   KEYS[3i]      reservation set  (fslb:resv:<id>)   of candidate i
   KEYS[3i+1]    liveness key     (fslb:alive:<id>)  of candidate i
-  ARGV[1] Call-ID
+  ARGV[1] the call: `<Call-ID>;<From tag>`
   ARGV[2] slots to take at most (1: the chosen node)
   ARGV[3] failover targets wanted at most after the slots
   ARGV[4] TTL of a slot, ms
@@ -38,14 +39,14 @@
 ]]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local callId = ARGV[1]
+local call = ARGV[1]
 local want, failovers = tonumber(ARGV[2]), tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local inOrder = ARGV[6] == '1'
 
 local earlier = redis.pcall('GET', KEYS[1])
 if type(earlier) == 'string' then
-  for other in string.gmatch(earlier, '%S+') do redis.pcall('ZREM', ARGV[5] .. other, callId) end
+  for other in string.gmatch(earlier, '%S+') do redis.pcall('ZREM', ARGV[5] .. other, call) end
 end
 
 local out = { t[1], t[2] }
@@ -92,7 +93,7 @@ while taken < want do
   chosen[best.i] = true
   local row = rows[best.i]
   row[1] = 1
-  row[3] = row[3] + redis.call('ZADD', KEYS[3 * best.i], now + ttl, callId)
+  row[3] = row[3] + redis.call('ZADD', KEYS[3 * best.i], now + ttl, call)
   held[#held + 1] = ARGV[6 + best.i]
   taken = taken + 1
 end

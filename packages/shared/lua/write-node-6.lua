@@ -5,9 +5,10 @@
   only when a "loud" field changed or a reservation was settled. Quiet fields (heartbeatAt) are
   stored without an event.
 
-  Settling: FreeSWITCH counted the listed calls (their CHANNEL_CREATE carried these Call-IDs),
+  Settling: FreeSWITCH counted the listed calls (their CHANNEL_CREATE carried these
+  Call-IDs and From tags, joined as `<Call-ID>;<From tag>`),
   and the `sessions` written here includes them. In the same write, each call's reservations end
-  on this node and on every other node it held a slot on (fslb:call:<callId> lists them), so a
+  on this node and on every other node it held a slot on (fslb:call:<call> lists them), so a
   call is never counted twice, nor dropped from the count between reservation and session.
 
   Repairing: the owner rebuilds what it owns when a key was damaged by hand (deleted, of another
@@ -46,7 +47,7 @@
   ARGV[14] '1' when the owner's last write is recent enough that the liveness key must exist
   ARGV[15 .. 14+2n]         loud field, value, ...
   ARGV[15+2n .. 14+2n+2m]   quiet field, value, ...
-  ARGV[15+2n+2m ..]         Call-IDs to settle
+  ARGV[15+2n+2m ..]         calls to settle (`<Call-ID>;<From tag>`)
 
   Returns: { code, admin, note, ... }
     code   the new version when something loud changed, a reservation was settled or the record

@@ -15,8 +15,9 @@
  * |                      | (JSON)   | interval                 |                                 |                     |
  * | fslb:version         | STRING   | none                     | every script that changes a     | proxy, cli          |
  * |                      | (counter)|                          | node (INCR)                     |                     |
- * | fslb:resv:<id>       | ZSET     | none; members (Call-IDs) | proxy (reserve, release);       | proxy, cli          |
- * |                      |          | scored by expiry (ms)    | owning monitor (settles)        |                     |
+ * | fslb:resv:<id>       | ZSET     | none; members (calls:    | proxy (reserve, release);       | proxy, cli          |
+ * |                      |          | <Call-ID>;<From tag>)    | owning monitor (settles)        |                     |
+ * |                      |          | scored by expiry (ms)    |                                 |                     |
  * | fslb:call:<id>       | STRING   | longest reservation of   | proxy (reserve, release);       | proxy, monitor, cli |
  * |                      |          | the call                 | owning monitor (settles)        |                     |
  * | fslb:proxies         | ZSET     | none; members scored by  | every proxy                     | cli                 |
@@ -31,9 +32,10 @@
  * version, plus `cap` (the configured session cap); see `node-record.ts`.
  *
  * Reservations: a proxy reserves a slot on each node it hands a call to before proxying it.
- * `fslb:resv:<id>` holds one member per reserved call (its SIP Call-ID) scored by the epoch ms
- * at which the reservation lapses; `fslb:call:<id>` (the id is the Call-ID) lists the node ids the call holds slots
- * on (space-separated), so that whoever ends the call's reservations (the owning monitor when
+ * `fslb:resv:<id>` holds one member per reserved call, scored by the epoch ms at which the
+ * reservation lapses. A call is named `<Call-ID>;<From tag>` (see `call-identity.ts`), so that
+ * INVITEs sharing a Call-ID hold slots of their own. `fslb:call:<id>` (the id is the call's name) lists the
+ * node ids the call holds slots on (space-separated), so that whoever ends the call's reservations (the owning monitor when
  * FreeSWITCH counts the call, the proxy when it fails) ends all of them. A node's load is
  * `sessions` + the unexpired members of its reservation set. `version` comes from
  * the one `fslb:version` counter, so versions rise across the whole cluster, and a node that is
@@ -94,9 +96,9 @@ export class ClusterKeys {
     return `${this.prefix}:resv:${id}`;
   }
 
-  /** STRING with a TTL: the node ids (space-separated) a call holds reservations on. */
-  call(callId: string): string {
-    return `${this.prefix}:call:${callId}`;
+  /** STRING with a TTL: the node ids (space-separated) a call (`callIdentity`) holds reservations on. */
+  call(call: string): string {
+    return `${this.prefix}:call:${call}`;
   }
 
   /** ZSET of live proxies, scored by the epoch ms at which each one's presence expires. */

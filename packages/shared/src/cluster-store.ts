@@ -30,7 +30,7 @@ export interface NodeWrite {
   /** Fields stored without an event (heartbeatAt). */
   quiet?: Readonly<Record<string, string | number>>;
   /**
-   * Call-IDs of calls FreeSWITCH has counted (CHANNEL_CREATE) and `loud.sessions` includes:
+   * Calls (`callIdentity`) FreeSWITCH has counted (CHANNEL_CREATE) and `loud.sessions` includes:
    * their reservations end in this same write.
    */
   settle?: readonly string[];
@@ -85,7 +85,8 @@ export interface ReserveResult {
 }
 
 export interface ReserveRequest {
-  callId: string;
+  /** The call: `callIdentity(Call-ID, From tag)`. */
+  call: string;
   /** Node ids in order of preference; slots are taken on the first ones with room. */
   candidates: readonly string[];
   /** Slots to take at most (1: the chosen node). */
@@ -293,10 +294,10 @@ export class ClusterStore {
    */
   async reserveCall(req: ReserveRequest): Promise<ReserveResult> {
     const k = this.keys;
-    const keys = [k.call(req.callId)];
+    const keys = [k.call(req.call)];
     for (const id of req.candidates) keys.push(k.node(id), k.resv(id), k.alive(id));
     const reply = await runScript(this.redis, 'reserve-call', keys, [
-      req.callId,
+      req.call,
       req.slots,
       req.failovers,
       Math.ceil(req.ttlMs),
@@ -333,16 +334,11 @@ export class ClusterStore {
    * (`release-call.lua`). Returns the Redis time and the live reservations left on each node.
    */
   async releaseCall(
-    callId: string,
+    call: string,
     nodes: readonly string[],
   ): Promise<{ at: number; nodes: { id: string; reservations: number }[] }> {
     const k = this.keys;
-    const reply = await runScript(
-      this.redis,
-      'release-call',
-      [k.call(callId)],
-      [callId, k.resv(''), ...nodes],
-    );
+    const reply = await runScript(this.redis, 'release-call', [k.call(call)], [call, k.resv(''), ...nodes]);
     if (!Array.isArray(reply) || reply.length < 2) throw new TypeError('release-call: unexpected reply');
     const rest = reply.slice(2) as unknown[];
     this.#repaired(rest);

@@ -1,3 +1,4 @@
+export { callIdentity } from './call-identity.js';
 export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
 export {
   ClusterStore,

@@ -50,7 +50,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
   }
 
   const reserve = (store: ClusterStore, callId: string, candidates: string[], failovers = 2) =>
-    store.reserveCall({ callId, candidates, slots: 1, failovers, ttlMs: 3000 });
+    store.reserveCall({ call: callId, candidates, slots: 1, failovers, ttlMs: 3000 });
 
   it('takes a slot on the least loaded candidate by Redis counts and names failover targets with room', async () => {
     const { keys, store } = await cluster({
@@ -97,7 +97,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     assert.deepEqual(w.taken, ['busy']);
     // Affinity: the proxy's first choice wins while it has room, however loaded.
     const pinned = await store.reserveCall({
-      callId: 'pinned',
+      call: 'pinned',
       candidates: ['reserved', 'light'],
       slots: 1,
       failovers: 1,
@@ -180,7 +180,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
 
   it('does not count lapsed slots', async () => {
     const { keys, store } = await cluster({ a: { sessions: 0, max: 1 } });
-    await store.reserveCall({ callId: 'short', candidates: ['a'], slots: 1, failovers: 0, ttlMs: 50 });
+    await store.reserveCall({ call: 'short', candidates: ['a'], slots: 1, failovers: 0, ttlMs: 50 });
     assert.equal((await reserve(store, 'second', ['a'])).taken.length, 0);
     await waitFor(
       'slot lapses',

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import Srf from 'drachtio-srf';
 import type { Logger } from '@fslb/shared';
+import type { DigestKey } from '../challenges.js';
 
 /**
  * The only module that touches drachtio-srf. It connects to drachtio-server in inbound mode,
@@ -30,6 +31,11 @@ export interface ProxyResult {
   responses: TargetResponse[];
   /** The URI in the final response's Contact (the answering node, for a 2xx). */
   contact: string | undefined;
+  /**
+   * The realm and nonce of a final 401/407's challenge (WWW-Authenticate / Proxy-Authenticate):
+   * drachtio-server stopped at it and will send the retry that answers it to that target only.
+   */
+  challenge: DigestKey | undefined;
 }
 
 export interface ProxyRequest {
@@ -46,7 +52,15 @@ export interface InboundRequest {
   readonly sourceAddress: string;
   readonly sourcePort: number;
   readonly protocol: string;
+  /** srf saw the caller's CANCEL (drachtio-server has answered it, and the INVITE with 487). */
+  readonly canceled: boolean;
   header(name: string): string | undefined;
+  /** The From header's tag ('' when it has none). */
+  fromTag(): string;
+  /** The To header's tag: present on a request sent inside a dialog. */
+  toTag(): string | undefined;
+  /** The realm and nonce of the request's Authorization (else Proxy-Authorization) credentials. */
+  credentials(): DigestKey | undefined;
   /** The To header's URI (the address of record of a REGISTER or SUBSCRIBE). */
   toUri(): string;
   respond(status: number, reason: string, headers?: Record<string, string>): void;
@@ -70,12 +84,16 @@ type Events = {
 interface SrfMessage {
   method: string;
   callId: string;
+  canceled?: boolean;
   source_address: string;
   source_port: string | number;
   protocol: string;
   get(name: string): string | undefined;
   has(name: string): boolean;
-  getParsedHeader(name: 'To'): { uri: string };
+  getParsedHeader(name: 'To' | 'From'): { uri: string; params?: Record<string, string | undefined> };
+  getParsedHeader(
+    name: 'Authorization' | 'Proxy-Authorization' | 'WWW-Authenticate' | 'Proxy-Authenticate',
+  ): Record<string, string | undefined>[];
   proxy(opts: Record<string, unknown>): Promise<SrfProxyResult>;
 }
 interface SrfResponse {
@@ -84,7 +102,13 @@ interface SrfResponse {
 interface SrfProxyResult {
   connected: boolean;
   finalStatus?: number;
-  finalResponse?: { msg?: { getParsedHeader(name: 'Contact'): { uri: string }[] | undefined } };
+  finalResponse?: {
+    msg?: {
+      has(name: string): boolean;
+      getParsedHeader(name: 'Contact'): { uri: string }[] | undefined;
+      getParsedHeader(name: 'WWW-Authenticate' | 'Proxy-Authenticate'): Record<string, string | undefined>[];
+    };
+  };
   responses: { address: string; port: number | string; msgs: { status: number }[] }[];
 }
 type Handler = (req: SrfMessage, res: SrfResponse) => void;
@@ -205,7 +229,15 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
     sourceAddress: req.source_address,
     sourcePort: Number(req.source_port),
     protocol: req.protocol,
+    get canceled() {
+      return req.canceled === true;
+    },
     header: (name) => (req.has(name) ? req.get(name) : undefined),
+    fromTag: () => tagOf(req, 'From') ?? '',
+    toTag: () => tagOf(req, 'To'),
+    credentials: () =>
+      digestOf(req, 'Authorization') ??
+      (req.has('Authorization') ? undefined : digestOf(req, 'Proxy-Authorization')),
     toUri: () => req.getParsedHeader('To').uri,
     respond: (status, reason, headers = {}) => res.send(status, reason, { headers }),
     proxy: async (p) => {
@@ -223,13 +255,57 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
           responses.push({ address: group.address, port: Number(group.port), status: m.status });
         }
       }
+      const msg = r.finalResponse?.msg;
       let contact: string | undefined;
       try {
-        contact = r.finalResponse?.msg?.getParsedHeader('Contact')?.[0]?.uri;
+        contact = msg?.getParsedHeader('Contact')?.[0]?.uri;
       } catch {
         contact = undefined;
       }
-      return { connected: r.connected, finalStatus: r.finalStatus, responses, contact };
+      let challenge: DigestKey | undefined;
+      if (msg && (r.finalStatus === 401 || r.finalStatus === 407)) {
+        // As drachtio-server reads it: WWW-Authenticate when there is one, else Proxy-Authenticate.
+        challenge =
+          digestOf(msg, 'WWW-Authenticate') ??
+          (msg.has('WWW-Authenticate') ? undefined : digestOf(msg, 'Proxy-Authenticate'));
+      }
+      return { connected: r.connected, finalStatus: r.finalStatus, responses, contact, challenge };
     },
   };
+}
+
+/** A tag parameter of From or To through srf's parser; undefined when absent or unreadable. */
+function tagOf(req: SrfMessage, name: 'From' | 'To'): string | undefined {
+  try {
+    return req.getParsedHeader(name).params?.tag ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The realm and nonce of the first Digest challenge or credentials in a header, through srf's
+ * parser (which keeps the quotes); undefined when absent, incomplete or unreadable.
+ */
+function digestOf(
+  msg: {
+    has(name: string): boolean;
+    getParsedHeader(name: 'WWW-Authenticate'): Record<string, string | undefined>[];
+  },
+  name: 'Authorization' | 'Proxy-Authorization' | 'WWW-Authenticate' | 'Proxy-Authenticate',
+): DigestKey | undefined {
+  if (!msg.has(name)) return undefined;
+  try {
+    const h = msg.getParsedHeader(name as 'WWW-Authenticate')[0];
+    const realm = unquote(h?.realm);
+    const nonce = unquote(h?.nonce);
+    return realm !== undefined && nonce !== undefined ? { realm, nonce } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function unquote(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  return v.length >= 2 && v.startsWith('"') && v.endsWith('"') ? v.slice(1, -1) : v;
 }

@@ -34,42 +34,33 @@ export class TokenBucket {
 
 /**
  * One token bucket per source address, forgetting sources whose bucket has refilled so that a
- * scan of spoofed addresses cannot grow it without bound. Reports the first refusal of each
- * source in a window, so that logs say it once.
+ * scan of spoofed addresses cannot grow it without bound.
  */
 export class SourceRateLimiter {
   readonly #rate: number;
   readonly #burst: number;
   readonly #buckets = new Map<string, TokenBucket>();
-  readonly #logged = new Map<string, number>();
-  readonly #windowMs: number;
+  readonly #sweepMs: number;
   readonly #maxSources: number;
   #sweptAt = 0;
 
-  constructor(rate: number, burst: number, opts: { windowMs?: number; maxSources?: number } = {}) {
+  constructor(rate: number, burst: number, opts: { sweepMs?: number; maxSources?: number } = {}) {
     this.#rate = rate;
     this.#burst = burst;
-    this.#windowMs = opts.windowMs ?? 10_000;
+    this.#sweepMs = opts.sweepMs ?? 10_000;
     this.#maxSources = opts.maxSources ?? 100_000;
   }
 
-  /**
-   * `allowed`: the request may proceed. `report`: it was refused and this is the source's first
-   * refusal in the current window (log it).
-   */
-  take(source: string, now: number): { allowed: boolean; report: boolean } {
+  /** Takes one token from the source's bucket: false when the source is over its rate. */
+  take(source: string, now: number): boolean {
     let b = this.#buckets.get(source);
     if (!b) {
       if (this.#buckets.size >= this.#maxSources) this.#sweep(now, true);
       b = new TokenBucket(this.#rate, this.#burst, now);
       this.#buckets.set(source, b);
     }
-    if (now - this.#sweptAt > this.#windowMs) this.#sweep(now, false);
-    if (b.take(now)) return { allowed: true, report: false };
-    const last = this.#logged.get(source);
-    if (last !== undefined && now - last < this.#windowMs) return { allowed: false, report: false };
-    this.#logged.set(source, now);
-    return { allowed: false, report: true };
+    if (now - this.#sweptAt > this.#sweepMs) this.#sweep(now, false);
+    return b.take(now);
   }
 
   get sources(): number {
@@ -79,7 +70,6 @@ export class SourceRateLimiter {
   #sweep(now: number, force: boolean): void {
     this.#sweptAt = now;
     for (const [k, b] of this.#buckets) if (b.idle(now)) this.#buckets.delete(k);
-    for (const [k, t] of this.#logged) if (now - t >= this.#windowMs) this.#logged.delete(k);
     // Still full of busy sources: drop the oldest half rather than grow.
     if (force && this.#buckets.size >= this.#maxSources) {
       let n = Math.floor(this.#buckets.size / 2);

@@ -5,6 +5,15 @@ import { ViewNode } from './view-node.js';
 /** How far (µs of Redis time) a load figure may be stamped after a snapshot read at once. */
 const FUTURE_LOAD_US = 60_000_000;
 
+/**
+ * How far ahead of Redis' time as the view estimates it (µs) an event's figures may be stamped.
+ * Every writer stamps with Redis' own clock, so a true figure is never ahead of it; the margin
+ * covers the estimate's drift between resyncs and a failover to a primary whose clock differs a
+ * little. A message stamped further ahead did not come from Redis' clock (forged or garbage): it
+ * would outrank every true figure until the next resync.
+ */
+export const MAX_EVENT_SKEW_US = 2_000_000;
+
 /** What applying one event did, so that the caller can react (resync on a gap). */
 export const EventEffect = {
   Applied: 'applied',
@@ -12,6 +21,8 @@ export const EventEffect = {
   Stale: 'stale',
   /** A version was skipped: a message was lost, the view must be reloaded from the keys. */
   Gap: 'gap',
+  /** Stamped too far ahead of Redis' time (see MAX_EVENT_SKEW_US): not applied. */
+  Skewed: 'skewed',
 } as const;
 export type EventEffect = (typeof EventEffect)[keyof typeof EventEffect];
 
@@ -43,6 +54,11 @@ export class ClusterView {
   #touchedAt = -Infinity;
   /** Nodes carried over a loss of Redis' state (see `ViewNode.carriedUntil`). */
   #carried = 0;
+  /** Nodes by the `host:port` and the host of their SIP address; rebuilt when addresses change. */
+  #byAddress: Map<string, ViewNode> | undefined;
+  /** The newest Redis time known (µs) and the monotonic ms it was learnt at. */
+  #redisAt = 0;
+  #redisAtMono = 0;
 
   /**
    * @param carryMs how long a routable node whose record Redis lost is kept as it was, waiting
@@ -76,6 +92,44 @@ export class ClusterView {
 
   get(id: string): ViewNode | undefined {
     return this.#byId.get(id);
+  }
+
+  /**
+   * The node whose SIP address a request came from: by address and port over UDP (a node
+   * sends from its SIP profile's socket), by address alone over TCP and TLS (their source port
+   * is the client's own). Addresses are compared as configured, so a node named by host name
+   * is not recognised.
+   */
+  nodeAt(address: string, port: number, protocol: string): ViewNode | undefined {
+    let index = this.#byAddress;
+    if (!index) {
+      index = new Map();
+      for (const n of this.#nodes) {
+        if (!n.hostPort) continue;
+        index.set(n.hostPort, n);
+        const host = n.hostPort.slice(0, n.hostPort.lastIndexOf(':'));
+        if (!index.has(host)) index.set(host, n);
+      }
+      this.#byAddress = index;
+    }
+    const addr = address.toLowerCase().replace(/^\[|\]$/g, '');
+    return protocol.toLowerCase() === 'udp' ? index.get(`${addr}:${port}`) : index.get(addr);
+  }
+
+  /**
+   * Redis' time now as this view estimates it (µs): the newest Redis time it learnt plus the
+   * time passed since. 0 before any.
+   */
+  redisNow(now: number): number {
+    return this.#redisAt === 0 ? 0 : this.#redisAt + (now - this.#redisAtMono) * 1000;
+  }
+
+  /** A Redis time (µs) read at monotonic `now`: from a snapshot or a script reply. */
+  learnRedisTime(at: number, now: number): void {
+    if (at > this.redisNow(now)) {
+      this.#redisAt = at;
+      this.#redisAtMono = now;
+    }
   }
 
   /** Nodes that could take a call now (eligible, below capacity). */
@@ -132,6 +186,9 @@ export class ClusterView {
       report.removed.push(id);
     }
     this.#nodes = [...this.#byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+    this.#byAddress = undefined;
+    this.#redisAt = s.at;
+    this.#redisAtMono = now;
     this.#version = s.version;
     this.#loaded = true;
     this.#touchedAt = now;
@@ -163,10 +220,17 @@ export class ClusterView {
   /** Applies one message from the events channel. */
   applyEvent(e: ClusterEvent, now: number): EventEffect {
     this.#touchedAt = now;
+    const redisNow = this.redisNow(now);
+    const latest = redisNow === 0 ? Infinity : redisNow + MAX_EVENT_SKEW_US;
     if (e.type === 'load') {
-      for (const f of e.nodes) this.applyLoad(f);
-      return EventEffect.Applied;
+      let skewed = false;
+      for (const f of e.nodes) {
+        if (f.at > latest) skewed = true;
+        else this.applyLoad(f);
+      }
+      return skewed ? EventEffect.Skewed : EventEffect.Applied;
     }
+    if (e.type !== 'removed' && e.at !== undefined && e.at > latest) return EventEffect.Skewed;
     const gap = this.#loaded && e.version > this.#version + 1;
     if (e.version > this.#version) this.#version = e.version;
     const held = this.#byId.get(e.id);
@@ -174,6 +238,7 @@ export class ClusterView {
       if (held && held.version < e.version) {
         this.#byId.delete(e.id);
         this.#nodes = this.#nodes.filter((n) => n !== held);
+        this.#byAddress = undefined;
       }
       return gap ? EventEffect.Gap : EventEffect.Applied;
     }
@@ -181,6 +246,7 @@ export class ClusterView {
       const n = new ViewNode(e.record, e.reservations !== undefined, e.reservations ?? 0, e.at ?? 0);
       this.#byId.set(e.id, n);
       this.#nodes = [...this.#nodes, n].sort((a, b) => (a.id < b.id ? -1 : 1));
+      this.#byAddress = undefined;
       return gap ? EventEffect.Gap : EventEffect.Applied;
     }
     if (held.carriedUntil !== 0) {
@@ -190,12 +256,14 @@ export class ClusterView {
       held.carriedUntil = 0;
       this.#countCarried();
       held.setLoad(e.record.sessions, e.reservations, e.at ?? 0);
+      if (e.record.sip !== held.record.sip) this.#byAddress = undefined;
       held.setRecord(e.record, undefined);
       held.setAlive(true);
       return gap ? EventEffect.Gap : EventEffect.Applied;
     }
     if (e.version <= held.version) return gap ? EventEffect.Gap : EventEffect.Stale;
     if (e.at !== undefined) held.setLoad(e.record.sessions, e.reservations, e.at);
+    if (e.record.sip !== held.record.sip) this.#byAddress = undefined;
     held.setRecord(e.record, e.at);
     // Only the owner's fenced write carries the reservation count, and it refreshes liveness.
     if (e.reservations !== undefined) held.setAlive(true);

@@ -40,6 +40,9 @@ export class ViewSync extends EventEmitter<Events> {
   #source: ViewSource = ViewSource.None;
   #unreadable = new Map<string, string>();
   #garbageLogged = false;
+  #skewLogged = false;
+  /** This proxy's id: its own `load` messages carry nothing it does not know already. */
+  readonly #self: string | undefined;
   /** A loss of Redis' state was logged; its end is logged once too. */
   #rebuilding = false;
   #closed = false;
@@ -50,8 +53,11 @@ export class ViewSync extends EventEmitter<Events> {
     subscriber: Redis;
     resyncMs: number;
     log: Logger;
+    /** This proxy's id, to skip its own `load` messages. */
+    self?: string;
   }) {
     super();
+    this.#self = opts.self;
     this.#view = opts.view;
     this.#store = opts.store;
     this.#subscriber = opts.subscriber;
@@ -158,8 +164,17 @@ export class ViewSync extends EventEmitter<Events> {
       return;
     }
     if (!this.#view.loaded) return;
-    const effect = this.#view.applyEvent(d.value, performance.now());
+    const e = d.value;
+    if (e.type === 'load' && e.from === this.#self) return;
+    const effect = this.#view.applyEvent(e, performance.now());
     if (effect === EventEffect.Gap) void this.resync('missed event');
+    else if (effect === EventEffect.Skewed && !this.#skewLogged) {
+      this.#skewLogged = true;
+      this.#log.warn(
+        { type: e.type, ...(e.type === 'load' ? { from: e.from } : { nodeId: e.id }) },
+        'events channel: figures stamped ahead of redis time skipped (logged once)',
+      );
+    }
   }
 
   #logUnreadable(list: { id: string; problems: string[] }[]): void {

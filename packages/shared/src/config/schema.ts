@@ -32,6 +32,7 @@ function secretPair(key: string) {
 }
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name');
+const cidr = z.string().refine(isCidr, { message: 'expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8' });
 
 export const instanceId = z.string().regex(nodeIdRe, 'expected 1-64 characters of A-Z a-z 0-9 . _ -');
 
@@ -198,13 +199,29 @@ const proxySchema = z
     finalTimeout: duration.default(30_000),
     retryAfterSec: z.number().int().min(0).max(86_400).default(5),
     affinityHeader: z.string().min(1).default('X-Fslb-Affinity'),
-    acl: z
-      .array(z.string().refine(isCidr, { message: 'expected an IPv4 or IPv6 CIDR such as 10.0.0.0/8' }))
-      .default(['0.0.0.0/0', '::/0']),
+    /**
+     * Whose affinity header is honoured: only trusted sources (`rateLimit.trusted`), or anyone.
+     * A caller who can pick the node can pile calls onto one node or probe the cluster.
+     */
+    affinityFrom: z.enum(['trusted', 'any']).default('trusted'),
+    /**
+     * An INVITE sent by one of the cluster's own nodes (its source is a node's SIP address):
+     * `reject` answers 482 Loop Detected, `route` balances it like any other call.
+     */
+    fromNodes: z.enum(['reject', 'route']).default('reject'),
+    acl: z.array(cidr).default(['0.0.0.0/0', '::/0']),
     rateLimit: z
       .strictObject({
+        /** INVITEs a second from one source address, and the burst it may send at once. */
         perSourcePerSec: z.number().positive().default(50),
         burst: z.number().int().positive().default(100),
+        /** REGISTER, SUBSCRIBE and OPTIONS a second from one source, a budget apart from INVITEs. */
+        registerPerSourcePerSec: z.number().positive().default(20),
+        registerBurst: z.number().int().positive().default(40),
+        /** Sources (CIDRs) that carry many callers, such as carriers' SBCs: a limit of their own. */
+        trusted: z.array(cidr).default([]),
+        trustedPerSourcePerSec: z.number().positive().default(500),
+        trustedBurst: z.number().int().positive().default(1000),
       })
       .prefault({}),
     /**
