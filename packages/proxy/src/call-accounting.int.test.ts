@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
 import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
+import { waitFor } from '../../../test/support/wait.js';
 import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
 
@@ -141,5 +142,45 @@ describe('call accounting: a late Redis reply', () => {
       cold.ms < 3 * TIMEOUT_MS,
       `fell back after about the timeout, not the busy wait: ${cold.ms} ms`,
     );
+  });
+});
+
+describe('call accounting: a node that left the view', () => {
+  const r = useRedis({ before, after });
+
+  it('ends at once a slot Redis took on a node this proxy no longer knows', async (t) => {
+    const redis = r.client;
+    const prefix = testPrefix();
+    t.after(() => deletePrefix(redis, prefix));
+    const keys = new ClusterKeys(prefix);
+    const store = new ClusterStore(redis, keys);
+    await store.upsertNode({ id: 'a', sip: '127.0.0.1:5070', weight: 1 });
+    await redis.set(keys.lease('a'), 'tok-a', 'PX', 30_000);
+    await store.writeNode({
+      id: 'a',
+      token: 'tok-a',
+      owner: 'mon',
+      livenessTtlMs: 30_000,
+      loud: { state: 'up', sessions: 0, maxSessions: 10 },
+    });
+    const view = new ClusterView();
+    view.applySnapshot(await store.readView(), performance.now());
+    const accounting = new CallAccounting({
+      store,
+      view,
+      settings: { maxTargets: 2, timeoutMs: 1000, ttlMs: 60_000, publishMs: 20, proxyId: 'p1' },
+      observer: { reservation: () => undefined },
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => redis.status === 'ready',
+    });
+    t.after(() => accounting.close());
+    const candidates = [...view.nodes];
+    // The node leaves this proxy's view while the script runs: an operator removed it, say.
+    const pending = accounting.reserve('gone;t1', candidates);
+    view.applyEvent({ type: 'removed', id: 'a', version: view.version + 1 }, performance.now());
+    const outcome = await pending;
+    assert.equal(outcome.kind, 'full', 'the call cannot use a node the proxy does not know');
+    await waitFor('the slot ended', async () => (await redis.zcard(keys.resv('a'))) === 0);
+    assert.equal(await redis.exists(keys.call('gone;t1')), 0);
   });
 });
