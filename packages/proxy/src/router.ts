@@ -59,6 +59,15 @@ interface Attempt {
   slots: CallSlots | undefined;
 }
 
+/**
+ * How long a retry with credentials waits, at most, for the attempt of the same call that is
+ * still being wound up (its challenge not yet recorded). That attempt has its answer already;
+ * what is left is a few turns of this process's event loop.
+ */
+const CHALLENGE_WAIT_MS = 50;
+
+const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
 /** Refusal lines: one per source per window, each with its own words. */
 const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
   [Refusal.Forbidden]: 'source outside proxy.acl: answered 403',
@@ -98,6 +107,12 @@ export class Router {
   readonly #random: () => number;
   /** Requests waiting for drachtio-server's answer, each with a way to give up on it. */
   readonly #inFlight = new Set<(why: string) => void>();
+  /**
+   * INVITEs being proxied, by call, each settling when its outcome has been dealt with. A retry
+   * with credentials can reach the app in the same read as the `done` of the attempt that was
+   * challenged, before that attempt's outcome (and its challenge) is recorded: it waits for it.
+   */
+  readonly #proxying = new Map<string, Promise<void>>();
   #draining = false;
   #idle: (() => void) | undefined;
   #turn = 0;
@@ -227,8 +242,15 @@ export class Router {
       // An INVITE answering a challenge that this replica's drachtio-server holds goes to the
       // node that issued it, whatever the app says: count it there.
       const credentials = req.credentials();
-      const challenge = credentials && this.#challenges.take(credentials, started);
-      if (challenge) return this.#retryAfterChallenge(req, attempt, call, challenge, started);
+      if (credentials) {
+        let challenge = this.#challenges.take(credentials, started);
+        const earlier = challenge ? undefined : this.#proxying.get(call);
+        if (earlier) {
+          await Promise.race([earlier, delay(CHALLENGE_WAIT_MS)]);
+          challenge = this.#challenges.take(credentials, performance.now());
+        }
+        if (challenge) return this.#retryAfterChallenge(req, attempt, call, challenge, started);
+      }
       return this.#routeInvite(req, attempt, call, trusted, started);
     }
 
@@ -340,6 +362,26 @@ export class Router {
   }
 
   async #proxy(
+    req: InboundRequest,
+    attempt: Attempt,
+    targets: readonly ViewNode[],
+    call: string | undefined,
+    started: number,
+    retryOf?: string,
+  ): Promise<void> {
+    if (call === undefined) return this.#forward(req, attempt, targets, call, started, retryOf);
+    let settled: (() => void) | undefined;
+    const mine = new Promise<void>((resolve) => (settled = resolve));
+    this.#proxying.set(call, mine);
+    try {
+      await this.#forward(req, attempt, targets, call, started, retryOf);
+    } finally {
+      if (this.#proxying.get(call) === mine) this.#proxying.delete(call);
+      settled?.();
+    }
+  }
+
+  async #forward(
     req: InboundRequest,
     attempt: Attempt,
     targets: readonly ViewNode[],

@@ -84,7 +84,8 @@ type Events = {
 interface SrfMessage {
   method: string;
   callId: string;
-  canceled?: boolean;
+  /** srf emits `cancel` on an INVITE when drachtio-server passes on the caller's CANCEL. */
+  on(event: 'cancel', fn: () => void): void;
   source_address: string;
   source_port: string | number;
   protocol: string;
@@ -223,6 +224,10 @@ export class DrachtioLink extends EventEmitter<Events> {
 }
 
 function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
+  // drachtio-server has answered the CANCEL (and the INVITE with 487) by itself; it would still
+  // proxy the INVITE if asked, to a node whose answer no caller waits for.
+  let canceled = false;
+  if (req.method === 'INVITE') req.on('cancel', () => (canceled = true));
   return {
     method: req.method,
     callId: req.callId || (req.get('Call-ID') ?? ''),
@@ -230,7 +235,7 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
     sourcePort: Number(req.source_port),
     protocol: req.protocol,
     get canceled() {
-      return req.canceled === true;
+      return canceled;
     },
     header: (name) => (req.has(name) ? req.get(name) : undefined),
     fromTag: () => tagOf(req, 'From') ?? '',

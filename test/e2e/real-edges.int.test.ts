@@ -1,0 +1,280 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, connect, type Socket } from 'node:net';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Redis } from 'ioredis';
+import { ClusterKeys } from '@fslb/shared';
+import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
+import { captureLogger } from '../support/log-capture.js';
+import { drachtioBin, sippBin, startDrachtioServer } from '../support/drachtio-server.js';
+import { freeUdpPort } from '../support/net.js';
+import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
+import { config, startMonitor, waitForNode } from '../monitor/support.js';
+import { proxyConfig, startProxy } from '../proxy/support.js';
+
+/**
+ * Carrier traffic at the edges through real peers: SIPp callers -> a real drachtio-server ->
+ * fslb-proxy -> FreeSWITCH simulators watched by a real monitor. A flood from one source beside
+ * ordinary callers, a callee that challenges every INVITE, and a caller that cancels while Redis
+ * is slow. Runs when a drachtio-server binary (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and
+ * `sipp` are present; otherwise it says why it skips.
+ */
+const bin = drachtioBin();
+const sipp = sippBin();
+const skip =
+  bin === undefined
+    ? 'no drachtio-server: set FSLB_DRACHTIO_BIN or put `drachtio` on PATH'
+    : sipp === undefined
+      ? 'sipp (Debian package sip-tester) is not on PATH'
+      : false;
+if (skip) console.log(`# real-peer edge cases skipped: ${skip}`);
+
+const scenario = (name: string) => fileURLToPath(new URL(`sipp/${name}`, import.meta.url));
+
+interface Sipp {
+  exited: Promise<number | null>;
+  stderr(): string;
+}
+
+/** Runs a SIPp caller against drachtio-server from `address`; killed when the test ends. */
+async function runSipp(
+  t: TestContext,
+  o: { sipPort: number; address: string; scenario: string; service: string; args: string[] },
+): Promise<Sipp> {
+  const child = spawn(
+    sipp as string,
+    [
+      `127.0.0.1:${o.sipPort}`,
+      '-sf',
+      scenario(o.scenario),
+      '-s',
+      o.service,
+      '-i',
+      o.address,
+      '-p',
+      String(await freeUdpPort()),
+      '-timeout',
+      '40s',
+      '-nostdin',
+      ...o.args,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-5000)));
+  return { exited: once(child, 'exit').then(([code]) => code as number | null), stderr: () => stderr };
+}
+
+interface Rig {
+  keys: ClusterKeys;
+  sims: FsCluster;
+  sipPort: number;
+  lines(): Record<string, unknown>[];
+  drachtioOutput(): string;
+}
+
+/**
+ * Nodes, their monitor, a real drachtio-server and one fslb-proxy beside it, all ended with the
+ * test. `redisUrl` lets the proxy reach Redis through a relay.
+ */
+async function rig(
+  t: TestContext,
+  r: { server: { url: string }; client: Redis },
+  o: {
+    count: number;
+    sim?: Omit<FsNodeOptions, 'hostname' | 'coreUuid'>;
+    proxy?: Record<string, unknown>;
+    redisUrl?: string;
+  },
+): Promise<Rig> {
+  const prefix = testPrefix('edge');
+  const keys = new ClusterKeys(prefix);
+  const sims = await FsCluster.start({ count: o.count, heartbeatMs: 500, maxSessions: 1000, ...o.sim });
+  const redisUrl = r.server.url;
+  t.after(async () => {
+    await sims.close();
+    await deletePrefix(r.client, prefix);
+  });
+  const monitor = await startMonitor(config({ redisUrl, prefix, nodes: sims.nodes }));
+  t.after(() => monitor.close());
+  for (let i = 1; i <= o.count; i++) {
+    await waitForNode(r.client, keys, `fs${i}`, (h) => h.state === 'up' && Number(h.maxSessions) > 0, 'up');
+  }
+  const sipPort = await freeUdpPort();
+  const drachtio = await startDrachtioServer(bin as string, sipPort);
+  t.after(() => drachtio.close());
+  const { log, text } = captureLogger('info');
+  const proxy = await startProxy(
+    proxyConfig({
+      redisUrl: o.redisUrl ?? redisUrl,
+      prefix,
+      nodes: sims.nodes,
+      drachtioPort: drachtio.appPort,
+      proxy: o.proxy ?? {},
+    }),
+    undefined,
+    log,
+  );
+  t.after(() => proxy.close());
+  await waitFor('proxy connected to drachtio-server', () => proxy.drachtioConnected, { timeoutMs: 10_000 });
+  await waitFor('proxy sees the nodes', () => proxy.view.nodes.filter((n) => n.eligible).length === o.count);
+  const lines = () =>
+    text()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { keys, sims, sipPort, lines, drachtioOutput: () => drachtio.output() };
+}
+
+describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, timeout: 120_000 }, () => {
+  const r = useRedis({ before, after });
+
+  it('connects ordinary calls while one source floods at 300/s, with a short log', async (t) => {
+    const s = await rig(t, r, {
+      count: 2,
+      proxy: { maxCps: 100, rateLimit: { perSourcePerSec: 20, burst: 20 } },
+    });
+    const flood = await runSipp(t, {
+      sipPort: s.sipPort,
+      address: '127.0.0.2',
+      scenario: 'uac-contact.xml',
+      service: 'flood',
+      args: ['-r', '300', '-m', '2100', '-l', '3000', '-d', '500'],
+    });
+    const calls = await runSipp(t, {
+      sipPort: s.sipPort,
+      address: '127.0.0.3',
+      scenario: 'uac-contact.xml',
+      service: 'caller',
+      args: ['-r', '10', '-m', '50', '-l', '50', '-d', '500'],
+    });
+    await calls.exited;
+    await flood.exited;
+    const routed = s.lines().filter((l) => l.msg === 'request routed');
+    const from = (address: string) => routed.filter((l) => String(l.source).startsWith(`${address}:`));
+    const connected = from('127.0.0.3').filter((l) => l.outcome === 'connected').length;
+    const floodThrough = from('127.0.0.2').filter((l) => l.outcome === 'connected').length;
+    const aboutFlood = s
+      .lines()
+      .filter((l) => l.msg !== 'request routed' && JSON.stringify(l).includes('127.0.0.2'));
+    t.diagnostic(
+      `ordinary calls connected: ${connected}/50; flood calls through: ${floodThrough}; ` +
+        `log lines about the flood: ${aboutFlood.length}; all lines: ${s.lines().length}`,
+    );
+    assert.ok(connected >= 48, `ordinary calls connected: ${connected} of 50`);
+    assert.ok(aboutFlood.length <= 3, `lines about the flood: ${aboutFlood.length}`);
+  });
+
+  it('accounts the retry after a digest challenge on the node that challenged', async (t) => {
+    const s = await rig(t, r, { count: 2, sim: { challenge: true } });
+    const calls = 12;
+    const run = await runSipp(t, {
+      sipPort: s.sipPort,
+      address: '127.0.0.1',
+      scenario: 'uac-auth.xml',
+      service: 'caller',
+      args: ['-r', '6', '-m', String(calls), '-l', String(calls), '-d', '1000'],
+    });
+    const code = await run.exited;
+    assert.equal(code, 0, `sipp failed (exit ${code}): ${run.stderr()}\n${s.drachtioOutput().slice(-2000)}`);
+    const routed = s.lines().filter((l) => l.msg === 'request routed');
+    const challenged = routed.filter((l) => l.outcome === 'challenged');
+    if (process.env.FSLB_DEBUG)
+      writeFileSync('/tmp/routed.log', routed.map((l) => JSON.stringify(l)).join('\n'));
+    const retries = routed.filter((l) => l.retryOf !== undefined);
+    assert.equal(challenged.length, calls);
+    assert.equal(retries.length, calls);
+    for (const l of retries) {
+      assert.equal(l.outcome, 'connected', JSON.stringify(l));
+      assert.equal(l.node, l.retryOf, JSON.stringify(l));
+      assert.equal(l.answeredBy, l.retryOf, `the slot was taken where the call went: ${JSON.stringify(l)}`);
+    }
+    await waitFor('no reservation left', async () =>
+      (await Promise.all(['fs1', 'fs2'].map((id) => r.client.zcard(s.keys.resv(id))))).every((n) => n === 0),
+    );
+  });
+
+  it('ends the slot at once and counts the call cancelled when the caller cancels while Redis is slow', async (t) => {
+    const relay = await slowRelay(new URL(r.server.url), 400);
+    t.after(() => relay.close());
+    const s = await rig(t, r, { count: 1, redisUrl: relay.url, proxy: { reserveTimeoutMs: 2000 } });
+    relay.slow = true;
+    const run = await runSipp(t, {
+      sipPort: s.sipPort,
+      address: '127.0.0.1',
+      scenario: 'uac-cancel.xml',
+      service: 'caller',
+      args: ['-m', '3', '-r', '3', '-l', '3'],
+    });
+    const code = await run.exited;
+    assert.equal(code, 0, `sipp failed (exit ${code}): ${run.stderr()}`);
+    const cancelled = await waitFor('three outcomes', () => {
+      const l = s.lines().filter((x) => x.msg === 'request routed');
+      return l.length >= 3 ? l : undefined;
+    });
+    assert.deepEqual(
+      cancelled.map((l) => l.outcome),
+      ['cancelled', 'cancelled', 'cancelled'],
+    );
+    relay.slow = false;
+    await waitFor('the slots ended', async () => (await r.client.zcard(s.keys.resv('fs1'))) === 0, {
+      timeoutMs: 2000,
+    });
+    assert.equal(s.sims.nodes[0]!.calls().length, 0, 'no INVITE reached the node');
+  });
+});
+
+/** A TCP relay in front of Redis that holds each reply for `delayMs` while `slow` is set. */
+async function slowRelay(
+  target: URL,
+  delayMs: number,
+): Promise<{ url: string; slow: boolean; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const state = { slow: false };
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    // Replies leave in order: one never overtakes another that is being held.
+    let lastDue = 0;
+    upstream.on('data', (chunk: Buffer) => {
+      const now = performance.now();
+      const due = Math.max(now + (state.slow ? delayMs : 0), lastDue);
+      lastDue = due;
+      setTimeout(() => {
+        if (client.writable) client.write(chunk);
+      }, due - now);
+    });
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    get slow() {
+      return state.slow;
+    },
+    set slow(v: boolean) {
+      state.slow = v;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+      await once(server, 'close');
+    },
+  };
+}
