@@ -490,3 +490,88 @@ describe('connections', () => {
     assert.throws(() => dx.inject({ method: 'INVITE' }), /closed/);
   });
 });
+
+describe('CANCEL from the caller', () => {
+  it("reaches the app while the INVITE waits for it: srf emits cancel, the caller gets 200 and 487, the app's late answer gets NOK", async () => {
+    const dx = await double();
+    const seen: { req: AppRequest; res: Srf.SrfResponse }[] = [];
+    await inviteApp(dx, (req, res) => seen.push({ req, res }));
+    const h = dx.inject({ method: 'INVITE', sdp: true });
+    const { req, res } = await within(
+      'the app to get the INVITE',
+      2000,
+      next(() => seen[0]),
+    );
+    const canceled = new Promise<Srf.SipMessage>((resolve) => req.on('cancel', resolve));
+    assert.equal(h.cancel(), 200);
+    const cancel = await within('srf to emit cancel', 2000, canceled);
+    assert.match(cancel.raw, /^CANCEL /);
+    assert.equal(cancel.get('Call-ID'), h.callId);
+    assert.equal(cancel.get('CSeq'), '1 CANCEL');
+    assert.equal(cancel.get('Via'), h.message.get('via'), 'the INVITE top Via, so its branch');
+    assert.equal(cancel.get('From'), h.message.get('from'));
+    assert.equal(cancel.get('To'), h.message.get('to'));
+    assert.deepEqual(
+      h.callerResponses.map((r) => r.status),
+      [100, 487],
+    );
+    assert.equal(h.cancelResponses[0]?.status, 200);
+    assert.equal(h.canceled, true);
+    const err = await new Promise<unknown>((resolve) =>
+      res.send(486, 'Busy Here', {}, (e: unknown) => resolve(e)),
+    );
+    assert.equal(err, 'Response not sent due to unknown transaction');
+    assert.equal(h.state, 'removed');
+    assert.equal(h.responses.length, 0);
+    assert.equal(h.finalResponse?.status, 487);
+  });
+
+  it('answers 481 after the app answered 2xx, 200 with no effect after a failure; only an INVITE can be canceled', async () => {
+    const dx = await double();
+    app(dx)
+      .invite((req, res) => res.send(Number(req.get('X-Answer'))))
+      .route('options', (_req, res) => res.send(200))
+      .connect();
+    await dx.routed(['invite', 'options']);
+    const answered = dx.inject({ method: 'INVITE', headers: { 'X-Answer': '200' } });
+    assert.equal((await answered.final()).status, 200);
+    assert.equal(answered.cancel(), 481);
+    const busy = dx.inject({ method: 'INVITE', headers: { 'X-Answer': '486' } });
+    assert.equal((await busy.final()).status, 486);
+    assert.equal(busy.cancel(), 200);
+    assert.deepEqual(
+      busy.callerResponses.map((r) => r.status),
+      [100, 486],
+    );
+    const options = dx.inject({ method: 'OPTIONS' });
+    assert.throws(() => options.cancel(), /not an INVITE/);
+  });
+
+  it('answers 481 to a CANCEL for an INVITE nobody routed', async () => {
+    const dx = await double();
+    const h = dx.inject({ method: 'INVITE' });
+    assert.equal((await h.final()).status, 503);
+    assert.equal(h.cancel(), 481);
+    assert.equal(h.cancelResponses[0]?.get('cseq'), '1 CANCEL');
+  });
+});
+
+describe('digest challenges', () => {
+  it('sends a scripted 401 back as final and remembers its challenge, as a forwarded one', async () => {
+    const dx = await double();
+    dx.onProxy(() => ({
+      kind: 'respond',
+      responses: [
+        { status: 401, headers: { 'WWW-Authenticate': 'Digest realm="r", nonce="n-9"' } },
+        { status: 200 },
+      ],
+    }));
+    const { outcome } = await proxyApp(dx, { destination: ['10.0.0.20', '10.0.0.21'] });
+    const h = dx.inject({ method: 'INVITE' });
+    const result = await outcome();
+    assert.equal(result.connected, false);
+    assert.equal(result.finalStatus, 401);
+    assert.equal((await h.final()).status, 401);
+    assert.deepEqual([...dx.challenges], [['"n-9"', { realm: '"r"', target: 'sip:10.0.0.20' }]]);
+  });
+});

@@ -4,13 +4,21 @@
  * drachtio-server. A test authenticates apps, sees their routes, injects SIP requests as if a
  * caller had sent them, captures the app's responses and `proxy` commands, and answers each
  * proxy command as the test's handler says: scripted per-target responses, NOK, a dropped
- * socket, silence, or a real forward over UDP (`SipForwarder`). See README.md.
+ * socket, silence, or a real forward over UDP (`SipForwarder`). It remembers the digest
+ * challenges targets send (`ChallengeCache`) and takes a caller's CANCEL as drachtio does.
+ * See README.md.
  */
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 
 import { AppConnection } from './app-connection.js';
+import {
+  CHALLENGE_TTL_MS,
+  ChallengeCache,
+  isChallenge,
+  type RememberedChallenge,
+} from './challenge-cache.js';
 import {
   InjectedRequest,
   ProxyCommand,
@@ -22,7 +30,7 @@ import {
 } from './injected-request.js';
 import { SipForwarder, type Peer, type SipTimers } from './sip-forwarder.js';
 import { failureRank, parseSipUri, reasonPhrase, SipMessage, tagOf } from './sip-message.js';
-import { randomTag, sipRequest, type SipRequestSpec, type SipSource } from './sip-request.js';
+import { cancelFor, randomTag, sipRequest, type SipRequestSpec, type SipSource } from './sip-request.js';
 import {
   authOkMessage,
   FrameDecoder,
@@ -63,6 +71,8 @@ export interface DrachtioDoubleOptions {
   forward?: { host?: string; port?: number; timers?: Partial<SipTimers> };
   /** How long the `wait`-style methods wait before rejecting; 10 s by default. */
   waitTimeoutMs?: number;
+  /** How long a target's digest challenge is remembered; 2000 ms by default, as in drachtio. */
+  challengeTtlMs?: number;
 }
 
 export interface DrachtioDoubleEvents {
@@ -93,6 +103,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
   private readonly rrOffset = new Map<string, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly state = new EventEmitter<{ changed: [] }>();
+  private readonly challengeCache: ChallengeCache;
   private handler: ProxyHandler = () => ({ kind: 'forward' });
   private nextId = 1;
   private closing: Promise<void> | undefined;
@@ -122,6 +133,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     this.version = options.version ?? 'v0.9.4';
     this.defaultFraming = { ...options.framing };
     this.waitTimeoutMs = options.waitTimeoutMs ?? 10_000;
+    this.challengeCache = new ChallengeCache(options.challengeTtlMs ?? CHALLENGE_TTL_MS);
     server.on('connection', (socket) => this.accept(socket));
     forwarder.on('warning', (m) => this.safeEmit('warning', m));
   }
@@ -150,6 +162,11 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
   /** Live app connections. */
   get connections(): AppConnection[] {
     return [...this.connectionSet];
+  }
+
+  /** The digest challenges remembered now, by nonce (quotes included): realm and target. A copy. */
+  get challenges(): Map<string, RememberedChallenge> {
+    return this.challengeCache.entries;
   }
 
   /** The framing of every connection, present and future. */
@@ -257,6 +274,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     this.closing ??= (async () => {
       for (const t of this.timers) clearTimeout(t);
       this.timers.clear();
+      this.challengeCache.clear();
       const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       await this.dropConnections();
       await serverClosed;
@@ -426,7 +444,13 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
       return;
     }
     const req = this.requests.get(txnId);
-    if (!req || req.state !== 'pending') {
+    if (!req || req.state !== 'pending' || req.canceled) {
+      // After a CANCEL, drachtio drops the pending request when the app responds
+      // (`setupLegForIncomingRequest`): a later proxy of it is an unknown transaction too.
+      if (req?.canceled && req.state === 'pending') {
+        req.state = 'removed';
+        req.changed();
+      }
       conn.writer.send(nokMessage(msg.id, 'Response not sent due to unknown transaction'));
       return;
     }
@@ -493,7 +517,10 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     }
     let cmd: ProxyCommand;
     try {
-      cmd = new ProxyCommand(this, msg.id, fields, req, conn, msg.text);
+      // `doProxy`: credentials answering a challenge remembered here send the request to the
+      // target that challenged, whatever the app chose.
+      const challengeTarget = this.challengeCache.take(req.message);
+      cmd = new ProxyCommand(this, msg.id, fields, req, conn, msg.text, challengeTarget);
     } catch (err) {
       conn.writer.send(nokMessage(msg.id, `unparsable proxy request: ${String(err)}`));
       return;
@@ -542,12 +569,13 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
 
   private async respondScripted(cmd: ProxyCommand, responses: readonly ScriptedResponse[]): Promise<void> {
     const req = cmd.request;
+    const targets = cmd.targets;
     const finals: SipMessage[] = [];
     for (const [i, entry] of responses.entries()) {
       if (entry === 'silent') continue;
       if (entry.delayMs !== undefined && entry.delayMs > 0) await this.sleep(entry.delayMs);
       if (this.closing) return;
-      const destination = cmd.destinations[Math.min(i, cmd.destinations.length - 1)] ?? '';
+      const destination = targets[Math.min(i, targets.length - 1)] ?? '';
       const res = this.targetResponse(req, destination, entry);
       const uri = parseSipUri(destination);
       this.sendContinue(cmd, res, { address: uri?.host ?? '', port: uri?.port ?? 5060 });
@@ -557,6 +585,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
         return;
       }
       finals.push(res);
+      if (isChallenge(res) && this.challengeCache.add(res, destination)) break;
     }
     const ranked = [...finals].sort((a, b) => failureRank(a.status) - failureRank(b.status));
     const best = ranked[0];
@@ -566,10 +595,10 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
 
   private async forward(cmd: ProxyCommand): Promise<void> {
     const req = cmd.request;
-    await this.forwarder.forward(
+    const { run, started } = this.forwarder.forward(
       {
         request: req.message,
-        destinations: cmd.destinations,
+        destinations: cmd.targets,
         recordRoute: cmd.remainInDialog,
         followRedirects: cmd.followRedirects,
         simultaneous: cmd.forking === 'simultaneous',
@@ -595,8 +624,58 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
           req.forwarded.push({ destination, message, to });
           req.changed();
         },
+        challenged: (res, destination) => this.challengeCache.add(res, destination),
       },
     );
+    cmd.run = run;
+    if (cmd.callerCanceled) run.cancel();
+    await started;
+  }
+
+  /**
+   * The caller's CANCEL for an injected INVITE, answered as drachtio-server v0.9.4 does; returns
+   * the CANCEL's status. Still out to the app (src/controller.cpp, `sip_method_cancel`): the
+   * CANCEL goes to the app with the INVITE's transaction id, 200 to the CANCEL, 487 to the
+   * INVITE, and the pending request is marked canceled (not removed: a later proxy still goes
+   * ahead; a later response gets NOK). Proxied (`processRequestWithoutRouteHeader`): 200, 487
+   * to the INVITE, CANCEL to the targets; the app hears nothing. Answered by the app (sofia's
+   * `incoming_cancel`): 481 after a 2xx, 200 with no effect after a failure. Otherwise 481.
+   * @internal
+   */
+  cancelRequest(req: InjectedRequest): number {
+    if (req.method !== 'INVITE') throw new Error(`cancel(): ${req.method} ${req.callId} is not an INVITE`);
+    if (this.closing) throw new Error('DrachtioDouble is closed');
+    const cancel = cancelFor(req.message);
+    const final = req.finalResponse;
+    const proxy = req.proxyCommands.at(-1);
+    let status = 481;
+    if (req.state === 'pending') {
+      status = 200;
+      const conn = req.connection;
+      if (conn && !conn.closed) {
+        conn.writer.send(
+          sipRequestMessage({ source: 'network', ...req.source }, req.txnId, undefined, cancel.toString()),
+        );
+      }
+      req.canceled = true;
+      this.toCaller(req, this.serverResponse(req, 487, 'Request Terminated'));
+    } else if (
+      req.state === 'proxying' &&
+      proxy !== undefined &&
+      proxy.reply.nok === undefined &&
+      !(final !== undefined && final.status < 300)
+    ) {
+      // The proxy core is still there; drachtio sends 487 statelessly even after a failure final.
+      status = 200;
+      this.toCaller(req, this.serverResponse(req, 487, 'Request Terminated'));
+      proxy.callerCanceled = true;
+      proxy.run?.cancel();
+    } else if (req.state === 'answered' && final !== undefined && final.status >= 300) {
+      status = 200;
+    }
+    req.cancelResponses.push(responseFor(cancel, status, reasonPhrase(status), req.localTag));
+    req.changed();
+    return status;
   }
 
   private sendContinue(cmd: ProxyCommand, res: SipMessage, from: Peer, raw?: string): void {
@@ -644,16 +723,9 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     return res;
   }
 
-  /** A response drachtio-server makes by itself (100 Trying, 503 with no app, 408). */
+  /** A response drachtio-server makes by itself (100 Trying, 503 with no app, 408, 487). */
   private serverResponse(req: InjectedRequest, status: number, reason: string): SipMessage {
-    const res = SipMessage.response(status, reason);
-    for (const via of req.message.getAll('via')) res.add('Via', via);
-    res.add('From', req.message.get('from') ?? '');
-    const to = req.message.get('to') ?? '';
-    res.add('To', status === 100 || tagOf(to) !== undefined ? to : `${to};tag=${req.localTag}`);
-    res.add('Call-ID', req.callId);
-    res.add('CSeq', req.message.get('cseq') ?? '');
-    return res;
+    return responseFor(req.message, status, reason, req.localTag);
   }
 
   private toCaller(req: InjectedRequest, res: SipMessage): void {
@@ -693,4 +765,16 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
 
 function withoutTopVia(res: SipMessage): SipMessage {
   return res.clone().removeFirst('via');
+}
+
+/** A response to `request` with its Vias, From, To (with `toTag` unless 100 or tagged), Call-ID, CSeq. */
+function responseFor(request: SipMessage, status: number, reason: string, toTag: string): SipMessage {
+  const res = SipMessage.response(status, reason);
+  for (const via of request.getAll('via')) res.add('Via', via);
+  res.add('From', request.get('from') ?? '');
+  const to = request.get('to') ?? '';
+  res.add('To', status === 100 || tagOf(to) !== undefined ? to : `${to};tag=${toTag}`);
+  res.add('Call-ID', request.callId);
+  res.add('CSeq', request.get('cseq') ?? '');
+  return res;
 }

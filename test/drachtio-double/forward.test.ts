@@ -10,11 +10,13 @@ import {
   DrachtioDouble,
   parseVia,
   SipMessage,
+  tagOf,
   type DrachtioDoubleOptions,
   type InjectedRequest,
+  type SipRequestSpec,
 } from './index.js';
 
-import { SrfApp, type ProxyOptions, type ProxyResult } from './srf-app.js';
+import { SrfApp, type AppRequest, type ProxyOptions, type ProxyResult } from './srf-app.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -30,38 +32,71 @@ async function node(options: FsNodeOptions = {}): Promise<FsNode> {
 const target = (n: { sipPort: number } | number): string =>
   `127.0.0.1:${typeof n === 'number' ? n : n.sipPort}`;
 
+type InviteSpec = Omit<SipRequestSpec, 'method'>;
+
 interface Scene {
   dx: DrachtioDouble;
-  /** Injects an INVITE; resolves with its handle and srf's req.proxy() outcome. */
-  call: () => Promise<{ h: InjectedRequest; result: ProxyResult }>;
+  /** The Call-IDs of the INVITEs srf emitted `cancel` for. */
+  cancels: string[];
+  /** Injects an INVITE (a G.711 offer, then `spec`); `result` settles with srf's req.proxy() outcome. */
+  start: (spec?: InviteSpec) => { h: InjectedRequest; result: Promise<ProxyResult> };
+  /** As `start`, and waits for the outcome. */
+  call: (spec?: InviteSpec) => Promise<{ h: InjectedRequest; result: ProxyResult }>;
 }
 
-/** A double in forward mode and an srf app that proxies every INVITE with `opts`. */
-async function scene(opts: ProxyOptions, options: DrachtioDoubleOptions = {}): Promise<Scene> {
+/** A double in forward mode and an srf app that proxies every INVITE with `opts` (or `opts(req)`). */
+async function scene(
+  opts: ProxyOptions | ((req: AppRequest) => ProxyOptions),
+  options: DrachtioDoubleOptions = {},
+): Promise<Scene> {
   const dx = await DrachtioDouble.start(options);
   cleanups.push(() => dx.close());
   const outcomes = new Map<string, Promise<ProxyResult>>();
+  const cancels: string[] = [];
   const app = new SrfApp(dx)
     .invite((req) => {
-      const p = req.proxy(opts);
+      req.on('cancel', () => cancels.push(req.get('Call-ID')));
+      const p = req.proxy(typeof opts === 'function' ? opts(req) : opts);
       p.catch(() => undefined);
       outcomes.set(req.stackTxnId, p);
     })
     .connect();
   cleanups.push(() => app.close());
   await dx.routed(['invite']);
+  const start = (spec: InviteSpec = {}): { h: InjectedRequest; result: Promise<ProxyResult> } => {
+    const h = dx.inject({ method: 'INVITE', sdp: true, ...spec });
+    const result = waitFor(
+      'the app to proxy',
+      () => outcomes.get(h.txnId) && { p: outcomes.get(h.txnId)! },
+    ).then(({ p }) => within('req.proxy() to settle', 10_000, p));
+    result.catch(() => undefined);
+    return { h, result };
+  };
   return {
     dx,
-    call: async () => {
-      const h = dx.inject({ method: 'INVITE', sdp: true });
-      const p = await waitFor(
-        'the app to proxy',
-        () => outcomes.get(h.txnId) && { p: outcomes.get(h.txnId)! },
-      );
-      return { h, result: await within('req.proxy() to settle', 10_000, p.p) };
+    cancels,
+    start,
+    call: async (spec) => {
+      const { h, result } = start(spec);
+      return { h, result: await result };
     },
   };
 }
+
+/** Proxy options naming the destinations of the INVITE's X-Dest header (comma-separated). */
+const steered = (req: AppRequest): ProxyOptions => ({
+  destination: req.get('X-Dest').split(','),
+  provisionalTimeout: '2s',
+});
+
+/** The same caller sending its INVITE again (same Call-ID and From tag) with CSeq `cseq`. */
+function again(h: InjectedRequest, cseq: number, headers: Record<string, string>): InviteSpec {
+  return { callId: h.callId, fromTag: tagOf(h.message.get('from')) ?? '', cseq, headers };
+}
+
+/** The nonce of a challenge (quotes removed). */
+const nonceOf = (res: SipMessage): string =>
+  /nonce="([^"]*)"/.exec(res.get('www-authenticate') ?? res.get('proxy-authenticate') ?? '')?.[1] ?? '';
 
 const statuses = (r: ProxyResult): number[][] => r.responses.map((g) => g.msgs.map((m) => m.status));
 
@@ -226,7 +261,13 @@ class UdpPeer {
     return this.received.filter((r) => r.msg.method === method);
   }
 
-  reply(to: { msg: SipMessage; from: RemoteInfo }, status: number, reason: string, branch?: string): void {
+  reply(
+    to: { msg: SipMessage; from: RemoteInfo },
+    status: number,
+    reason: string,
+    opts: { branch?: string; headers?: Record<string, string> } = {},
+  ): void {
+    const { branch } = opts;
     const res = SipMessage.response(status, reason);
     const vias = to.msg.getAll('via');
     res.add(
@@ -238,6 +279,7 @@ class UdpPeer {
     res.add('To', `${to.msg.get('to') ?? ''}${status > 100 ? ';tag=peer1' : ''}`);
     res.add('Call-ID', to.msg.callId);
     res.add('CSeq', to.msg.get('cseq') ?? '');
+    for (const [name, value] of Object.entries(opts.headers ?? {})) res.add(name, value);
     this.socket.send(res.toString(), to.from.port, to.from.address);
   }
 }
@@ -254,7 +296,7 @@ describe('forward mode transactions', () => {
       'retransmissions are identical',
     );
     const first = copies[0]!;
-    peer.reply(first, 200, 'OK', 'z9hG4bKsomeoneelse');
+    peer.reply(first, 200, 'OK', { branch: 'z9hG4bKsomeoneelse' });
     peer.reply(first, 100, 'Trying');
     const count = peer.of('INVITE').length;
     peer.reply(first, 486, 'Busy Here');
@@ -282,5 +324,202 @@ describe('forward mode transactions', () => {
     assert.equal((await h.final()).status, 408);
     assert.deepEqual(requests, []);
     assert.ok(silent.of('INVITE').length >= 5);
+  });
+});
+
+const branchOf = (m: SipMessage): string | undefined => parseVia(m.get('via') ?? '')?.branch;
+
+describe('forward mode: digest challenges', () => {
+  it("stops at a node's 401 and sends the retry with credentials to that node, whatever destinations the app gives", async () => {
+    const fsA = await node({ challenge: true });
+    const fsB = await node({ challenge: true });
+    const atB: string[] = [];
+    fsB.on('sipRequest', (method) => atB.push(method));
+    const { dx, call } = await scene(steered);
+
+    const first = await call({ headers: { 'X-Dest': `${target(fsA)},${target(fsB)}` } });
+    assert.equal(first.result.connected, false);
+    assert.equal(first.result.finalStatus, 401);
+    assert.deepEqual(statuses(first.result), [[401]]);
+    const challenge = await first.h.final();
+    assert.equal(challenge.status, 401, "the challenge is the caller's final");
+    const nonce = nonceOf(challenge);
+    assert.deepEqual(
+      first.h.forwarded.map((f) => f.destination),
+      [`sip:${target(fsA)}`],
+      'no further destination was tried',
+    );
+    assert.deepEqual(atB, []);
+    assert.equal(fsA.challengesSent, 1);
+    assert.deepEqual(
+      [...dx.challenges],
+      [[`"${nonce}"`, { realm: '"127.0.0.1"', target: `sip:${target(fsA)}` }]],
+    );
+
+    const authorization = `Digest username="caller", realm="127.0.0.1", nonce="${nonce}", uri="sip:service@127.0.0.1:5060", response="0"`;
+    const retry = await call(again(first.h, 2, { 'X-Dest': target(fsB), Authorization: authorization }));
+    const cmd = retry.h.proxyCommands[0];
+    assert.deepEqual(cmd?.destinations, [`sip:${target(fsB)}`], 'the app chose the other node');
+    assert.equal(cmd.challengeTarget, `sip:${target(fsA)}`);
+    assert.deepEqual(cmd.targets, [`sip:${target(fsA)}`]);
+    assert.equal(retry.result.connected, true);
+    assert.equal(retry.result.responses[0]?.port, fsA.sipPort);
+    assert.equal(fsA.calls()[0]?.callId, first.h.callId);
+    assert.deepEqual(atB, [], 'the node the app chose never saw the call');
+    assert.equal(dx.challenges.size, 0, 'a remembered challenge is used once');
+    assert.equal(await retry.h.hangup(), 200);
+  });
+
+  it('remembers a 407 with Proxy-Authenticate; credentials for another realm are no retry, the right realm is', async () => {
+    const peer = await UdpPeer.start();
+    const fsB = await node();
+    const { dx, start, call } = await scene(steered);
+    const first = start({ headers: { 'X-Dest': `${target(peer.port)},${target(fsB)}` } });
+    const invite = await waitFor('the INVITE at the peer', () => peer.of('INVITE')[0]);
+    peer.reply(invite, 407, 'Proxy Authentication Required', {
+      headers: { 'Proxy-Authenticate': 'Digest realm="peer.test", nonce="n-1", algorithm=MD5' },
+    });
+    assert.deepEqual(statuses(await first.result), [[407]]);
+    assert.equal((await first.h.final()).status, 407);
+    await waitFor('the ACK of the 407', () => peer.of('ACK')[0]);
+    assert.equal(first.h.forwarded.length, 1, 'the second destination was not tried');
+
+    const credentials = (realm: string): string =>
+      `Digest username="c", realm="${realm}", nonce="n-1", uri="sip:service@127.0.0.1", response="0"`;
+    const elsewhere = await call(
+      again(first.h, 2, { 'X-Dest': target(fsB), 'Proxy-Authorization': credentials('elsewhere') }),
+    );
+    assert.equal(elsewhere.h.proxyCommands[0]?.challengeTarget, undefined);
+    assert.equal(elsewhere.result.connected, true, "the app's destination was used");
+    assert.equal(dx.challenges.get('"n-1"')?.target, `sip:${target(peer.port)}`, 'still remembered');
+    assert.equal(await elsewhere.h.hangup(), 200);
+
+    const right = start(
+      again(first.h, 3, { 'X-Dest': target(fsB), 'Proxy-Authorization': credentials('peer.test') }),
+    );
+    const retried = await waitFor('the retry at the peer', () =>
+      peer.of('INVITE').find((r) => r.msg.cseq.seq === 3),
+    );
+    assert.equal(retried.msg.get('proxy-authorization'), credentials('peer.test'));
+    peer.reply(retried, 486, 'Busy Here');
+    assert.deepEqual(statuses(await right.result), [[486]]);
+    assert.equal(right.h.proxyCommands[0]?.challengeTarget, `sip:${target(peer.port)}`);
+    assert.equal(dx.challenges.size, 0);
+  });
+
+  it('forgets a challenge after challengeTtlMs: a late retry goes where the app says, and is challenged there', async () => {
+    const fsA = await node({ challenge: true });
+    const fsB = await node({ challenge: true });
+    const { dx, call } = await scene(steered, { challengeTtlMs: 100 });
+    const first = await call({ headers: { 'X-Dest': target(fsA) } });
+    const nonce = nonceOf(await first.h.final());
+    await waitFor('the challenge to lapse', () => dx.challenges.size === 0);
+    const authorization = `Digest username="caller", realm="127.0.0.1", nonce="${nonce}", uri="sip:service@127.0.0.1", response="0"`;
+    const late = await call(again(first.h, 2, { 'X-Dest': target(fsB), Authorization: authorization }));
+    assert.equal(late.h.proxyCommands[0]?.challengeTarget, undefined);
+    assert.equal(late.result.finalStatus, 401, "the other node does not know the first node's nonce");
+    assert.equal(fsB.challengesSent, 1);
+    assert.notEqual(nonceOf(await late.h.final()), nonce);
+  });
+});
+
+describe('forward mode: CANCEL from the caller', () => {
+  it('while the node rings: 200 to the CANCEL, 487 to the caller, CANCEL to the node; srf sees the 487, no cancel event', async () => {
+    const ringing = await node({ answerDelayMs: 10_000 });
+    const atNode: string[] = [];
+    ringing.on('sipRequest', (method) => atNode.push(method));
+    const ended = once(ringing, 'callEnded');
+    const { start, cancels } = await scene({ destination: target(ringing) });
+    const { h, result } = start();
+    await waitFor('the 180 at the caller', () => h.callerResponses.some((r) => r.status === 180));
+    assert.equal(h.cancel(), 200);
+    assert.equal(h.cancelResponses[0]?.status, 200);
+    const outcome = await result;
+    assert.equal(outcome.connected, false);
+    assert.equal(outcome.finalStatus, 487);
+    assert.deepEqual(statuses(outcome), [[487]], "the node's 487 is reported to the app, then done");
+    assert.deepEqual(
+      h.callerResponses.map((r) => r.status),
+      [100, 180, 487],
+    );
+    const [info, cause] = (await within('the node to end the call', 2000, ended)) as [
+      { callId: string },
+      string,
+    ];
+    assert.equal(info.callId, h.callId);
+    assert.equal(cause, 'ORIGINATOR_CANCEL');
+    assert.deepEqual(atNode, ['INVITE', 'CANCEL', 'ACK']);
+    assert.deepEqual(cancels, [], 'drachtio does not pass a CANCEL of a proxied INVITE to the app');
+    assert.equal(ringing.calls().length, 0);
+  });
+
+  it('sends no CANCEL to a target that has not answered yet, and one as soon as it does', async () => {
+    const peer = await UdpPeer.start();
+    const { start } = await scene({ destination: target(peer.port) });
+    const { h, result } = start();
+    const invite = await waitFor('the INVITE at the peer', () => peer.of('INVITE')[0]);
+    assert.equal(h.cancel(), 200);
+    assert.equal((await h.final()).status, 487);
+    const before = peer.received.length;
+    peer.reply(invite, 180, 'Ringing');
+    const cancel = await waitFor('the CANCEL', () => peer.of('CANCEL')[0]);
+    assert.ok(peer.received.indexOf(cancel) >= before, 'the CANCEL came after the 180');
+    assert.equal(branchOf(cancel.msg), branchOf(invite.msg), 'same branch as the INVITE (RFC 3261 §9.1)');
+    assert.equal(cancel.msg.get('cseq'), '1 CANCEL');
+    assert.equal(cancel.msg.uri, invite.msg.uri);
+    peer.reply(cancel, 200, 'OK');
+    peer.reply(invite, 487, 'Request Terminated');
+    assert.deepEqual(statuses(await result), [[487]]);
+    await waitFor('the ACK of the 487', () => peer.of('ACK')[0]);
+    assert.deepEqual(
+      h.callerResponses.map((r) => r.status),
+      [100, 487],
+      'the late 180 is not relayed',
+    );
+  });
+
+  it('answers 481 once the call is answered, and the call stays up', async () => {
+    const fs1 = await node();
+    const { call } = await scene({ destination: target(fs1) });
+    const { h } = await call();
+    await h.connected();
+    assert.equal(h.cancel(), 481);
+    assert.equal(h.cancelResponses[0]?.status, 481);
+    assert.equal(fs1.calls().length, 1);
+    assert.equal(await h.hangup(), 200);
+  });
+
+  it('lets the app proxy after the CANCEL it was given, as drachtio v0.9.4 does: the node gets the call the caller gave up', async () => {
+    const fs1 = await node();
+    const dx = await DrachtioDouble.start();
+    cleanups.push(() => dx.close());
+    const outcomes: Promise<ProxyResult>[] = [];
+    const received: string[] = [];
+    const app = new SrfApp(dx)
+      .invite((req) => {
+        received.push(req.get('Call-ID'));
+        req.on('cancel', () => {
+          const p = req.proxy({ destination: target(fs1) });
+          p.catch(() => undefined);
+          outcomes.push(p);
+        });
+      })
+      .connect();
+    cleanups.push(() => app.close());
+    await dx.routed(['invite']);
+    const h = dx.inject({ method: 'INVITE', sdp: true });
+    await waitFor('the app to get the INVITE', () => received.includes(h.callId));
+    assert.equal(h.cancel(), 200);
+    const outcome = await within(
+      'the proxy after the CANCEL',
+      5000,
+      waitFor('a proxy', () => outcomes[0] && { p: outcomes[0] }).then(({ p }) => p),
+    );
+    assert.equal(outcome.connected, true);
+    assert.equal(h.finalResponse?.status, 487, "the caller's final stays the 487");
+    assert.equal(h.canceled, true);
+    const stray = await h.connected();
+    assert.equal(fs1.calls().length, 1, 'a call the caller had cancelled');
+    assert.equal(await stray.hangup(), 200);
   });
 });

@@ -1,6 +1,7 @@
 // The drachtio-server double's public API, for fslb's tests. See README.md.
 export { DrachtioDouble, type DrachtioDoubleEvents, type DrachtioDoubleOptions } from './drachtio-double.js';
 export { AppConnection } from './app-connection.js';
+export type { RememberedChallenge } from './challenge-cache.js';
 export {
   InjectedRequest,
   ProxyCommand,

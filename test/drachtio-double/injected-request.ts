@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 
 import type { AppConnection } from './app-connection.js';
-import type { ForwardedCall, Peer } from './sip-forwarder.js';
+import type { ForwardedCall, ForwardRun, Peer } from './sip-forwarder.js';
 import { SipMessage, type SipHeader } from './sip-message.js';
 import { randomTag, type SipSource } from './sip-request.js';
 import { parseTimeout, type ProxyFields } from './wire.js';
@@ -60,9 +60,15 @@ export interface RequestHost {
     probe: () => T | undefined,
   ): Promise<T>;
   runScript(cmd: ProxyCommand, script: ProxyScript): void;
+  cancelRequest(req: InjectedRequest): number;
 }
 
-type RequestState = 'pending' | 'answered' | 'proxying' | 'unrouted';
+/**
+ * 'pending': out to the app for disposition; 'answered': the app sent a final response;
+ * 'proxying': the app sent `proxy`; 'unrouted': no app routes its method; 'removed': the app
+ * responded after a CANCEL and drachtio dropped the request (NOK).
+ */
+type RequestState = 'pending' | 'answered' | 'proxying' | 'unrouted' | 'removed';
 
 export interface InjectedRequestEvents {
   changed: [];
@@ -77,6 +83,13 @@ export class InjectedRequest extends EventEmitter<InjectedRequestEvents> {
   readonly proxyCommands: ProxyCommand[] = [];
   /** What the caller received, in order (100 Trying from the server, app or proxied responses). */
   readonly callerResponses: SipMessage[] = [];
+  /** What the caller received for each CANCEL it sent (`cancel()`): 200, or 481 when nothing matched. */
+  readonly cancelResponses: SipMessage[] = [];
+  /**
+   * The caller sent CANCEL while the request was still out to the app (drachtio's
+   * `PendingRequest_t::cancel()`): the app got the CANCEL, and a response from it now gets NOK.
+   */
+  canceled = false;
   /** In forward mode, each request sent to a target (first transmission), in order. */
   readonly forwarded: { destination: string; message: SipMessage; to: Peer }[] = [];
   /** The call set up by a forward, once the 2xx was ACKed. */
@@ -143,6 +156,17 @@ export class InjectedRequest extends EventEmitter<InjectedRequestEvents> {
     return this.host.until(this, `a call for ${this.callId}`, () => this.call);
   }
 
+  /**
+   * The caller sends CANCEL for this INVITE (same Call-ID, branch, From, To and CSeq number);
+   * returns the status it gets back, 200 or 481. What follows depends on where the INVITE is, as
+   * in drachtio-server: out to the app, the app gets the CANCEL (srf emits `cancel` on its req)
+   * and the caller 487; proxied with no final yet, the caller gets 487 and each target that sent
+   * a provisional a CANCEL; already answered 2xx, or not known, 481. See README.md.
+   */
+  cancel(): number {
+    return this.host.cancelRequest(this);
+  }
+
   /** Sends BYE for the call a forward set up; resolves with the BYE's final status. */
   async hangup(): Promise<number> {
     if (!this.call) throw new Error(`no call for ${this.callId}: hangup() needs a forward that connected`);
@@ -184,6 +208,10 @@ export class ProxyCommand implements ProxyFields {
   readonly reply: ProxyReply = { continues: [], done: false, nok: undefined, dropped: false };
   /** @internal */
   held = false;
+  /** @internal The forward under way, in forward mode (a caller's CANCEL reaches it). */
+  run: ForwardRun | undefined;
+  /** @internal The caller sent CANCEL after this command came (a forward started later is canceled). */
+  callerCanceled = false;
 
   constructor(
     private readonly host: RequestHost,
@@ -193,6 +221,11 @@ export class ProxyCommand implements ProxyFields {
     readonly connection: AppConnection,
     /** The whole message as received (leader, CRLF, stub). */
     readonly raw: string,
+    /**
+     * The target drachtio used instead of `destinations`: the request carried credentials for a
+     * challenge that target sent within the last 2 s (`isResponseToChallenge`); else undefined.
+     */
+    readonly challengeTarget?: string,
   ) {
     this.txnId = fields.txnId;
     this.remainInDialog = fields.remainInDialog;
@@ -207,6 +240,11 @@ export class ProxyCommand implements ProxyFields {
     const sip = raw.slice(raw.indexOf('\r\n') + 2);
     this.stub = SipMessage.parse(sip);
     this.headers = this.stub.headers.filter((h) => h.name.toLowerCase() !== 'content-length');
+  }
+
+  /** Where the request goes: `[challengeTarget]` when there is one, else the app's `destinations`. */
+  get targets(): string[] {
+    return this.challengeTarget === undefined ? this.destinations : [this.challengeTarget];
   }
 
   /** An extra header the app set, by name (case-insensitive). */

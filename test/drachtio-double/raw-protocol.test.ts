@@ -121,6 +121,33 @@ describe('the double on the wire', () => {
     assert.equal(SipMessage.parse(sip).callId, h.callId);
   });
 
+  it("sends a caller's CANCEL with the INVITE's transaction id and no receivedOn, as drachtio does", async () => {
+    const dx = await double();
+    const app = await RawApp.connect(dx);
+    await app.authenticated(dx);
+    const h = dx.inject({ method: 'INVITE' }, { source: { address: '198.51.100.4', port: 5999 } });
+    const invite = SipMessage.parse((await app.next()).sip ?? '');
+    assert.equal(h.cancel(), 200);
+    const msg = await app.next();
+    const sip = msg.sip ?? '';
+    assert.deepEqual(msg.tokens.slice(1, 7), [
+      'sip',
+      'network',
+      String(Buffer.byteLength(sip)),
+      'udp',
+      '198.51.100.4',
+      '5999',
+    ]);
+    assert.deepEqual(msg.tokens.slice(8), [h.txnId, '', '']);
+    const cancel = SipMessage.parse(sip);
+    assert.equal(cancel.method, 'CANCEL');
+    assert.equal(cancel.uri, invite.uri);
+    assert.deepEqual(cancel.getAll('via'), [invite.get('via')]);
+    assert.equal(cancel.get('cseq'), '1 CANCEL');
+    assert.equal(cancel.callId, invite.callId);
+    assert.equal(cancel.body, '');
+  });
+
   it('echoes a sent response as "Msg sent", and NOKs a second final and a proxy of an unknown txn', async () => {
     const dx = await double();
     const app = await RawApp.connect(dx);

@@ -14,7 +14,9 @@
  * failure once every target has been tried (RFC 3261 §16.7.6 order; 408 when there was none).
  * Quirks kept from drachtio-server: Timer B (and Timer C, 185 s of ringing) end the whole
  * operation without trying the remaining targets; `finalTimeout` is ignored; a non-INVITE whose
- * targets stay silent never gets `done`.
+ * targets stay silent never gets `done`. A 401/407 challenge the sink remembers ends the search
+ * (`ProxyCore::processResponse`). The caller's CANCEL (`ForwardRun.cancel`) stops the search and
+ * CANCELs each target that sent a provisional (`cancelOutstandingRequests`).
  *
  * The caller side is collapsed into the double: it records what the caller would receive,
  * ACKs a 2xx itself and can send BYE (straight to the callee's Contact, through the callee's
@@ -26,6 +28,7 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 
+import { isChallenge } from './challenge-cache.js';
 import { newBranch, randomTag } from './sip-request.js';
 import {
   failureRank,
@@ -83,6 +86,21 @@ export interface ForwardSink {
   connected(call: ForwardedCall): void;
   /** A request went to a target for the first time (retransmissions are not reported). */
   requestSent(destination: string, request: SipMessage, to: Peer): void;
+  /**
+   * A target answered 401 or 407 with a challenge (`SipProxyController::addChallenge`): true
+   * when its nonce and realm were remembered, and then the search stops.
+   */
+  challenged(response: SipMessage, destination: string): boolean;
+}
+
+/** A proxy operation under way, as the double holds it. */
+export interface ForwardRun {
+  /**
+   * The caller's CANCEL (`ProxyCore::cancelOutstandingRequests`): no more targets are started,
+   * a target that sent a provisional gets CANCEL, one still silent is given up (and CANCELled
+   * if it answers later). The 200 to the CANCEL and the 487 to the caller are the double's.
+   */
+  cancel(): void;
 }
 
 enum TxState {
@@ -212,12 +230,15 @@ export class ForwardedCall extends EventEmitter<ForwardedCallEvents> {
 }
 
 /** One proxy operation (drachtio's `ProxyCore`). */
-class ProxyRun {
+class ProxyRun implements ForwardRun {
   private readonly clients: ClientTx[];
+  private readonly peers = new Map<string, Peer | undefined>();
   private searching = true;
   private canceled = false;
   private doneSent = false;
   private callerFinal = false;
+  private started = false;
+  private cancelOnStart = false;
   private readonly method: string;
   private readonly isInvite: boolean;
   closed = false;
@@ -226,7 +247,6 @@ class ProxyRun {
     private readonly fwd: SipForwarder,
     private readonly job: ForwardJob,
     private readonly sink: ForwardSink,
-    private readonly peers: Map<string, Peer | undefined>,
   ) {
     this.method = job.request.method;
     this.isInvite = this.method === 'INVITE';
@@ -237,7 +257,35 @@ class ProxyRun {
     return this.clients.map((c) => c.branch);
   }
 
-  start(): void {
+  /** Resolves the destinations (IP literals, or DNS A lookups), then starts. */
+  async begin(): Promise<void> {
+    await Promise.all(this.job.destinations.map(async (d) => this.peers.set(d, await this.fwd.peerOf(d))));
+    if (this.closed) return;
+    this.start();
+    this.started = true;
+    if (this.cancelOnStart) this.cancel();
+  }
+
+  /** `ProxyCore::setCanceled` and `cancelOutstandingRequests`; before the start, at the start. */
+  cancel(): void {
+    if (this.closed) return;
+    if (!this.started) {
+      this.cancelOnStart = true;
+      return;
+    }
+    this.canceled = true;
+    this.searching = false;
+    for (const c of this.clients) {
+      if (c.state === TxState.NotStarted) {
+        this.setState(c, TxState.Terminated);
+        c.removed = true;
+      } else {
+        this.cancelClient(c);
+      }
+    }
+  }
+
+  private start(): void {
     const mf = this.job.request.get('max-forwards');
     if (mf !== undefined && Number(mf) <= 0) {
       this.sink.failed('Rejected with 483 Too Many Hops due to Max-Forwards value of 0');
@@ -269,6 +317,17 @@ class ProxyRun {
     this.clientResponse(c, res, raw, from);
     if (this.closed) return;
     c.removed ||= c.state === TxState.Terminated;
+    if (isChallenge(res) && this.sink.challenged(res, c.target)) {
+      // A challenge ends the search: no further target is started (`removeTerminated(true)`),
+      // and the best final so far, the challenge itself unless a 6xx came first, goes back.
+      for (const n of this.clients) {
+        if (n.state !== TxState.NotStarted) continue;
+        this.setState(n, TxState.Terminated);
+        n.removed = true;
+      }
+      this.forwardBestResponse();
+      return;
+    }
     if (res.status > 200) this.startRequests();
     if (this.searching && this.exhausted()) this.forwardBestResponse();
   }
@@ -283,7 +342,7 @@ class ProxyRun {
     if (c.canceled && c.state === TxState.Completed && c.status === 0 && this.isInvite) {
       // Late response to a target given up on (provisional timeout): drachtio CANCELs it.
       this.setState(c, TxState.Proceeding);
-      this.cancel(c);
+      this.cancelClient(c);
       if (status >= 300) this.ackFailure(c, res, from);
       else if (status >= 200) this.fwd.cleanUpLate2xx(res, from, c.target);
       return;
@@ -410,7 +469,7 @@ class ProxyRun {
 
   /** Timer C: ringing too long. 408 to the caller, CANCEL to the target. */
   private timerC(c: ClientTx): void {
-    if (c.state === TxState.Proceeding) this.cancel(c);
+    if (c.state === TxState.Proceeding) this.cancelClient(c);
     this.toCaller(this.generated(408, 'Request Timeout'));
     this.setState(c, TxState.Terminated);
     c.removed = true;
@@ -438,7 +497,7 @@ class ProxyRun {
         this.setState(c, TxState.Terminated);
         c.removed = true;
       } else if (c.state === TxState.Proceeding) {
-        this.cancel(c);
+        this.cancelClient(c);
       }
     }
   }
@@ -467,7 +526,7 @@ class ProxyRun {
   }
 
   /** CANCEL for a target that sent a provisional (RFC 3261 §9.1), same branch as its INVITE. */
-  private cancel(c: ClientTx): void {
+  private cancelClient(c: ClientTx): void {
     c.clearTimer('A', 'B', 'C', 'P');
     if (c.state !== TxState.Proceeding || !c.sent || !c.peer) {
       if (c.state === TxState.Calling) {
@@ -621,14 +680,18 @@ export class SipForwarder extends EventEmitter<SipForwarderEvents> {
     return [...this.calls.values()].filter((c) => c.state !== 'ended');
   }
 
-  /** Runs one proxy operation; destinations are resolved first (IP literals, or DNS A lookups). */
-  async forward(job: ForwardJob, sink: ForwardSink): Promise<void> {
-    const peers = new Map<string, Peer | undefined>();
-    await Promise.all(job.destinations.map(async (d) => peers.set(d, await this.peerOf(d))));
-    if (this.closing) return;
-    const run = new ProxyRun(this, job, sink, peers);
+  /**
+   * Starts one proxy operation; it sends once its destinations are resolved (IP literals, or DNS
+   * A lookups). `started` settles then; a caller's CANCEL may come before.
+   */
+  forward(job: ForwardJob, sink: ForwardSink): { run: ForwardRun; started: Promise<void> } {
+    const run = new ProxyRun(this, job, sink);
+    if (this.closing) {
+      run.closed = true;
+      return { run, started: Promise.resolve() };
+    }
     this.runs.add(run);
-    run.start();
+    return { run, started: run.begin() };
   }
 
   /** `SIP/2.0/UDP <us>;branch=...;rport`. */
@@ -764,6 +827,7 @@ export class SipForwarder extends EventEmitter<SipForwarderEvents> {
       failed: () => undefined,
       toCaller: () => undefined,
       requestSent: () => undefined,
+      challenged: () => false,
       connected: (call) => {
         const p = call.hangup().catch(() => undefined);
         this.lateCleanups.add(p);
@@ -778,7 +842,7 @@ export class SipForwarder extends EventEmitter<SipForwarderEvents> {
   }
 
   /** A destination's UDP address, or undefined when it is not a sip: URI over UDP. */
-  private async peerOf(destination: string): Promise<Peer | undefined> {
+  async peerOf(destination: string): Promise<Peer | undefined> {
     const uri = parseSipUri(destination);
     if (!uri || uri.scheme !== 'sip') return undefined;
     const transport = uri.params.get('transport');

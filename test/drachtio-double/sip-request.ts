@@ -136,3 +136,20 @@ export function sipRequest(spec: SipRequestSpec, source: SipSource, target: SipT
 export function buildSipRequest(spec: SipRequestSpec, source: SipSource, target: SipTargetAddress): string {
   return sipRequest(spec, source, target).toString();
 }
+
+/**
+ * The CANCEL for a request (RFC 3261 §9.1): the same Request-URI, Call-ID, From, To and CSeq
+ * number, one Via equal to the request's top Via (so the same branch), its Route headers, no body.
+ */
+export function cancelFor(request: SipMessage): SipMessage {
+  const msg = SipMessage.request('CANCEL', request.uri);
+  const via = request.get('via');
+  if (via !== undefined) msg.add('Via', via);
+  msg.add('Max-Forwards', '70');
+  msg.add('From', request.get('from') ?? '');
+  msg.add('To', request.get('to') ?? '');
+  msg.add('Call-ID', request.callId);
+  msg.add('CSeq', `${request.cseq.seq} CANCEL`);
+  for (const route of request.getAll('route')) msg.add('Route', route);
+  return msg;
+}

@@ -202,17 +202,20 @@ export function newMessageId(): string {
 }
 
 /**
- * A new request for the app (`BaseClient::sendSipMessageToClient` with a destination):
+ * A request for the app (`BaseClient::sendSipMessageToClient(transactionId, msg, meta)`):
  * `<uuid>|sip|network|<bytes>|<transport>|<srcAddr>|<srcPort>|<time>|<txnId>||<dstAddr>|<dstPort>|`
  * CRLF, the SIP request. srf reads token 8 as the transaction id and 10:11 as `receivedOn`.
+ * Without `received` (drachtio's meta for a caller's CANCEL has no destination) the message ends
+ * at `|<txnId>||`; srf then matches the CANCEL to its INVITE by Call-ID.
  */
 export function sipRequestMessage(
   meta: SipMeta,
   txnId: string,
-  received: { address: string; port: number },
+  received: { address: string; port: number } | undefined,
   sip: string,
 ): string {
-  return `${newMessageId()}|sip|${metaFields(meta, sip)}|${txnId}||${received.address}|${received.port}|${CRLF}${sip}`;
+  const destination = received === undefined ? '' : `${received.address}|${received.port}|`;
+  return `${newMessageId()}|sip|${metaFields(meta, sip)}|${txnId}||${destination}${CRLF}${sip}`;
 }
 
 /** `<uuid>|response|<msgId>|OK|pong`, the answer to `ping`. */

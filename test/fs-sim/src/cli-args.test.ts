@@ -24,7 +24,7 @@ describe('parseCli', () => {
 
   it('reads every flag', () => {
     const r = parseCli(
-      '--esl-port 18021 --sip-port 15080 --count 3 --password pw --max-sessions 7 --heartbeat-ms 250 --hold-ms 900 --paused --refuse-auth --hostname-prefix n'.split(
+      '--esl-port 18021 --sip-port 15080 --count 3 --password pw --max-sessions 7 --heartbeat-ms 250 --hold-ms 900 --paused --refuse-auth --hostname-prefix n --challenge'.split(
         ' ',
       ),
     );
@@ -33,6 +33,7 @@ describe('parseCli', () => {
     assert.equal(r.options.cluster.eslPort, 18021);
     assert.equal(r.options.cluster.holdMs, 900);
     assert.equal(r.options.cluster.hostnamePrefix, 'n');
+    assert.equal(r.options.cluster.challenge, true);
     assert.equal(r.options.paused, true);
     assert.equal(r.options.refuseAuth, true);
     assert.equal(r.options.aclReject, false);

@@ -20,6 +20,9 @@ Starts simulated FreeSWITCH nodes (Event Socket + SIP UAS) in one process.
   --idle-cpu PCT          Idle-CPU reported (default 98.5)
   --hostname-prefix P     hostnames P1, P2, ... (default fs-sim-<esl port>)
   --paused                start paused (fsctl pause)
+  --challenge             answer INVITEs without credentials 401 with a digest challenge
+                          (WWW-Authenticate, realm = the host); a retry naming the nonce is
+                          taken (the digest is not checked)
   --refuse-auth           answer every ESL auth with -ERR invalid
   --acl-reject            refuse every ESL connection with text/rude-rejection
   --control-stdin         read commands from stdin, one a line: \`malformed <kind>\` writes a broken
@@ -64,6 +67,7 @@ export function parseCli(argv: string[]): CliParse {
         'idle-cpu': { type: 'string' },
         'hostname-prefix': { type: 'string' },
         paused: { type: 'boolean' },
+        challenge: { type: 'boolean' },
         'refuse-auth': { type: 'boolean' },
         'acl-reject': { type: 'boolean' },
         'control-stdin': { type: 'boolean' },
@@ -126,6 +130,7 @@ export function parseCli(argv: string[]): CliParse {
   };
   const prefix = str('hostname-prefix');
   if (prefix !== undefined) cluster.hostnamePrefix = prefix;
+  if (values.challenge === true) cluster.challenge = true;
   if (problems.length > 0) return { help: false, problems };
   return {
     help: false,

@@ -37,6 +37,12 @@ export interface FsNodeOptions {
   idleCpu?: number;
   /** Answer OPTIONS with 503 while calls are refused; false by default, as in sofia. */
   options503OnBusy?: boolean;
+  /**
+   * Challenge INVITEs (sofia's `auth-calls`): one without an Authorization naming a nonce this
+   * node issued in the last 60 s gets 401 with `WWW-Authenticate: Digest realm="<host>", ...`.
+   * The digest itself is not checked. False by default.
+   */
+  challenge?: boolean;
   /** FreeSWITCH-Version. */
   version?: string;
   userAgent?: string;
@@ -68,6 +74,8 @@ export interface FsNodeEvents {
   callEnded: [call: CallInfo, cause: string];
   /** An INVITE was answered 503 (busy, paused, shutting down) or 488 (no common codec). */
   inviteRefused: [reason: InviteRefusal, callId: string];
+  /** An INVITE was answered 401 with a digest challenge carrying `nonce`. */
+  challenged: [callId: string, nonce: string];
   sipRequest: [method: string, callId: string];
   /** A SIP message that parsed but could not be handled was dropped. */
   sipDropped: [error: unknown];
@@ -139,6 +147,7 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
       sessionsPerSecond: options.sessionsPerSecond ?? 1000,
       idleCpu: options.idleCpu ?? 98.5,
       options503OnBusy: options.options503OnBusy ?? false,
+      challenge: options.challenge ?? false,
       version: options.version ?? DEFAULT_VERSION,
       userAgent: options.userAgent ?? `FreeSWITCH-mod_sofia/${options.version ?? DEFAULT_VERSION} (fs-sim)`,
     };
@@ -167,6 +176,8 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
       holdMs: () => this.options.holdMs,
       answerDelayMs: () => this.options.answerDelayMs,
       options503OnBusy: () => this.options.options503OnBusy,
+      challenge: () => this.options.challenge,
+      challenged: (callId, nonce) => this.safeEmit('challenged', callId, nonce),
       userAgent: () => this.options.userAgent,
       callStarted: (call) => this.safeEmit('callStarted', call),
       callEnded: (call, cause) => this.safeEmit('callEnded', call, cause),
@@ -226,6 +237,11 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
 
   get stalled(): boolean {
     return this.isStalled;
+  }
+
+  /** INVITEs answered 401 with a digest challenge since the node (re)started. */
+  get challengesSent(): number {
+    return this.sip?.challengesSent ?? 0;
   }
 
   /** The calls in progress. */

@@ -242,6 +242,74 @@ describe('SIP UAS: refusing calls', () => {
   });
 });
 
+describe('SIP UAS: digest challenges', () => {
+  it('answers an INVITE without credentials 401 with a challenge, and takes the retry naming its nonce', async () => {
+    const { node, uac, target, events } = await setup({ challenge: true });
+    const challenged: [string, string][] = [];
+    node.on('challenged', (callId, nonce) => challenged.push([callId, nonce]));
+    const call = uac.invite(target, { credentials: { username: '1001', password: 'secret' } });
+    const ok = await call.final();
+    assert.equal(ok.status, 200);
+    const [challenge] = call.challenges;
+    assert.equal(challenge?.status, 401);
+    assert.equal(challenge.reason, 'Unauthorized');
+    const www = challenge.header('WWW-Authenticate') ?? '';
+    const nonce = /nonce="([^"]+)"/.exec(www)?.[1];
+    assert.equal(www, `Digest realm="127.0.0.1", nonce="${nonce}", algorithm=MD5, qop="auth"`);
+    assert.match(nonce ?? '', /^[0-9a-f-]{36}$/);
+    assert.deepEqual(challenged, [[call.callId, nonce]]);
+    assert.equal(node.challengesSent, 1);
+    assert.equal(node.sessions, 1);
+    assert.equal(
+      events.filter((e) => e.name === 'CHANNEL_CREATE').length,
+      1,
+      'the challenge made no channel',
+    );
+    assert.equal((await call.bye()).status, 200);
+    assert.equal(node.sessions, 0);
+  });
+
+  it('challenges again when the credentials name a nonce it did not issue; no session, no event', async () => {
+    const { node, target, events } = await setup({ challenge: true });
+    const raw = await rawSip();
+    const forged =
+      'Authorization: Digest username="raw", realm="127.0.0.1", nonce="not-from-here", uri="sip:2000@127.0.0.1", response="0"';
+    raw.send(invite({ port: raw.port, target, extra: [forged] }), target.port);
+    const res = (await raw.next()).text;
+    assert.equal(statusOf(res), 401);
+    assert.doesNotMatch(headerOf(res, 'WWW-Authenticate') ?? '', /not-from-here/);
+    assert.match(
+      headerOf(res, 'WWW-Authenticate') ?? '',
+      /^Digest realm="127\.0\.0\.1", nonce="[0-9a-f-]{36}"/,
+    );
+    assert.equal(node.challengesSent, 1);
+    assert.equal(node.sessions, 0);
+    assert.deepEqual(events, []);
+  });
+
+  it('takes INVITEs without credentials when challenge is off (the default)', async () => {
+    const { node, uac, target } = await setup();
+    const call = uac.invite(target, { credentials: { username: '1001', password: 'secret' } });
+    assert.equal((await call.final()).status, 200);
+    assert.deepEqual(call.challenges, []);
+    assert.equal(node.challengesSent, 0);
+  });
+});
+
+describe('SIP UAS: channel events', () => {
+  it("carry the INVITE's Call-ID and From tag (variable_sip_call_id, variable_sip_from_tag) from CREATE to DESTROY", async () => {
+    const { uac, target, events } = await setup();
+    const call = uac.invite(target);
+    assert.equal((await call.final()).status, 200);
+    assert.equal((await call.bye()).status, 200);
+    const named = (name: string): FsEvent | undefined => events.find((e) => e.name === name);
+    for (const name of ['CHANNEL_CREATE', 'CHANNEL_DESTROY']) {
+      assert.equal(named(name)?.getHeader('variable_sip_call_id'), call.callId, name);
+      assert.equal(named(name)?.getHeader('variable_sip_from_tag'), call.fromTag, name);
+    }
+  });
+});
+
 describe('SIP UAS: the wire', () => {
   it('sends responses back to the source port when the Via has rport, adding received and rport', async () => {
     const { target } = await setup();

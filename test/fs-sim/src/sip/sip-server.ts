@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 
 import type { Refusal, SwitchCore } from '../core/switch-core.js';
 import { channelEvent, type ChannelEventName } from './channel-events.js';
+import { DigestNonces } from './digest-nonces.js';
+import { digestNonce } from './digest.js';
 import { Retransmitter } from './retransmitter.js';
 import { buildSdp, chooseCodec, parseAudioOffer, SUPPORTED_PAYLOADS } from './sdp.js';
 import { CallState, SipCall, type CallInfo } from './sip-call.js';
@@ -37,10 +39,14 @@ export interface SipServerHost {
   answerDelayMs(): number;
   /** OPTIONS answered 503 when the node refuses calls (sofia's options-respond-503-on-busy). */
   options503OnBusy(): boolean;
+  /** INVITEs without credentials for a nonce this node issued get a 401 digest challenge. */
+  challenge(): boolean;
   userAgent(): string;
   callStarted(call: CallInfo): void;
   callEnded(call: CallInfo, cause: string): void;
   inviteRefused(reason: InviteRefusal, callId: string): void;
+  /** An INVITE was answered 401 with a challenge carrying `nonce`. */
+  challenged(callId: string, nonce: string): void;
   request(method: string, callId: string): void;
   /** A message was dropped because handling it failed. */
   messageDropped(err: unknown): void;
@@ -69,8 +75,10 @@ const MAX_HELD = 1024;
 /**
  * The SIP side of a node: a UAS on UDP and TCP that answers every INVITE it may take with
  * 100 Trying and 200 OK (one session per call), and otherwise 503 Maximum Calls In Progress
- * with Retry-After, as mod_sofia does; ACK, BYE, CANCEL (487), OPTIONS, re-INVITE; responses
- * routed by the top Via (RFC 3261 §18.2.2, rport RFC 3581). No media is sent or received.
+ * with Retry-After, as mod_sofia does; with `challenge` on, an INVITE without credentials for a
+ * nonce the node issued first gets 401 and a digest challenge (as sofia's `auth-calls`); ACK,
+ * BYE, CANCEL (487), OPTIONS, re-INVITE; responses routed by the top Via (RFC 3261 §18.2.2,
+ * rport RFC 3581). No media is sent or received.
  */
 export class SipServer {
   private readonly transport = new SipTransport((bytes, peer) => this.receive(bytes, peer));
@@ -79,12 +87,15 @@ export class SipServer {
   private readonly inviteTxs = new Map<string, InviteTx>();
   private readonly completed = new Map<string, CompletedTx>();
   private readonly byes = new Map<string, SipCall>();
+  private readonly nonces = new DigestNonces();
   private held: [Buffer, Peer][] = [];
   private deferred: (() => void)[] = [];
   private lastSweep = 0;
   private boundPort = 0;
   callsIn = 0;
   failedCallsIn = 0;
+  /** INVITEs answered 401 with a challenge. */
+  challengesSent = 0;
 
   constructor(
     private readonly host: SipServerHost,
@@ -248,6 +259,13 @@ export class SipServer {
       });
       return;
     }
+    if (this.host.challenge()) {
+      const nonce = digestNonce(req.getHeader('authorization'));
+      if (nonce === undefined || !this.nonces.knows(nonce)) {
+        this.challengeInvite(req, replyTo, key);
+        return;
+      }
+    }
     const body = req.body;
     const offer = body === '' ? undefined : parseAudioOffer(body);
     const codec = offer === undefined ? undefined : chooseCodec(offer);
@@ -306,6 +324,24 @@ export class SipServer {
     } else {
       this.answer(call);
     }
+  }
+
+  /**
+   * 401 with a fresh nonce (RFC 3261 §22.1, RFC 2617 §3.2.1), in the form sofia writes. No
+   * session is made and no channel event fired: FreeSWITCH challenges before the channel runs.
+   */
+  private challengeInvite(req: SipRequest, replyTo: Peer, key: string): void {
+    const nonce = this.nonces.issue();
+    this.challengesSent++;
+    this.host.challenged(req.callId, nonce);
+    this.finalToNewInvite(req, replyTo, key, {
+      status: 401,
+      reason: 'Unauthorized',
+      toTag: randomToken(),
+      headers: [
+        `WWW-Authenticate: Digest realm="${this.address}", nonce="${nonce}", algorithm=MD5, qop="auth"`,
+      ],
+    });
   }
 
   private answer(call: SipCall): void {

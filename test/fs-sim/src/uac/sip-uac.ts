@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, type Socket } from 'node:net';
 
+import { digestCredentials } from '../sip/digest.js';
 import {
   buildRequest,
   buildResponse,
@@ -39,6 +40,12 @@ export interface InviteOptions {
   sdp?: string | false;
   /** Extra header lines. */
   headers?: string[];
+  /**
+   * Answer one 401 (or 407) challenge: ACK it and send the INVITE again with the same Call-ID
+   * and From tag, CSeq + 1, a new branch and digest credentials (Authorization, or
+   * Proxy-Authorization for a 407). Without credentials the challenge is the final response.
+   */
+  credentials?: { username: string; password: string };
 }
 
 export interface SipUacOptions {
@@ -210,7 +217,10 @@ export class UacCall {
   readonly callId = randomUUID();
   readonly fromTag = randomToken();
   readonly provisional: UacResponse[] = [];
-  private readonly inviteBranch = newBranch();
+  /** The 401/407 challenges answered with `credentials`. */
+  readonly challenges: UacResponse[] = [];
+  private inviteBranch = newBranch();
+  private inviteCseq = 1;
   private readonly finalResponse: Promise<UacResponse>;
   private readonly localUri: URI;
   private readonly requestUri: URI;
@@ -231,15 +241,21 @@ export class UacCall {
     this.localUri = uri(`sip:uac@${uac.host}:${uac.port}`);
     this.requestUri = uri(`sip:${options.user ?? '1000'}@${target.host}:${target.port}`);
     this.ended = new Promise<void>((resolve) => (this.byeFromNode = resolve));
-    const sdp = options.sdp === undefined ? defaultOffer(uac.host) : options.sdp;
-    this.finalResponse = uac
-      .request(
-        target,
+    this.finalResponse = this.place(options);
+  }
+
+  /** INVITE, and once more with credentials after a challenge when told to. */
+  private async place(options: InviteOptions): Promise<UacResponse> {
+    const sdp = options.sdp === undefined ? defaultOffer(this.uac.host) : options.sdp;
+    const send = (extra: string[]): Promise<UacResponse> =>
+      this.uac.request(
+        this.target,
         {
           ...this.inviteTransaction('INVITE'),
           headers: [
-            `Contact: <sip:uac@${uac.host}:${uac.port};transport=${uac.transport}>`,
+            `Contact: <sip:uac@${this.uac.host}:${this.uac.port};transport=${this.uac.transport}>`,
             ...(options.headers ?? []),
+            ...extra,
           ],
           ...(sdp === false ? {} : { body: { contentType: 'application/sdp', content: sdp } }),
         },
@@ -247,11 +263,32 @@ export class UacCall {
           this.provisional.push(r);
           for (const w of [...this.provisionalWaiters]) w(r);
         },
-      )
-      .then((r) => {
-        this.onFinal(r);
-        return r;
+      );
+    let final = await send([]);
+    const challenge =
+      final.status === 401
+        ? final.header('WWW-Authenticate')
+        : final.status === 407
+          ? final.header('Proxy-Authenticate')
+          : undefined;
+    if (options.credentials && challenge !== undefined) {
+      this.challenges.push(final);
+      this.onFinal(final);
+      this.remoteTag = undefined;
+      this.inviteCseq++;
+      this.cseq = this.inviteCseq;
+      this.inviteBranch = newBranch();
+      const credentials = digestCredentials(challenge, {
+        ...options.credentials,
+        method: 'INVITE',
+        uri: this.requestUri.toString(),
       });
+      final = await send([
+        `${final.status === 401 ? 'Authorization' : 'Proxy-Authorization'}: ${credentials}`,
+      ]);
+    }
+    this.onFinal(final);
+    return final;
   }
 
   /** The first final response to the INVITE. */
@@ -292,7 +329,7 @@ export class UacCall {
       fromTag: this.fromTag,
       to: this.requestUri,
       callId: this.callId,
-      cseq: 1,
+      cseq: this.inviteCseq,
       branch: this.inviteBranch,
     };
   }
@@ -337,7 +374,7 @@ export class UacCall {
       to: this.requestUri,
       ...(this.remoteTag === undefined ? {} : { toTag: this.remoteTag }),
       callId: this.callId,
-      cseq: 1,
+      cseq: this.inviteCseq,
       ...(routeSet === undefined ? {} : { routeSet }),
       via: {
         transport: this.uac.transport.toUpperCase(),
