@@ -142,4 +142,77 @@ describe('fslb-proxy at the edges of carrier traffic', () => {
     await viewOf(s, 'fs1', (n) => n.sessions === 3, 'the monitor figure, not the forged one');
     assert.ok(s.proxy.view.get('fs1')!.eligible);
   });
+
+  it('reserves the retry after a digest challenge on the node that challenged, in place of the kept slot', async (t) => {
+    const { log, text } = captureLogger('info');
+    const s = await proxyScene(t, r, { count: 2, log, sim: { challenge: true }, random: () => 0 });
+    const callId = 'challenged-1@caller.example';
+    const first = s.dx.inject({ method: 'INVITE', sdp: true, callId, fromTag: 'ft-1' });
+    const challenge = await first.final();
+    assert.equal(challenge.status, 401);
+    const challenger = first.proxyCommands[0]!.destinations[0]!;
+    const index = s.sims.nodes.findIndex((n) => challenger.endsWith(`:${n.sipPort}`));
+    const [id, other] = index === 0 ? ['fs1', 'fs2'] : ['fs2', 'fs1'];
+    // The slot stays on the challenger through the challenge.
+    assert.deepEqual(await r.client.zrange(s.keys.resv(id), 0, -1), [callOf(first)]);
+    // The challenger is now the busier node: a new call would go to the other one.
+    s.sims.nodes[index]!.setSessions(20);
+    await viewOf(s, id, (n) => n.sessions === 20, '20 sessions');
+    const www = challenge.get('WWW-Authenticate') ?? '';
+    const realm = /realm="([^"]*)"/.exec(www)?.[1];
+    const nonce = /nonce="([^"]*)"/.exec(www)?.[1];
+    assert.ok(realm && nonce, www);
+    s.dx.onProxy(() => ({ kind: 'hold' }));
+    const retry = s.dx.inject({
+      method: 'INVITE',
+      sdp: true,
+      callId,
+      fromTag: 'ft-1',
+      cseq: 2,
+      headers: {
+        Authorization: `Digest username="alice", realm="${realm}", nonce="${nonce}", uri="sip:fslb@127.0.0.1", response="00000000000000000000000000000000"`,
+      },
+    });
+    const cmd = await retry.proxied();
+    assert.equal(cmd.challengeTarget, challenger, 'drachtio-server sends it to the challenger');
+    assert.deepEqual(cmd.destinations, [challenger], 'and fslb names the challenger alone');
+    assert.deepEqual(await r.client.zrange(s.keys.resv(id), 0, -1), [callOf(retry)], 'one slot, on it');
+    assert.equal(await r.client.zcard(s.keys.resv(other)), 0);
+    cmd.answer({ kind: 'forward' });
+    assert.equal((await retry.final()).status, 200);
+    await waitFor('settled', async () => (await r.client.zcard(s.keys.resv(id))) === 0);
+    const lines = await waitFor('both outcome lines', () => {
+      const found = text()
+        .split('\n')
+        .filter((l) => l.includes(callId) && l.includes('request routed'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      return found.length === 2 ? found : undefined;
+    });
+    assert.deepEqual(
+      lines.map((l) => [l.outcome, l.node, l.retryOf, l.answeredBy]),
+      [
+        ['challenged', id, undefined, undefined],
+        ['connected', id, id, id],
+      ],
+    );
+  });
+
+  it('ends the slot and proxies nothing when the caller cancels during the reservation', async (t) => {
+    const { log, text } = captureLogger('info');
+    const s = await proxyScene(t, r, { count: 1, log });
+    const req = s.dx.inject({ method: 'INVITE', sdp: true });
+    // The CANCEL follows the INVITE at once: srf has both before Redis answers the reservation.
+    assert.equal(req.cancel(), 200);
+    await waitFor('the outcome', () => text().includes(`"callId":"${req.callId}"`));
+    const line = JSON.parse(
+      text()
+        .split('\n')
+        .find((l) => l.includes(req.callId)) ?? '{}',
+    ) as Record<string, unknown>;
+    assert.equal(line.outcome, 'cancelled');
+    assert.equal(req.proxyCommands.length, 0, 'not proxied: no node gets a call nobody waits for');
+    await waitFor('the slot ended', async () => (await r.client.zcard(s.keys.resv('fs1'))) === 0);
+    assert.equal(await r.client.exists(s.keys.call(callOf(req))), 0);
+    assert.equal(s.sims.nodes[0]!.calls().length, 0);
+  });
 });
