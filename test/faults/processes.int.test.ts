@@ -162,6 +162,60 @@ describe('faults: processes', () => {
     assert.ok(back <= 6000, `reconnected in ${back} ms (backoff capped at 5 s)`);
   });
 
+  it('a flood from one source under load: every other caller connects, and the log stays short', async (t) => {
+    const r = redis();
+    const rig = await FaultRig.start(
+      t,
+      {
+        redis: { url: r.url },
+        nodes: 2,
+        monitors: 1,
+        proxies: 1,
+        maxSessions: 1000,
+        // The steady load comes from the double's own address, a trusted SBC; the flood from a
+        // stranger with 20 INVITEs a second of its own, against a replica that takes 100.
+        proxy: { maxCps: 100, rateLimit: { perSourcePerSec: 20, burst: 20, trusted: ['127.0.0.1/32'] } },
+      },
+      r.client,
+    );
+    const p = rig.proxies[0];
+    assert.ok(p);
+    const load = rig.load(50);
+    await waitFor('calls connecting', () => load.connected() >= 5);
+    const floodAt = Date.now();
+    const flood: ReturnType<typeof p.double.inject>[] = [];
+    // 300 INVITEs a second for 3 s from 127.0.0.2.
+    const timer = setInterval(() => {
+      const due = Math.floor(((Date.now() - floodAt) * 300) / 1000) - flood.length;
+      for (let i = 0; i < due; i++)
+        flood.push(
+          p.double.inject({ method: 'INVITE', sdp: true }, { source: { address: '127.0.0.2', port: 5060 } }),
+        );
+    }, 10);
+    t.after(() => clearInterval(timer));
+    await waitFor('3 s of flood', () => Date.now() - floodAt >= 3000, { timeoutMs: 10_000 });
+    clearInterval(timer);
+    const floodEnd = Date.now();
+    await load.stop();
+    const through = flood.filter((c) => c.finalResponse?.status === 200).length;
+    const aboutFlood = p.warnings.filter((l) => l.includes('127.0.0.2'));
+    report('a flood from one source', {
+      flood: flood.length,
+      floodThrough: through,
+      loadDuringFlood: `${load.connected(floodAt, floodEnd)}/${load.sent(floodAt, floodEnd)}`,
+      linesAboutFlood: aboutFlood.length,
+      outcomes: load.summary(),
+    });
+    assert.equal(
+      load.connected(floodAt, floodEnd),
+      load.sent(floodAt, floodEnd),
+      'every other call connected',
+    );
+    assert.ok(through <= 20 + 20 * 4, `the flood kept to its own rate: ${through}`);
+    assert.ok(aboutFlood.length <= 2, `lines about the flood: ${aboutFlood.length}`);
+    assert.equal(p.exit, undefined, 'the proxy still runs');
+  });
+
   it('a node crashed (process killed): out of routing within 1 s, the rest take the load', async (t) => {
     const r = redis();
     const rig = await FaultRig.start(
