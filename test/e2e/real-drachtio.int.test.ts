@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsCluster } from '@fslb/fs-sim';
-import { drachtioBin, sippBin, startDrachtioServer } from '../support/drachtio-server.js';
+import { realPeers, startDrachtioServer } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -18,15 +18,10 @@ import { freeswitchBin, freeswitchTarget } from '../contract/fs-target.js';
  * simulators watched by a real monitor. Runs when a drachtio-server binary (FSLB_DRACHTIO_BIN or
  * `drachtio` on PATH) and `sipp` are present; otherwise it says why it skips.
  */
-const bin = drachtioBin();
-const sipp = sippBin();
-const skip =
-  bin === undefined
-    ? 'no drachtio-server: set FSLB_DRACHTIO_BIN or put `drachtio` on PATH'
-    : sipp === undefined
-      ? 'sipp (Debian package sip-tester) is not on PATH'
-      : false;
-if (skip) console.log(`# real-peer end-to-end skipped: ${skip}`);
+const peers = realPeers('real-peer end-to-end');
+const skip = peers.skip;
+const bin = 'bin' in peers ? peers.bin : undefined;
+const sipp = 'sipp' in peers ? peers.sipp : undefined;
 
 const scenario = fileURLToPath(new URL('sipp/uac-contact.xml', import.meta.url));
 

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer, connect, type Socket } from 'node:net';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
 import { ClusterKeys } from '@fslb/shared';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import { captureLogger } from '../support/log-capture.js';
-import { drachtioBin, sippBin, startDrachtioServer } from '../support/drachtio-server.js';
+import { redisRelay } from '../support/redis-relay.js';
+import { realPeers, startDrachtioServer } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -23,15 +23,10 @@ import { proxyConfig, startProxy } from '../proxy/support.js';
  * is slow. Runs when a drachtio-server binary (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and
  * `sipp` are present; otherwise it says why it skips.
  */
-const bin = drachtioBin();
-const sipp = sippBin();
-const skip =
-  bin === undefined
-    ? 'no drachtio-server: set FSLB_DRACHTIO_BIN or put `drachtio` on PATH'
-    : sipp === undefined
-      ? 'sipp (Debian package sip-tester) is not on PATH'
-      : false;
-if (skip) console.log(`# real-peer edge cases skipped: ${skip}`);
+const peers = realPeers('real-peer edge cases');
+const skip = peers.skip;
+const bin = 'bin' in peers ? peers.bin : undefined;
+const sipp = 'sipp' in peers ? peers.sipp : undefined;
 
 const scenario = (name: string) => fileURLToPath(new URL(`sipp/${name}`, import.meta.url));
 
@@ -202,7 +197,7 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
   });
 
   it('ends the slot at once and counts the call cancelled when the caller cancels while Redis is slow', async (t) => {
-    const relay = await slowRelay(new URL(r.server.url), 400);
+    const relay = await redisRelay(new URL(r.server.url), 400, false);
     t.after(() => relay.close());
     const s = await rig(t, r, { count: 1, redisUrl: relay.url, proxy: { reserveTimeoutMs: 2000 } });
     relay.slow = true;
@@ -230,51 +225,3 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
     assert.equal(s.sims.nodes[0]!.calls().length, 0, 'no INVITE reached the node');
   });
 });
-
-/** A TCP relay in front of Redis that holds each reply for `delayMs` while `slow` is set. */
-async function slowRelay(
-  target: URL,
-  delayMs: number,
-): Promise<{ url: string; slow: boolean; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const state = { slow: false };
-  const server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream);
-    // Replies leave in order: one never overtakes another that is being held.
-    let lastDue = 0;
-    upstream.on('data', (chunk: Buffer) => {
-      const now = performance.now();
-      const due = Math.max(now + (state.slow ? delayMs : 0), lastDue);
-      lastDue = due;
-      setTimeout(() => {
-        if (client.writable) client.write(chunk);
-      }, due - now);
-    });
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    get slow() {
-      return state.slow;
-    },
-    set slow(v: boolean) {
-      state.slow = v;
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-}

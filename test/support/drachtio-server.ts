@@ -21,6 +21,22 @@ export function sippBin(): string | undefined {
   return spawnSync('sipp', ['-v'], { stdio: 'ignore' }).error === undefined ? 'sipp' : undefined;
 }
 
+/**
+ * The real peers an end-to-end test needs, or why it must skip (a reason it prints, then hands
+ * to `describe`'s `skip`).
+ */
+export function realPeers(what: string): { bin: string; sipp: string; skip: false } | { skip: string } {
+  const bin = drachtioBin();
+  const sipp = sippBin();
+  if (bin !== undefined && sipp !== undefined) return { bin, sipp, skip: false };
+  const skip =
+    bin === undefined
+      ? 'no drachtio-server: set FSLB_DRACHTIO_BIN or put `drachtio` on PATH'
+      : 'sipp (Debian package sip-tester) is not on PATH';
+  console.log(`# ${what} skipped: ${skip}`);
+  return { skip };
+}
+
 export interface RealDrachtio {
   readonly appPort: number;
   readonly sipPort: number;

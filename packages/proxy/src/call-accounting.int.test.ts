@@ -1,48 +1,13 @@
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
 import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
+import { redisRelay } from '../../../test/support/redis-relay.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
-
-/**
- * A TCP relay in front of Redis that holds every reply for `delayMs` before passing it on, in
- * order: a Redis that answers, steadily, but late (a burst queued in it), without stopping it.
- */
-async function latencyRelay(target: URL, delayMs: number): Promise<{ url: string; close(): Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const server: Server = createServer((client) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    sockets.add(client).add(upstream);
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      setTimeout(() => client.writable && client.write(chunk), delayMs);
-    });
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('close', end).on('error', end);
-    upstream.on('close', end).on('error', end);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : 0;
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async close() {
-      for (const s of sockets) s.destroy();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-}
 
 /**
  * The reservation's timeout against a real Redis: a Redis that stops answering is given up on
@@ -86,7 +51,7 @@ describe('call accounting: a late Redis reply', () => {
 
   it('waits for a Redis that answers other reservations, and takes every slot there', async (t) => {
     // Every reply 300 ms late, three times the timeout; a call is offered every 20 ms.
-    const relay = await latencyRelay(new URL(r.server.url), 3 * TIMEOUT_MS);
+    const relay = await redisRelay(new URL(r.server.url), 3 * TIMEOUT_MS);
     const client = new Redis(relay.url, { maxRetriesPerRequest: 1 });
     t.after(async () => {
       client.disconnect();

@@ -1,5 +1,5 @@
 import { callIdentity, type Logger } from '@fslb/shared';
-import type { CallAccounting, CallSlots } from './call-accounting.js';
+import { SlotMode, type CallAccounting, type CallSlots } from './call-accounting.js';
 import { CHALLENGE_MEMORY_MS, ChallengeMemo, type Challenge } from './challenges.js';
 import type { InboundRequest, ProxyResult } from './drachtio/drachtio-link.js';
 import type { SourceAcl } from './guards/acl.js';
@@ -112,7 +112,7 @@ export class Router {
    * with credentials can reach the app in the same read as the `done` of the attempt that was
    * challenged, before that attempt's outcome (and its challenge) is recorded: it waits for it.
    */
-  readonly #proxying = new Map<string, Promise<void>>();
+  readonly #proxying = new Map<string, { waiters: (() => void)[] | undefined }>();
   #draining = false;
   #idle: (() => void) | undefined;
   #turn = 0;
@@ -246,7 +246,8 @@ export class Router {
         let challenge = this.#challenges.take(credentials, started);
         const earlier = challenge ? undefined : this.#proxying.get(call);
         if (earlier) {
-          await Promise.race([earlier, delay(CHALLENGE_WAIT_MS)]);
+          const wound = new Promise<void>((resolve) => (earlier.waiters ??= []).push(resolve));
+          await Promise.race([wound, delay(CHALLENGE_WAIT_MS)]);
           challenge = this.#challenges.take(credentials, performance.now());
         }
         if (challenge) return this.#retryAfterChallenge(req, attempt, call, challenge, started);
@@ -343,7 +344,10 @@ export class Router {
     // The kept slot is ended by the script when the retry is the same call in Redis; otherwise
     // (another From tag, or either taken locally) it is handed back here.
     const carried =
-      kept?.mode === 'redis' && kept.call === call && r.kind === 'reserved' && r.slots.mode === 'redis';
+      kept?.mode === SlotMode.Redis &&
+      kept.call === call &&
+      r.kind === 'reserved' &&
+      r.slots.mode === SlotMode.Redis;
     if (kept && !carried) this.#accounting.release(kept);
     attempt.slots = undefined;
     if (r.kind === 'full') return this.#noCapacity(req, attempt, started, tried, 'full', challenge.nodeId);
@@ -370,14 +374,14 @@ export class Router {
     retryOf?: string,
   ): Promise<void> {
     if (call === undefined) return this.#forward(req, attempt, targets, call, started, retryOf);
-    let settled: (() => void) | undefined;
-    const mine = new Promise<void>((resolve) => (settled = resolve));
+    // No promise per call: a retry that must wait adds itself to `waiters`, which is rare.
+    const mine: { waiters: (() => void)[] | undefined } = { waiters: undefined };
     this.#proxying.set(call, mine);
     try {
       await this.#forward(req, attempt, targets, call, started, retryOf);
     } finally {
       if (this.#proxying.get(call) === mine) this.#proxying.delete(call);
-      settled?.();
+      for (const wake of mine.waiters ?? []) wake();
     }
   }
 

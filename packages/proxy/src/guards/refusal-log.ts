@@ -70,11 +70,6 @@ export class RefusalLog {
     }
   }
 
-  /** Ends the current window: its summary line, if anything was held back. */
-  flush(): void {
-    this.#close(performance.now());
-  }
-
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
