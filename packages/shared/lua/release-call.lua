@@ -6,7 +6,10 @@
   KEYS[1] call key (fslb:call:<call>)
   ARGV[1] the call: `<Call-ID>;<From tag>`
   ARGV[2] reservation set key prefix (fslb:resv:)
-  ARGV[3..] node ids the proxy reserved, ended even if the call key is gone
+  ARGV[3] limit set key prefix (fslb:limit:)
+  ARGV[4] k, the number of limit entries the call held
+  ARGV[5 .. 4+k] those entries (`<limit id>:<key value>`): the call leaves their limit sets
+  ARGV[5+k ..] node ids the proxy reserved, ended even if the call key is gone
 
   A call key damaged by hand (another type, node ids that cannot be) and a reservation set of
   another type are deleted, each with a note.
@@ -35,7 +38,13 @@ elseif held then
   end
   if junk then notes[#notes + 1] = KEYS[1] .. ': node ids that cannot be skipped; deleted' end
 end
-for i = 3, #ARGV do add(ARGV[i]) end
+local k = tonumber(ARGV[4])
+for i = 5 + k, #ARGV do add(ARGV[i]) end
+for i = 5, 4 + k do
+  local key = ARGV[3] .. ARGV[i]
+  -- A call already live there is the monitor's to end.
+  if redis.pcall('ZSCORE', key, call) ~= 'inf' then redis.pcall('ZREM', key, call) end
+end
 
 local out = { t[1], t[2] }
 for _, id in ipairs(nodes) do

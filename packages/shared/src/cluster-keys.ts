@@ -20,6 +20,14 @@
  * |                      |          | scored by expiry (ms)    |                                 |                     |
  * | fslb:call:<id>       | STRING   | longest reservation of   | proxy (reserve, release);       | proxy, monitor, cli |
  * |                      |          | the call                 | owning monitor (settles)        |                     |
+ * | fslb:limit:<entry>   | ZSET     | none; members (calls)    | proxy (reserve, release);       | proxy, cli          |
+ * |                      |          | scored by the expiry of  | owning monitor (live calls,     |                     |
+ * |                      |          | their reservation (ms),  | reconcile)                      |                     |
+ * |                      |          | `inf` once live          |                                 |                     |
+ * | fslb:rate:<entry>    | ZSET     | 2 s; members (calls)     | proxy (reserve)                 | proxy, cli          |
+ * |                      |          | scored by admission (ms) |                                 |                     |
+ * | fslb:live:<id>       | HASH     | none; call -> entries    | owning monitor (live calls,     | monitor, cli        |
+ * |                      |          |                          | reconcile)                      |                     |
  * | fslb:proxies         | ZSET     | none; members scored by  | every proxy                     | cli                 |
  * |                      |          | expiry (epoch ms)        |                                 |                     |
  * | fslb:proxy:<id>      | STRING   | 3 x proxy presence       | that proxy                      | cli                 |
@@ -40,6 +48,14 @@
  * `sessions` + the unexpired members of its reservation set. `version` comes from
  * the one `fslb:version` counter, so versions rise across the whole cluster, and a node that is
  * removed and added again never goes back to an old version.
+ *
+ * Limits: `<entry>` is `<limit id>:<key value>` (see `limit-entry.ts`). `fslb:limit:<entry>`
+ * holds every call counted against that counter: while in setup scored by when its reservation
+ * lapses, once FreeSWITCH created its channel scored `inf` until the channel is destroyed.
+ * `fslb:live:<id>` lists the live calls on one node that count against limits, with their
+ * entries, so that the node's owner can end them when FreeSWITCH says so or when the node goes
+ * down, and reconcile them with FreeSWITCH's channel list. `fslb:rate:<entry>` holds the calls
+ * admitted in the last second, for `maxCps`.
  *
  * Any prefix works. A hash-tagged prefix such as `{fslb}` puts every key in one Redis Cluster
  * slot, so that the multi-key Lua scripts run on a cluster.
@@ -99,6 +115,21 @@ export class ClusterKeys {
   /** STRING with a TTL: the node ids (space-separated) a call (`callIdentity`) holds reservations on. */
   call(call: string): string {
     return `${this.prefix}:call:${call}`;
+  }
+
+  /** ZSET: calls counted against one limit counter (`<limit id>:<key value>`). */
+  limit(entry: string): string {
+    return `${this.prefix}:limit:${entry}`;
+  }
+
+  /** ZSET with a TTL: calls admitted on one limit counter in the last second. */
+  rate(entry: string): string {
+    return `${this.prefix}:rate:${entry}`;
+  }
+
+  /** HASH: live calls on a node that count against limits, each with its entries. */
+  live(id: string): string {
+    return `${this.prefix}:live:${id}`;
   }
 
   /** ZSET of live proxies, scored by the epoch ms at which each one's presence expires. */

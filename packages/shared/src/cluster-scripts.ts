@@ -17,6 +17,7 @@ const scriptFiles = [
   'read-view-2',
   'set-admin-3',
   'read-leases',
+  'live-calls-2',
 ] as const;
 export type ScriptName = (typeof scriptFiles)[number];
 

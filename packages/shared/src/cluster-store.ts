@@ -82,6 +82,24 @@ export interface ReserveResult {
   taken: string[];
   /** Ids of the failover targets (room, no slot), in candidate order. */
   failovers: string[];
+  /** The first limit the call is over (nothing was taken), by its index in the request. */
+  overLimit?: { index: number; kind: 'calls' | 'cps'; count: number };
+}
+
+/** A call live on a node, with the limit entries it counts against. */
+export interface LiveCall {
+  call: string;
+  entries: readonly string[];
+}
+
+/** A limit counter a call counts against. */
+export interface LimitHold {
+  /** `<limit id>:<key value>` (see `limit-entry.ts`). */
+  entry: string;
+  /** Concurrent calls at most; 0 for none. */
+  maxCalls: number;
+  /** Admissions in any 1000 ms at most; 0 for none. */
+  maxCps: number;
 }
 
 export interface ReserveRequest {
@@ -97,6 +115,15 @@ export interface ReserveRequest {
   ttlMs: number;
   /** Take slots in candidate order (affinity) instead of least loaded first. */
   inOrder?: boolean;
+  /**
+   * The pool order of each candidate (1 first; all 1 when absent): the slot is taken in the
+   * first group with room, failover targets from that group only.
+   */
+  groups?: readonly number[];
+  /** Limit counters the call counts against, checked and taken in the same step. */
+  limits?: readonly LimitHold[];
+  /** How long a limit holds a call in setup before the node's monitor makes it live. */
+  limitHoldMs?: number;
 }
 
 /** One node in a consistent snapshot of the cluster. */
@@ -296,6 +323,13 @@ export class ClusterStore {
     const k = this.keys;
     const keys = [k.call(req.call)];
     for (const id of req.candidates) keys.push(k.node(id), k.resv(id), k.alive(id));
+    const limits = req.limits ?? [];
+    const limitArgs: (string | number)[] = [];
+    for (const l of limits) {
+      keys.push(k.limit(l.entry), k.rate(l.entry));
+      limitArgs.push(l.maxCalls, l.maxCps);
+    }
+    const c = req.candidates.length;
     const reply = await runScript(this.redis, 'reserve-call', keys, [
       req.call,
       req.slots,
@@ -303,17 +337,21 @@ export class ClusterStore {
       Math.ceil(req.ttlMs),
       k.resv(''),
       req.inOrder ? '1' : '0',
+      c,
+      Math.ceil(Math.max(req.limitHoldMs ?? req.ttlMs, req.ttlMs)),
       ...req.candidates,
+      ...(req.groups ?? req.candidates.map(() => 1)),
+      ...limitArgs,
     ]);
-    if (!Array.isArray(reply) || reply.length < req.candidates.length + 2) {
+    if (!Array.isArray(reply) || reply.length < c + 3 || !Array.isArray(reply[2])) {
       throw new TypeError('reserve-call: unexpected reply');
     }
-    this.#repaired(reply.slice(req.candidates.length + 2));
+    this.#repaired(reply.slice(c + 3));
     const nodes: ReserveResult['nodes'] = [];
     const taken: string[] = [];
     const failovers: string[] = [];
     req.candidates.forEach((id, i) => {
-      const row = reply[i + 2] as unknown;
+      const row = reply[i + 3] as unknown;
       if (!Array.isArray(row)) throw new TypeError('reserve-call: unexpected reply');
       const status = Number(row[0]) as SlotStatus;
       if (status === SlotStatus.Taken) taken.push(id);
@@ -326,7 +364,17 @@ export class ClusterStore {
         maxSessions: Number(row[3]),
       });
     });
-    return { at: redisMicros(reply[0], reply[1]), nodes, taken, failovers };
+    const verdict = reply[2] as unknown[];
+    const over = Number(verdict[0]);
+    const result: ReserveResult = { at: redisMicros(reply[0], reply[1]), nodes, taken, failovers };
+    if (over > 0) {
+      result.overLimit = {
+        index: over - 1,
+        kind: Number(verdict[1]) === 2 ? 'cps' : 'calls',
+        count: Number(verdict[2]),
+      };
+    }
+    return result;
   }
 
   /**
@@ -336,9 +384,15 @@ export class ClusterStore {
   async releaseCall(
     call: string,
     nodes: readonly string[],
+    limitEntries: readonly string[] = [],
   ): Promise<{ at: number; nodes: { id: string; reservations: number }[] }> {
     const k = this.keys;
-    const reply = await runScript(this.redis, 'release-call', [k.call(call)], [call, k.resv(''), ...nodes]);
+    const reply = await runScript(
+      this.redis,
+      'release-call',
+      [k.call(call)],
+      [call, k.resv(''), k.limit(''), limitEntries.length, ...limitEntries, ...nodes],
+    );
     if (!Array.isArray(reply) || reply.length < 2) throw new TypeError('release-call: unexpected reply');
     const rest = reply.slice(2) as unknown[];
     this.#repaired(rest);
@@ -349,6 +403,37 @@ export class ClusterStore {
         reservations: Number(row[1]),
       })),
     };
+  }
+
+  /**
+   * The owner's record of its node's live calls that count against limits, fenced by its lease
+   * (`live-calls-2.lua`): `delta` applies calls created and destroyed; `full` makes the record
+   * exactly `calls` (FreeSWITCH's channel list at a reconcile; none when the node is down).
+   */
+  async liveCalls(
+    id: string,
+    token: string,
+    change:
+      | { kind: 'delta'; started: readonly LiveCall[]; ended: readonly string[] }
+      | { kind: 'full'; calls: readonly LiveCall[] },
+  ): Promise<{ fenced: boolean; started: number; ended: number }> {
+    const k = this.keys;
+    const items =
+      change.kind === 'full'
+        ? change.calls.map((c) => [c.call, ...c.entries].join(' '))
+        : [
+            ...change.started.map((c) => `+${[c.call, ...c.entries].join(' ')}`),
+            ...change.ended.map((call) => `-${call}`),
+          ];
+    const reply = await runScript(
+      this.redis,
+      'live-calls-2',
+      [k.lease(id), k.live(id)],
+      [token, k.limit(''), change.kind, ...items],
+    );
+    if (!Array.isArray(reply) || reply.length < 3) throw new TypeError('live-calls: unexpected reply');
+    this.#repaired(reply.slice(3));
+    return { fenced: Number(reply[0]) === -1, started: Number(reply[1]), ended: Number(reply[2]) };
   }
 
   /**

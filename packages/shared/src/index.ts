@@ -1,10 +1,21 @@
 export { callIdentity } from './call-identity.js';
+export {
+  encodeLimitValue,
+  isLimitEntry,
+  limitEntry,
+  limitIdOf,
+  LIMITS_HEADER,
+  parseLimitEntries,
+} from './limit-entry.js';
+export { DEFAULT_POOL } from './config/routing.js';
 export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
 export {
   ClusterStore,
   SlotStatus,
   UnknownNodeError,
   type InvalidRecord,
+  type LimitHold,
+  type LiveCall,
   type NodeLoad,
   type NodeWrite,
   type ReserveRequest,
@@ -44,6 +55,10 @@ export {
   parseHostPort,
   type ConfigInput,
   type FslbConfig,
+  type LimitConfig,
+  type PoolConfig,
+  type RouteConfig,
+  type RouteMatch,
   type MonitorConfig,
   type NodeConfig,
   type ProxyConfig,

@@ -295,4 +295,144 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     assert.deepEqual((await reserve(store, 'r3', ['a'], 1)).taken, ['a']);
     assert.equal(await redis.type(keys.resv('a')), 'zset');
   });
+
+  describe('pools and limits', () => {
+    const tenant = (maxCalls: number, maxCps = 0) => [{ entry: 'tenant:acme', maxCalls, maxCps }];
+
+    it('takes the slot in the first pool with room and names failover targets from that pool only', async () => {
+      const { store } = await cluster({
+        p1: { sessions: 5, max: 5 },
+        p2: { sessions: 0, max: 5 },
+        q1: { sessions: 0, max: 5 },
+        q2: { sessions: 1, max: 5 },
+        r1: { sessions: 0, max: 5 },
+      });
+      const r = await store.reserveCall({
+        call: 'spill',
+        candidates: ['p1', 'q2', 'q1', 'r1'],
+        groups: [1, 2, 2, 3],
+        slots: 1,
+        failovers: 2,
+        ttlMs: 3000,
+      });
+      assert.deepEqual(r.taken, ['q1']);
+      assert.deepEqual(r.failovers, ['q2']);
+      const stay = await store.reserveCall({
+        call: 'stay',
+        candidates: ['p2', 'q1'],
+        groups: [1, 2],
+        slots: 1,
+        failovers: 2,
+        ttlMs: 3000,
+      });
+      assert.deepEqual([stay.taken, stay.failovers], [['p2'], []]);
+    });
+
+    it('never admits more calls than maxCalls, however many clients reserve at once, and a refused call holds nothing', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 100 }, b: { sessions: 0, max: 100 } });
+      const clients = [0, 1, 2, 3].map(() => new Redis(server.url));
+      try {
+        const stores = clients.map((c) => new ClusterStore(c, keys));
+        const results = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            (stores[i % 4] as ClusterStore).reserveCall({
+              call: `burst-${i}`,
+              candidates: ['a', 'b'],
+              slots: 1,
+              failovers: 1,
+              ttlMs: 3000,
+              limits: tenant(10),
+            }),
+          ),
+        );
+        const admitted = results.filter((r) => r.taken.length === 1);
+        const refused = results.filter((r) => r.overLimit);
+        assert.equal(admitted.length, 10);
+        assert.equal(refused.length, 30);
+        for (const r of refused) {
+          assert.deepEqual([r.taken, r.failovers, r.overLimit?.kind, r.overLimit?.count], [[], [], 'calls', 10]);
+        }
+        assert.equal(await redis.zcard(keys.limit('tenant:acme')), 10);
+        assert.equal((await redis.zcard(keys.resv('a'))) + (await redis.zcard(keys.resv('b'))), 10);
+      } finally {
+        for (const c of clients) c.disconnect();
+      }
+    });
+
+    it('takes no limit when no pool has room', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 5, max: 5 } });
+      const r = await store.reserveCall({
+        call: 'nowhere',
+        candidates: ['a'],
+        slots: 1,
+        failovers: 0,
+        ttlMs: 3000,
+        limits: tenant(10, 5),
+      });
+      assert.deepEqual([r.taken, r.overLimit], [[], undefined]);
+      assert.equal(await redis.exists(keys.limit('tenant:acme'), keys.rate('tenant:acme')), 0);
+    });
+
+    it('admits at most maxCps calls in any second', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 1000 } });
+      const r = await Promise.all(
+        Array.from({ length: 12 }, (_, i) =>
+          store.reserveCall({
+            call: `cps-${i}`,
+            candidates: ['a'],
+            slots: 1,
+            failovers: 0,
+            ttlMs: 3000,
+            limits: tenant(0, 5),
+          }),
+        ),
+      );
+      assert.equal(r.filter((x) => x.taken.length === 1).length, 5);
+      assert.deepEqual(
+        [...new Set(r.filter((x) => x.overLimit).map((x) => x.overLimit?.kind))],
+        ['cps'],
+      );
+      assert.ok((await redis.pttl(keys.rate('tenant:acme'))) > 0);
+    });
+
+    it('a released call leaves its limit; a live call counts until the owner ends it, and a full list replaces the record', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 100 } });
+      const take = (call: string) =>
+        store.reserveCall({ call, candidates: ['a'], slots: 1, failovers: 0, ttlMs: 3000, limits: tenant(2) });
+      assert.equal((await take('c1')).taken.length, 1);
+      assert.equal((await take('c2')).taken.length, 1);
+      assert.equal((await take('c3')).overLimit?.kind, 'calls');
+      await store.releaseCall('c2', ['a'], ['tenant:acme']);
+      assert.equal((await take('c3')).taken.length, 1);
+
+      // c1 connected: its monitor makes it live; a proxy's release no longer ends it.
+      const live = await store.liveCalls('a', 'tok-a', {
+        kind: 'delta',
+        started: [{ call: 'c1', entries: ['tenant:acme'] }],
+        ended: [],
+      });
+      assert.deepEqual(live, { fenced: false, started: 1, ended: 0 });
+      assert.equal(await redis.zscore(keys.limit('tenant:acme'), 'c1'), 'inf');
+      await store.releaseCall('c1', ['a'], ['tenant:acme']);
+      assert.equal(await redis.zscore(keys.limit('tenant:acme'), 'c1'), 'inf');
+      assert.deepEqual(await redis.hgetall(keys.live('a')), { c1: 'tenant:acme' });
+
+      // Fenced: another token writes nothing.
+      assert.equal((await store.liveCalls('a', 'stale', { kind: 'full', calls: [] })).fenced, true);
+      assert.equal(await redis.zscore(keys.limit('tenant:acme'), 'c1'), 'inf');
+
+      // Redis lost the counter: a full list puts it back; a call missing from the list ends.
+      await redis.del(keys.limit('tenant:acme'));
+      await store.liveCalls('a', 'tok-a', {
+        kind: 'full',
+        calls: [{ call: 'c4', entries: ['tenant:acme', 'trunk:t1'] }],
+      });
+      assert.deepEqual(await redis.zrange(keys.limit('tenant:acme'), 0, -1), ['c4']);
+      assert.deepEqual(await redis.zrange(keys.limit('trunk:t1'), 0, -1), ['c4']);
+      assert.deepEqual(await redis.hgetall(keys.live('a')), { c4: 'tenant:acme trunk:t1' });
+      const ended = await store.liveCalls('a', 'tok-a', { kind: 'delta', started: [], ended: ['c4'] });
+      assert.equal(ended.ended, 1);
+      assert.equal(await redis.exists(keys.limit('tenant:acme'), keys.limit('trunk:t1'), keys.live('a')), 0);
+    });
+  });
 });

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigIssue } from '../errors.js';
+import { DEFAULT_POOL, routingProblems } from './routing.js';
 import { configSchema, defaultInstanceId, duplicateNodeIds, type FslbConfig } from './schema.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -112,7 +113,7 @@ export function parseConfig(raw: unknown, env: Env = process.env, use: ConfigUse
   if (!result.success) {
     issues.push(...result.error.issues.map((i) => toIssue(i, fromEnv)));
   }
-  issues.push(...duplicateNodeIds(input));
+  issues.push(...duplicateNodeIds(input), ...routingProblems(input));
   if (!result.success || issues.length > 0) throw new ConfigError(issues);
   const cfg = result.data;
 
@@ -146,10 +147,18 @@ export function parseConfig(raw: unknown, env: Env = process.env, use: ConfigUse
   const { passwordEnv: _pe, password: _p, ...redisRest } = cfg.redis;
   const m = cfg.monitor;
   const claimIntervalMs = m.claimIntervalMs ?? Math.max(100, Math.round(m.leaseTtlMs / 5));
+  const pools = cfg.pools ?? [{ id: DEFAULT_POOL, nodes: cfg.nodes.map((n) => n.id) }];
+  const routes = (cfg.routes ?? [{ pools: pools.map((p) => p.id), limits: [] }]).map((r, i) => ({
+    ...r,
+    id: r.id ?? `route-${i}`,
+  }));
   const config: FslbConfig = {
     redis: redisPassword === undefined ? redisRest : { ...redisRest, password: redisPassword },
     prefix: cfg.prefix,
     nodes,
+    pools,
+    routes,
+    limits: cfg.limits,
     monitor: {
       ...m,
       id: m.id ?? defaultInstanceId(),

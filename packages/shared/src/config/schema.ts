@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { isValidPrefix, nodeIdRe } from '../cluster-keys.js';
 import { parseDuration } from './duration.js';
+import { routingSchemas } from './routing.js';
 
 /**
  * The one schema of an fslb configuration file. Every default lives here. Environment
@@ -140,6 +141,11 @@ const monitorSchema = z
     coalesceMs: z.number().int().min(0).default(20),
     /** The longest wait between two reconnect attempts to one node. */
     maxBackoffMs: positiveMs.default(10_000),
+    /**
+     * How often the owner compares the calls counted against limits with FreeSWITCH's own channel
+     * list: a count is never wrong for longer than this.
+     */
+    reconcileIntervalMs: z.number().int().min(100).default(10_000),
     http: z.strictObject({ host: z.string().default('0.0.0.0'), port: port.default(9101) }).prefault({}),
   })
   .prefault({});
@@ -234,6 +240,8 @@ const proxySchema = z
   })
   .prefault({});
 
+const routing = routingSchemas(cidr);
+
 export const configSchema = z
   .strictObject({
     redis: redisSchema.prefault({}),
@@ -241,6 +249,11 @@ export const configSchema = z
       message: 'expected 1-64 printable characters without spaces',
     }),
     nodes: z.array(nodeSchema).default([]),
+    /** Pools of nodes; absent, every node is in one pool (`default`). */
+    pools: z.array(routing.pool).min(1).optional(),
+    /** Routes, first match wins; absent, every call goes to the pools in their order. */
+    routes: z.array(routing.route).min(1).optional(),
+    limits: z.array(routing.limit).default([]),
     monitor: monitorSchema,
     proxy: proxySchema,
     log: z
@@ -316,11 +329,21 @@ export interface RedisConfig extends Omit<Parsed['redis'], 'passwordEnv'> {
   password?: string;
 }
 
+export type PoolConfig = z.output<typeof routing.pool>;
+export type RouteConfig = Omit<z.output<typeof routing.route>, 'id'> & { id: string };
+export type RouteMatch = z.output<typeof routing.match>;
+export type LimitConfig = z.output<typeof routing.limit>;
+
 /** The whole configuration, validated, defaults applied, secrets resolved, frozen. */
 export interface FslbConfig {
   redis: RedisConfig;
   prefix: string;
   nodes: NodeConfig[];
+  /** Every node in exactly one pool; without `pools` in the file, one pool `default` of all nodes. */
+  pools: PoolConfig[];
+  /** Without `routes` in the file, one route to every pool in order. */
+  routes: RouteConfig[];
+  limits: LimitConfig[];
   monitor: MonitorConfig;
   proxy: ProxyConfig;
   log: Parsed['log'];
