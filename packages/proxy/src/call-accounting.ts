@@ -5,6 +5,7 @@ import {
   type LoadFigure,
   type Logger,
 } from '@fslb/shared';
+import type { LimitUse } from './routing/route-table.js';
 import type { ClusterView } from './view/cluster-view.js';
 import type { ViewNode } from './view/view-node.js';
 
@@ -30,6 +31,8 @@ export interface CallSlots {
   readonly mode: SlotMode;
   /** The node holding the slot: the chosen one. */
   readonly node: ViewNode;
+  /** Limit entries the call holds (Redis mode only), ended with the slot when the call fails. */
+  readonly limits: readonly string[];
   /** Local mode: when these slots lapse by themselves (monotonic ms), unless the call connected. */
   readonly expiresAt: number;
 }
@@ -38,7 +41,21 @@ export type ReserveOutcome =
   /** `targets`: the chosen node (holding the slot), then failover targets with room. */
   | { kind: 'reserved'; slots: CallSlots; targets: ViewNode[]; ms: number }
   /** Every candidate was full or not eligible in Redis. */
-  | { kind: 'full'; ms: number };
+  | { kind: 'full'; ms: number }
+  /** The call is over a limit (nothing was taken), or a limit cannot be counted without Redis. */
+  | { kind: 'over-limit'; use: LimitUse; what: 'maxCalls' | 'maxCps' | 'unavailable'; ms: number };
+
+/** How a reservation is made beyond the call and its candidates. */
+export interface ReserveOptions {
+  /** Take the slot in candidate order (affinity, round robin) rather than least loaded first. */
+  inOrder?: boolean;
+  /** Failover targets to name at most; 0 for a retry after a digest challenge. */
+  failovers?: number;
+  /** The pool order of each candidate (1 first): the slot goes to the first pool with room. */
+  groups?: readonly number[];
+  /** Limit counters the call counts against, checked and taken with the slot. */
+  limits?: readonly LimitUse[];
+}
 
 export interface AccountingSettings {
   /** Targets a call gets at most: the chosen node, then failovers. */
@@ -54,13 +71,17 @@ export interface AccountingSettings {
   /** Load figures learnt from replies are published at most this often. */
   publishMs: number;
   proxyId: string;
+  /**
+   * How long a limit holds a call in setup: past the slot's TTL, until the node's monitor has
+   * seen the channel (a takeover and a reconcile included), so a connected call never drops out.
+   */
+  limitHoldMs: number;
 }
 
+type LocalWhy = 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding';
+
 export interface AccountingObserver {
-  reservation(
-    result: 'redis' | 'full' | 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding',
-    ms: number,
-  ): void;
+  reservation(result: 'redis' | 'full' | 'over-limit' | LocalWhy, ms: number): void;
 }
 
 /**
@@ -128,17 +149,19 @@ export class CallAccounting {
   async reserve(
     call: string,
     candidates: readonly ViewNode[],
-    inOrder = false,
-    failovers = this.#settings.maxTargets - 1,
+    opts: ReserveOptions = {},
   ): Promise<ReserveOutcome> {
     const started = performance.now();
     const s = this.#settings;
-    if (!this.#redisReady())
-      return this.#reserveLocally(call, candidates, started, 'local-offline', failovers);
+    const inOrder = opts.inOrder ?? false;
+    const failovers = opts.failovers ?? s.maxTargets - 1;
+    const limits = opts.limits ?? [];
+    const local = (why: LocalWhy): ReserveOutcome =>
+      this.#reserveLocally(call, candidates, started, why, failovers, limits, opts.groups);
+    if (!this.#redisReady()) return local('local-offline');
     // Redis lost its state and the monitors are writing it again: its counts (and its idea of
     // which nodes exist) are incomplete for a moment, so count this call here.
-    if (this.#view.rebuilding)
-      return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers);
+    if (this.#view.rebuilding) return local('local-rebuilding');
     const primary = candidates[0];
     if (primary) primary.pending++;
     const clock = { timedOut: false, done: false };
@@ -150,6 +173,13 @@ export class CallAccounting {
       failovers,
       ttlMs: s.ttlMs,
       inOrder,
+      ...(opts.groups ? { groups: opts.groups } : {}),
+      limits: limits.map((u) => ({
+        entry: u.entry,
+        maxCalls: u.limit.maxCalls ?? 0,
+        maxCps: u.limit.maxCps ?? 0,
+      })),
+      limitHoldMs: s.limitHoldMs,
     });
     const settled = attempt.finally(() => {
       if (primary) primary.pending--;
@@ -210,11 +240,17 @@ export class CallAccounting {
         if (r.status === SlotStatus.Taken) chosen = n;
         else if (r.status === SlotStatus.Room) spare.push(n);
       }
-      if (gone !== undefined) void this.#releaseRedis(call, [gone]);
+      const entries = limits.map((u) => u.entry);
+      if (gone !== undefined) void this.#releaseRedis(call, [gone], entries);
       if (lost) this.#onLost();
-      if (!chosen && lost) {
-        return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers);
+      if (result.overLimit) {
+        const use = limits[result.overLimit.index];
+        if (use) {
+          this.#observer.reservation('over-limit', ms);
+          return { kind: 'over-limit', use, what: result.overLimit.kind === 'cps' ? 'maxCps' : 'maxCalls', ms };
+        }
       }
+      if (!chosen && lost) return local('local-rebuilding');
       if (!chosen) {
         // The call may have no slot, but the script may have ended an earlier attempt's: nothing to undo.
         this.#observer.reservation('full', ms);
@@ -224,7 +260,7 @@ export class CallAccounting {
       return {
         kind: 'reserved',
         ms,
-        slots: { call, mode: SlotMode.Redis, node: chosen, expiresAt: 0 },
+        slots: { call, mode: SlotMode.Redis, node: chosen, limits: entries, expiresAt: 0 },
         targets: [chosen, ...spare],
       };
     } catch (err) {
@@ -233,19 +269,18 @@ export class CallAccounting {
       if (clock.timedOut) {
         // The script may still run: whatever it takes then is ended when it answers.
         settled.then(
-          (late) => void this.#releaseRedis(call, late.taken),
+          (late) =>
+            void this.#releaseRedis(
+              call,
+              late.taken,
+              limits.map((u) => u.entry),
+            ),
           () => undefined,
         );
       } else {
         this.#log.debug({ err, call }, 'reservation failed; counting locally');
       }
-      return this.#reserveLocally(
-        call,
-        candidates,
-        started,
-        clock.timedOut ? 'local-timeout' : 'local-error',
-        failovers,
-      );
+      return local(clock.timedOut ? 'local-timeout' : 'local-error');
     }
   }
 
@@ -262,7 +297,7 @@ export class CallAccounting {
       }
       return;
     }
-    void this.#releaseRedis(slots.call, [slots.node.id]);
+    void this.#releaseRedis(slots.call, [slots.node.id], slots.limits);
   }
 
   /**
@@ -276,10 +311,10 @@ export class CallAccounting {
     if (slots.mode === SlotMode.Local) this.release(slots);
   }
 
-  async #releaseRedis(call: string, ids: readonly string[]): Promise<void> {
-    if (ids.length === 0 || this.#closed) return;
+  async #releaseRedis(call: string, ids: readonly string[], limits: readonly string[]): Promise<void> {
+    if ((ids.length === 0 && limits.length === 0) || this.#closed) return;
     try {
-      const r = await this.#store.releaseCall(call, ids);
+      const r = await this.#store.releaseCall(call, ids, limits);
       for (const n of r.nodes) {
         const held = this.#view.get(n.id);
         if (held) this.#learn({ id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at });
@@ -294,19 +329,32 @@ export class CallAccounting {
     call: string,
     candidates: readonly ViewNode[],
     started: number,
-    why: 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding',
+    why: LocalWhy,
     failovers: number,
+    limits: readonly LimitUse[],
+    groups: readonly number[] | undefined,
   ): ReserveOutcome {
     const s = this.#settings;
-    const targets: ViewNode[] = [];
-    for (const n of candidates) {
-      if (targets.length > failovers) break;
-      if (n.sessions + n.reservations < n.maxSessions) targets.push(n);
+    const ms = () => performance.now() - started;
+    // A limit cannot be counted across proxies without Redis: it refuses, unless told to admit.
+    const refusing = limits.find((u) => u.limit.whenRedisDown === 'refuse');
+    if (refusing) {
+      this.#observer.reservation('over-limit', ms());
+      return { kind: 'over-limit', use: refusing, what: 'unavailable', ms: ms() };
     }
-    const ms = performance.now() - started;
-    this.#observer.reservation(why, ms);
+    const targets: ViewNode[] = [];
+    let group: number | undefined;
+    candidates.forEach((n, i) => {
+      const g = groups?.[i] ?? 1;
+      if (targets.length > failovers || (group !== undefined && g !== group)) return;
+      if (n.sessions + n.reservations < n.maxSessions) {
+        group = g;
+        targets.push(n);
+      }
+    });
+    this.#observer.reservation(why, ms());
     const chosen = targets[0];
-    if (!chosen) return { kind: 'full', ms };
+    if (!chosen) return { kind: 'full', ms: ms() };
     const previous = this.#local.get(call);
     if (previous) this.release(previous);
     chosen.local++;
@@ -314,11 +362,12 @@ export class CallAccounting {
       call,
       mode: SlotMode.Local,
       node: chosen,
+      limits: [],
       expiresAt: performance.now() + s.ttlMs,
     };
     this.#local.set(call, slots);
     this.#sweep ??= setInterval(() => this.#sweepLocal(), 250);
-    return { kind: 'reserved', ms, slots, targets };
+    return { kind: 'reserved', ms: ms(), slots, targets };
   }
 
   #sweepLocal(): void {

@@ -8,6 +8,7 @@ export class ProxyMetrics {
     help:
       'Requests by method and outcome (connected, failed, challenged, cancelled, no-capacity, ' +
       'forbidden, rate-limited, overloaded, in-dialog, loop, shutting-down, timeout, error, ' +
+      'over-limit, rejected, no-route, ' +
       'drachtio-lost, options-ok, options-unavailable)',
     labelNames: ['method', 'outcome'] as const,
     registers: [this.registry],
@@ -83,6 +84,29 @@ export class ProxyMetrics {
     name: 'fslb_proxy_node_load',
     help: 'Per node, as this proxy sees it: sessions, reservations, max',
     labelNames: ['node', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly poolCalls = new Counter({
+    name: 'fslb_proxy_pool_calls_total',
+    help:
+      'INVITEs by pool and outcome: reserved (a slot taken in the pool), spilled (reserved in a ' +
+      'later pool of the route than the first), full (no pool of the route had room)',
+    labelNames: ['pool', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly limitRefusals = new Counter({
+    name: 'fslb_proxy_limit_refusals_total',
+    help:
+      'INVITEs refused by a cluster-wide limit, by limit id and what was reached: maxCalls, ' +
+      'maxCps, unavailable (Redis cannot be reached and the limit refuses then)',
+    labelNames: ['limit', 'kind'] as const,
+    registers: [this.registry],
+  });
+  readonly routeRefusals = new Counter({
+    name: 'fslb_proxy_route_refusals_total',
+    help: 'Requests answered by the routing rules themselves, by route: a reject route, or none matched (route "none")',
+    labelNames: ['route'] as const,
     registers: [this.registry],
   });
 

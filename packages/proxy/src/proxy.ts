@@ -16,6 +16,7 @@ import { SourceLimits } from './guards/source-limits.js';
 import { TokenBucket } from './guards/token-bucket.js';
 import { ProxyMetrics } from './metrics.js';
 import { Router } from './router.js';
+import { RouteTable } from './routing/route-table.js';
 import { ClusterView } from './view/cluster-view.js';
 import { ViewSource, ViewSync } from './view/view-sync.js';
 
@@ -95,6 +96,12 @@ export class FslbProxy extends EventEmitter<Events> {
         ttlMs: p.provisionalTimeout + p.reservationMarginMs,
         publishMs: p.loadPublishMs,
         proxyId: this.id,
+        // Until the node's owner has seen the channel, a takeover and a reconcile included.
+        limitHoldMs:
+          p.provisionalTimeout +
+          p.reservationMarginMs +
+          config.monitor.livenessTtlMs +
+          config.monitor.reconcileIntervalMs,
       },
       observer: {
         reservation(outcome, ms) {
@@ -123,6 +130,7 @@ export class FslbProxy extends EventEmitter<Events> {
         balance: p.balance,
         reservations: p.reservations,
       },
+      routes: new RouteTable(config),
       acl: new SourceAcl(p.acl),
       limits: new SourceLimits(p.rateLimit),
       cps: new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),

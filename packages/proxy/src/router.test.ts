@@ -1,14 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import pino from 'pino';
-import type { NodeRecord } from '@fslb/shared';
-import { SlotMode, type CallAccounting, type CallSlots, type ReserveOutcome } from './call-accounting.js';
+import type { LimitConfig, NodeRecord, PoolConfig, RouteConfig } from '@fslb/shared';
+import {
+  SlotMode,
+  type CallAccounting,
+  type CallSlots,
+  type ReserveOptions,
+  type ReserveOutcome,
+} from './call-accounting.js';
 import type { InboundRequest, ProxyRequest, ProxyResult } from './drachtio/drachtio-link.js';
 import { SourceAcl } from './guards/acl.js';
 import { SourceLimits, type SourceLimitSettings } from './guards/source-limits.js';
 import { TokenBucket } from './guards/token-bucket.js';
 import { ProxyMetrics } from './metrics.js';
 import { challengerOf, Router, type RouterSettings } from './router.js';
+import { RouteTable } from './routing/route-table.js';
 import { selectWithAffinity } from './selection/select.js';
 import { ClusterView } from './view/cluster-view.js';
 import type { ViewNode } from './view/view-node.js';
@@ -56,30 +63,40 @@ function viewOf(records: NodeRecord[]): ClusterView {
 
 /** Stands in for the Redis-backed accounting: one slot on the first candidate with room. */
 class Ledger {
-  readonly reserved: { call: string; candidates: string[]; failovers: number }[] = [];
+  readonly reserved: { call: string; candidates: string[]; failovers: number; opts: ReserveOptions }[] = [];
   readonly released: CallSlots[] = [];
   readonly connected: CallSlots[] = [];
   full = false;
+  /** Refuses the next reservations as over their first limit, by that kind. */
+  overLimit: 'maxCalls' | 'maxCps' | undefined;
   /** Resolves the next reservation only when called: a slow Redis. */
   hold: (() => void) | undefined;
 
-  reserve(
-    call: string,
-    candidates: readonly ViewNode[],
-    _inOrder: boolean,
-    failovers = 2,
-  ): Promise<ReserveOutcome> {
-    this.reserved.push({ call, candidates: candidates.map((n) => n.id), failovers });
-    const chosen = candidates[0];
+  reserve(call: string, candidates: readonly ViewNode[], opts: ReserveOptions = {}): Promise<ReserveOutcome> {
+    const failovers = opts.failovers ?? 2;
+    this.reserved.push({ call, candidates: candidates.map((n) => n.id), failovers, opts });
+    // The first group with a node: as Redis would with every node having room.
+    const group = opts.groups?.[0] ?? 1;
+    const inGroup = candidates.filter((_, i) => (opts.groups?.[i] ?? 1) === group);
+    const chosen = inGroup[0];
+    const use = opts.limits?.[0];
     const outcome: ReserveOutcome =
-      this.full || !chosen
-        ? { kind: 'full', ms: 0 }
-        : {
-            kind: 'reserved',
-            ms: 0,
-            slots: { call, mode: SlotMode.Redis, node: chosen, expiresAt: 0 },
-            targets: [chosen, ...candidates.slice(1, 1 + failovers)],
-          };
+      this.overLimit && use
+        ? { kind: 'over-limit', use, what: this.overLimit, ms: 0 }
+        : this.full || !chosen
+          ? { kind: 'full', ms: 0 }
+          : {
+              kind: 'reserved',
+              ms: 0,
+              slots: {
+                call,
+                mode: SlotMode.Redis,
+                node: chosen,
+                limits: (opts.limits ?? []).map((u) => u.entry),
+                expiresAt: 0,
+              },
+              targets: [chosen, ...inGroup.slice(1, 1 + failovers)],
+            };
     if (!this.hold) return Promise.resolve(outcome);
     return new Promise((resolve) => {
       this.hold = () => resolve(outcome);
@@ -120,6 +137,8 @@ function request(
     callId?: string;
     result?: () => ProxyResult | Promise<ProxyResult>;
     reject?: string;
+    ruri?: string;
+    from?: string;
   } = {},
 ): Req {
   let canceled = false;
@@ -141,6 +160,8 @@ function request(
     toTag: () => opts.toTag,
     credentials: () => opts.credentials,
     toUri: () => 'sip:alice@example.com',
+    requestUri: () => opts.ruri ?? 'sip:1000@cluster.example.com',
+    fromUri: () => opts.from ?? 'sip:bob@carrier.example.net',
     respond: (status, reason, headers = {}) => void answers.push({ status, reason, headers }),
     proxy: (p) => {
       proxied.push(p);
@@ -197,6 +218,7 @@ function setup(
     maxCps?: number;
     cpsBurst?: number;
     nodes?: NodeRecord[];
+    routing?: { pools?: PoolConfig[]; routes?: RouteConfig[]; limits?: LimitConfig[] };
   } = {},
 ) {
   const lines: Record<string, unknown>[] = [];
@@ -207,10 +229,17 @@ function setup(
   const view = viewOf(o.nodes ?? [rec('fs1', 5081), rec('fs2', 5082), rec('fs3', 5083)]);
   const ledger = new Ledger();
   const metrics = new ProxyMetrics();
+  const pools = o.routing?.pools ?? [{ id: 'default', nodes: view.nodes.map((n) => n.id) }];
+  const routes = new RouteTable({
+    pools,
+    routes: o.routing?.routes ?? [{ id: 'route-0', pools: pools.map((p) => p.id), limits: [] }],
+    limits: o.routing?.limits ?? [],
+  });
   const router = new Router({
     view,
     accounting: ledger.asAccounting(),
     settings: { ...settings, ...o.settings },
+    routes,
     acl: new SourceAcl(o.acl ?? ['0.0.0.0/0', '::/0']),
     limits: new SourceLimits({ ...limits, ...o.limits }),
     cps: new TokenBucket(o.maxCps ?? 1000, o.cpsBurst ?? 1000, performance.now()),
@@ -462,7 +491,11 @@ describe('Router and digest challenges', () => {
     const retry = request({ fromTag: 'ft', callId: 'c1@x', credentials: challenge });
     router.handle(retry);
     await settle();
-    assert.deepEqual(ledger.reserved[1], { call: 'c1@x;ft', candidates: ['fs1'], failovers: 0 });
+    const second = ledger.reserved[1];
+    assert.deepEqual(
+      second && { call: second.call, candidates: second.candidates, failovers: second.failovers },
+      { call: 'c1@x;ft', candidates: ['fs1'], failovers: 0 },
+    );
     assert.deepEqual(retry.proxied[0]?.destinations, ['sip:127.0.0.1:5081']);
     assert.equal(ledger.released.length, 0, 'the script took the kept slot over: nothing to hand back');
     assert.equal(router.challenges, 0);
@@ -527,5 +560,118 @@ describe('Router and digest challenges', () => {
     assert.equal(challengerOf(result([{ address: '127.0.0.1', port: 5081, status: 407 }]), [a, b, c]), a);
     assert.equal(challengerOf(result([{ address: '127.0.0.1', port: 5081, status: 407 }]), [b, c]), c);
     assert.equal(challengerOf(result([]), [a]), undefined);
+  });
+});
+
+describe('Router with pools, routes and limits', () => {
+  const nodes = [rec('fs1', 5081), rec('fs2', 5082), rec('fs3', 5083)];
+  const routing = {
+    pools: [
+      { id: 'pstn', nodes: ['fs1', 'fs2'] },
+      { id: 'conf', nodes: ['fs3'] },
+    ],
+    routes: [
+      { id: 'conference', match: { ruriUser: '^8' }, pools: ['conf', 'pstn'], limits: [] },
+      { id: 'blocked', match: { fromHost: '^bad\\.example$' }, reject: { status: 403 }, limits: [] },
+      { id: 'tenant', match: { header: { name: 'X-Tenant' } }, pools: ['pstn'], limits: ['tenant'] },
+      { id: 'rest', match: { method: ['INVITE' as const] }, pools: ['pstn'], limits: [] },
+    ],
+    limits: [
+      {
+        id: 'tenant',
+        key: { header: 'X-Tenant' },
+        maxCalls: 4,
+        status: 503,
+        whenRedisDown: 'refuse' as const,
+      },
+    ],
+  };
+
+  it('offers the pools of the matching route in order, each candidate with its pool place', async (t) => {
+    const { router, ledger } = setup(t, { nodes, routing });
+    router.handle(request({ ruri: 'sip:8001@cluster.example.com' }));
+    router.handle(request({ ruri: 'sip:1001@cluster.example.com' }));
+    await settle();
+    const [conf, rest] = ledger.reserved;
+    assert.deepEqual(
+      [conf?.candidates, conf?.opts.groups],
+      [
+        ['fs3', 'fs1', 'fs2'],
+        [1, 2, 2],
+      ],
+    );
+    assert.deepEqual(
+      [rest?.candidates.sort(), rest?.opts.groups],
+      [
+        ['fs1', 'fs2'],
+        [1, 1],
+      ],
+    );
+  });
+
+  it('answers a reject route with its status, and a request no route matches with 404, taking nothing', async (t) => {
+    const { router, ledger, metrics } = setup(t, { nodes, routing });
+    const blocked = request({ from: 'sip:x@bad.example' });
+    const register = request({ method: 'REGISTER' });
+    router.handle(blocked);
+    router.handle(register);
+    await settle();
+    assert.deepEqual(
+      [blocked.answers[0]?.status, blocked.answers[0]?.reason, register.answers[0]?.status],
+      [403, 'Forbidden', 404],
+    );
+    assert.equal(ledger.reserved.length, 0);
+    const refused = (await metrics.routeRefusals.get()).values.map((v) => [v.labels.route, v.value]);
+    assert.deepEqual(refused.sort(), [
+      ['blocked', 1],
+      ['none', 1],
+    ]);
+  });
+
+  it('counts a tenant call on its limit, tells the node in a header, and answers over the limit with a Reason naming it', async (t) => {
+    const { router, ledger, metrics } = setup(t, { nodes, routing });
+    const ok = request({ headers: { 'X-Tenant': 'acme corp' } });
+    router.handle(ok);
+    await settle();
+    assert.deepEqual(
+      ledger.reserved[0]?.opts.limits?.map((u) => u.entry),
+      ['tenant:acme%20corp'],
+    );
+    assert.deepEqual(ok.proxied[0]?.headers, { 'X-Fslb-Limits': 'tenant:acme%20corp' });
+
+    ledger.overLimit = 'maxCalls';
+    const over = request({ headers: { 'X-Tenant': 'acme corp' } });
+    router.handle(over);
+    await settle();
+    assert.equal(over.proxied.length, 0);
+    assert.equal(over.answers[0]?.status, 503);
+    assert.equal(over.answers[0]?.headers.Reason, 'SIP;cause=503;text="limit tenant maxCalls"');
+    assert.equal(over.answers[0]?.headers['Retry-After'], '5');
+    const refused = (await metrics.limitRefusals.get()).values.map((v) => [
+      v.labels.limit,
+      v.labels.kind,
+      v.value,
+    ]);
+    assert.deepEqual(refused, [['tenant', 'maxCalls', 1]]);
+  });
+
+  it('hands a failed tenant call back with its limit entries', async (t) => {
+    const { router, ledger } = setup(t, { nodes, routing });
+    const failed = request({
+      headers: { 'X-Tenant': 'acme' },
+      result: () => ({
+        connected: false,
+        finalStatus: 486,
+        responses: [{ address: '127.0.0.1', port: 5081, status: 486 }],
+        contact: undefined,
+        challenge: undefined,
+      }),
+    });
+    router.handle(failed);
+    await settle();
+    assert.deepEqual(
+      ledger.released.map((s) => s.limits),
+      [['tenant:acme']],
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { callIdentity, type Logger } from '@fslb/shared';
+import { callIdentity, LIMITS_HEADER, type Logger } from '@fslb/shared';
 import { SlotMode, type CallAccounting, type CallSlots } from './call-accounting.js';
 import { CHALLENGE_MEMORY_MS, ChallengeMemo, type Challenge } from './challenges.js';
 import type { InboundRequest, ProxyResult } from './drachtio/drachtio-link.js';
@@ -7,6 +7,7 @@ import { RefusalLog, type RefusalLogSettings } from './guards/refusal-log.js';
 import type { RequestClass, SourceLimits } from './guards/source-limits.js';
 import type { TokenBucket } from './guards/token-bucket.js';
 import type { ProxyMetrics } from './metrics.js';
+import { PoolNodes, type LimitUse, type RouteTable } from './routing/route-table.js';
 import {
   hasRoom,
   selectByAor,
@@ -14,7 +15,7 @@ import {
   selectRoundRobin,
   selectWithAffinity,
 } from './selection/select.js';
-import { optionsAnswer, Refusal, refusalAnswer, type SipAnswer } from './sip-answers.js';
+import { limitAnswer, optionsAnswer, Refusal, refusalAnswer, type SipAnswer } from './sip-answers.js';
 import type { ClusterView } from './view/cluster-view.js';
 import { hostPortOf, type ViewNode } from './view/view-node.js';
 
@@ -37,6 +38,12 @@ export interface RouterSettings {
   reservations: boolean;
 }
 
+/** Candidates for one call: the nodes to offer Redis, each with its pool's place in the route. */
+interface Candidates {
+  nodes: ViewNode[];
+  groups: number[];
+}
+
 /** How one request ended, as logged and counted. */
 export interface Outcome {
   outcome: string;
@@ -49,6 +56,12 @@ export interface Outcome {
   accounting?: string;
   /** An INVITE answering a digest challenge, sent to the node that issued it. */
   retryOf?: string;
+  /** The route that matched, when the configuration has routes of its own. */
+  route?: string;
+  /** The pool of the node chosen. */
+  pool?: string;
+  /** The limit that refused the call. */
+  limit?: string;
 }
 
 /** What the router does in one request's life, for the fault path's cleanup. */
@@ -99,6 +112,8 @@ export class Router {
   readonly #log: Logger;
   readonly #refusals: RefusalLog;
   readonly #challenges: ChallengeMemo;
+  readonly #routes: RouteTable;
+  readonly #poolNodes: PoolNodes<ViewNode>;
   /**
    * The per-request outcome line. Its fields are fixed and hold no secret, so it skips the
    * root logger's wildcard redaction, which costs more than the line itself.
@@ -121,6 +136,7 @@ export class Router {
     view: ClusterView;
     accounting: CallAccounting;
     settings: RouterSettings;
+    routes: RouteTable;
     acl: SourceAcl;
     limits: SourceLimits;
     /** The replica's INVITE rate (`proxy.maxCps`). */
@@ -133,6 +149,8 @@ export class Router {
     this.#view = opts.view;
     this.#accounting = opts.accounting;
     this.#settings = opts.settings;
+    this.#routes = opts.routes;
+    this.#poolNodes = new PoolNodes(opts.routes);
     this.#acl = opts.acl;
     this.#limits = opts.limits;
     this.#cps = opts.cps;
@@ -237,6 +255,10 @@ export class Router {
     const refusal = this.#admit(req, isInvite ? 'invite' : 'other', trusted, started);
     if (refusal) return this.#refuse(req, attempt, refusal, started);
 
+    const decision = this.#routes.decide(req);
+    if (decision.kind !== 'route') return this.#unrouted(req, attempt, decision, started);
+    const pools = decision.pools;
+
     if (isInvite) {
       const call = callIdentity(req.callId, req.fromTag());
       // An INVITE answering a challenge that this replica's drachtio-server holds goes to the
@@ -250,13 +272,20 @@ export class Router {
           await Promise.race([wound, delay(CHALLENGE_WAIT_MS)]);
           challenge = this.#challenges.take(credentials, performance.now());
         }
-        if (challenge) return this.#retryAfterChallenge(req, attempt, call, challenge, started);
+        if (challenge)
+          return this.#retryAfterChallenge(req, attempt, call, challenge, decision.limits, started);
       }
-      return this.#routeInvite(req, attempt, call, trusted, started);
+      return this.#routeInvite(req, attempt, call, trusted, pools, decision.limits, started);
     }
 
+    // REGISTER and SUBSCRIBE: a node of the first pool of the route that has one, by AOR.
     const t0 = performance.now();
-    const targets = selectByAor(this.#view.nodes, aorOf(req.toUri()), this.#settings.maxTargets);
+    const aor = aorOf(req.toUri());
+    let targets: ViewNode[] = [];
+    for (const pool of pools) {
+      targets = selectByAor(this.#poolNodes.get(pool, this.#view.nodes), aor, this.#settings.maxTargets);
+      if (targets.length > 0) break;
+    }
     this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
     if (targets.length === 0) return this.#noCapacity(req, attempt, started, []);
     await this.#proxy(req, attempt, targets, undefined, started);
@@ -288,34 +317,53 @@ export class Router {
     attempt: Attempt,
     call: string,
     trusted: boolean,
+    pools: readonly string[],
+    limits: readonly LimitUse[],
     started: number,
   ): Promise<void> {
     const s = this.#settings;
     const affinity =
       s.affinityFrom === 'any' || trusted ? req.header(s.affinityHeader) || undefined : undefined;
     const t0 = performance.now();
-    const candidates = this.#choose(affinity);
+    const candidates = this.#choose(affinity, pools);
     this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
-    if (candidates.length === 0) return this.#noCapacity(req, attempt, started, []);
+    if (candidates.nodes.length === 0) {
+      for (const pool of pools) this.#metrics.poolCalls.inc({ pool, outcome: 'full' });
+      return this.#noCapacity(req, attempt, started, []);
+    }
 
-    let targets: readonly ViewNode[] = candidates.slice(0, s.maxTargets);
+    let targets: readonly ViewNode[] = candidates.nodes.slice(0, s.maxTargets);
     if (s.reservations) {
       // Affinity and round robin keep their own order; least-loaded lets Redis pick by its counts.
       const inOrder = affinity !== undefined || s.balance === 'round-robin';
-      const r = await this.#accounting.reserve(call, candidates, inOrder);
+      const r = await this.#accounting.reserve(call, candidates.nodes, {
+        inOrder,
+        groups: candidates.groups,
+        limits,
+      });
+      if (r.kind === 'over-limit') return this.#overLimit(req, attempt, r.use, r.what, started);
       if (r.kind === 'full') {
+        for (const pool of pools) this.#metrics.poolCalls.inc({ pool, outcome: 'full' });
         return this.#noCapacity(
           req,
           attempt,
           started,
-          candidates.map((n) => n.id),
+          candidates.nodes.map((n) => n.id),
           'full',
         );
       }
       attempt.slots = r.slots;
       targets = r.targets;
+    } else {
+      // Without reservations the view alone decides: failover targets stay in the first pool.
+      const first = candidates.groups[0];
+      targets = candidates.nodes.filter((_, i) => candidates.groups[i] === first).slice(0, s.maxTargets);
     }
-    await this.#proxy(req, attempt, targets, call, started);
+    const pool = targets[0] ? this.#routes.poolOf(targets[0].id) : undefined;
+    if (pool !== undefined) {
+      this.#metrics.poolCalls.inc({ pool, outcome: pool === pools[0] ? 'reserved' : 'spilled' });
+    }
+    await this.#proxy(req, attempt, targets, call, started, undefined, limits);
   }
 
   /**
@@ -330,6 +378,7 @@ export class Router {
     attempt: Attempt,
     call: string,
     challenge: Challenge,
+    limits: readonly LimitUse[],
     started: number,
   ): Promise<void> {
     const kept = challenge.slots;
@@ -338,9 +387,9 @@ export class Router {
     const tried = [challenge.nodeId];
     if (!node?.eligible) return this.#noCapacity(req, attempt, started, tried, undefined, challenge.nodeId);
     if (!this.#settings.reservations) {
-      return this.#proxy(req, attempt, [node], call, started, challenge.nodeId);
+      return this.#proxy(req, attempt, [node], call, started, challenge.nodeId, limits);
     }
-    const r = await this.#accounting.reserve(call, [node], true, 0);
+    const r = await this.#accounting.reserve(call, [node], { inOrder: true, failovers: 0, limits });
     // The kept slot is ended by the script when the retry is the same call in Redis; otherwise
     // (another From tag, or either taken locally) it is handed back here.
     const carried =
@@ -350,19 +399,39 @@ export class Router {
       r.slots.mode === SlotMode.Redis;
     if (kept && !carried) this.#accounting.release(kept);
     attempt.slots = undefined;
+    if (r.kind === 'over-limit') return this.#overLimit(req, attempt, r.use, r.what, started);
     if (r.kind === 'full') return this.#noCapacity(req, attempt, started, tried, 'full', challenge.nodeId);
     attempt.slots = r.slots;
-    await this.#proxy(req, attempt, [node], call, started, challenge.nodeId);
+    await this.#proxy(req, attempt, [node], call, started, challenge.nodeId, limits);
   }
 
-  #choose(affinity: string | undefined): ViewNode[] {
-    const nodes = this.#view.nodes;
-    // A few more candidates than targets, so that a node found full in Redis is replaced in the same round trip.
+  /**
+   * Candidates pool by pool, in the route's order, each pool's own selected the usual way. A few
+   * more than targets per pool, so that a node found full in Redis is replaced in the same round
+   * trip; at most 16 in all.
+   */
+  #choose(affinity: string | undefined, pools: readonly string[]): Candidates {
+    const all = this.#view.nodes;
     const opts = { maxTargets: Math.min(16, this.#settings.maxTargets * 2), random: this.#random };
-    if (affinity) return selectWithAffinity(nodes, affinity, opts);
-    if (this.#settings.balance === 'round-robin')
-      return selectRoundRobin(nodes, this.#turn++, opts.maxTargets);
-    return selectLeastLoaded(nodes, opts);
+    const out: Candidates = { nodes: [], groups: [] };
+    let group = 0;
+    for (const pool of pools) {
+      if (out.nodes.length >= 16) break;
+      const nodes = this.#poolNodes.get(pool, all);
+      let picked: ViewNode[];
+      if (affinity) picked = selectWithAffinity(nodes, affinity, opts);
+      else if (this.#settings.balance === 'round-robin')
+        picked = selectRoundRobin(nodes, this.#turn, opts.maxTargets);
+      else picked = selectLeastLoaded(nodes, opts);
+      if (picked.length === 0) continue;
+      group++;
+      for (const n of picked.slice(0, 16 - out.nodes.length)) {
+        out.nodes.push(n);
+        out.groups.push(group);
+      }
+    }
+    this.#turn++;
+    return out;
   }
 
   async #proxy(
@@ -372,13 +441,14 @@ export class Router {
     call: string | undefined,
     started: number,
     retryOf?: string,
+    limits: readonly LimitUse[] = [],
   ): Promise<void> {
-    if (call === undefined) return this.#forward(req, attempt, targets, call, started, retryOf);
+    if (call === undefined) return this.#forward(req, attempt, targets, call, started, retryOf, limits);
     // No promise per call: a retry that must wait adds itself to `waiters`, which is rare.
     const mine: { waiters: (() => void)[] | undefined } = { waiters: undefined };
     this.#proxying.set(call, mine);
     try {
-      await this.#forward(req, attempt, targets, call, started, retryOf);
+      await this.#forward(req, attempt, targets, call, started, retryOf, limits);
     } finally {
       if (this.#proxying.get(call) === mine) this.#proxying.delete(call);
       for (const wake of mine.waiters ?? []) wake();
@@ -391,7 +461,8 @@ export class Router {
     targets: readonly ViewNode[],
     call: string | undefined,
     started: number,
-    retryOf?: string,
+    retryOf: string | undefined,
+    limits: readonly LimitUse[],
   ): Promise<void> {
     const s = this.#settings;
     const slots = attempt.slots;
@@ -429,6 +500,10 @@ export class Router {
           recordRoute: s.recordRoute,
           provisionalTimeout: `${s.provisionalTimeoutMs}ms`,
           finalTimeout: `${s.finalTimeoutMs}ms`,
+          // The node's monitor learns from FreeSWITCH which limit counters the call holds.
+          ...(limits.length > 0
+            ? { headers: { [LIMITS_HEADER]: limits.map((u) => u.entry).join(' ') } }
+            : {}),
         }),
         abandoned,
       ]);
@@ -547,6 +622,41 @@ export class Router {
       },
       now,
     );
+  }
+
+  /** The routing rules answered the request themselves: a reject route, or no route matched. */
+  #unrouted(
+    req: InboundRequest,
+    attempt: Attempt,
+    d: { kind: 'reject'; route: string; status: number; reason: string } | { kind: 'none' },
+    started: number,
+  ): void {
+    attempt.handedOff = true;
+    if (d.kind === 'reject') {
+      this.#metrics.routeRefusals.inc({ route: d.route });
+      this.#answer(req, { status: d.status, reason: d.reason, headers: {} });
+      return this.#finish(req, { outcome: 'rejected', status: d.status, tried: [], route: d.route }, started);
+    }
+    this.#metrics.routeRefusals.inc({ route: 'none' });
+    const a = refusalAnswer(Refusal.NoRoute, this.#settings.retryAfterSec);
+    this.#answer(req, a);
+    this.#finish(req, { outcome: Refusal.NoRoute, status: a.status, tried: [] }, started);
+  }
+
+  /** The call is over a cluster-wide limit (or one that cannot be counted now): nothing is held. */
+  #overLimit(
+    req: InboundRequest,
+    attempt: Attempt,
+    use: LimitUse,
+    what: 'maxCalls' | 'maxCps' | 'unavailable',
+    started: number,
+  ): void {
+    this.#handBack(attempt);
+    attempt.handedOff = true;
+    this.#metrics.limitRefusals.inc({ limit: use.limit.id, kind: what });
+    const a = limitAnswer(use.limit, what, this.#settings.retryAfterSec);
+    this.#answer(req, a);
+    this.#finish(req, { outcome: 'over-limit', status: a.status, tried: [], limit: use.entry }, started);
   }
 
   /** No node can take the call: 503 with Retry-After, and the outcome line. */

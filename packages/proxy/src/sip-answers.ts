@@ -25,6 +25,8 @@ export const Refusal = {
   Loop: 'loop',
   /** A fault inside fslb on the request path. */
   Error: 'error',
+  /** No route matched the request. */
+  NoRoute: 'no-route',
 } as const;
 export type Refusal = (typeof Refusal)[keyof typeof Refusal];
 
@@ -53,7 +55,24 @@ export function refusalAnswer(refusal: Refusal, retryAfterSec: number): SipAnswe
       return { status: 503, reason: 'Shutting Down', headers: retry };
     case Refusal.NoCapacity:
       return { status: 503, reason: 'No Capacity', headers: retry };
+    case Refusal.NoRoute:
+      return { status: 404, reason: 'Not Found', headers: { Reason: 'SIP;cause=404;text="no fslb route"' } };
   }
+}
+
+/**
+ * A call over a cluster-wide limit: the limit's status (503 unless configured), Retry-After for
+ * a 503, and a Reason header (RFC 3326) naming the limit and what was reached.
+ */
+export function limitAnswer(
+  limit: { id: string; status: number; retryAfterSec?: number | undefined },
+  what: 'maxCalls' | 'maxCps' | 'unavailable',
+  retryAfterSec: number,
+): SipAnswer {
+  const text = what === 'unavailable' ? `limit ${limit.id} cannot be counted` : `limit ${limit.id} ${what}`;
+  const headers: Record<string, string> = { Reason: `SIP;cause=${limit.status};text="${text}"` };
+  if (limit.status === 503) headers['Retry-After'] = String(limit.retryAfterSec ?? retryAfterSec);
+  return { status: limit.status, reason: limit.status === 503 ? 'Limit Reached' : 'Limit Reached', headers };
 }
 
 /** The answer to an OPTIONS health check: 200 while this replica can route calls. */

@@ -329,7 +329,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     });
 
     it('never admits more calls than maxCalls, however many clients reserve at once, and a refused call holds nothing', async () => {
-      const { keys, store } = await cluster({ a: { sessions: 0, max: 100 }, b: { sessions: 0, max: 100 } });
+      const { keys } = await cluster({ a: { sessions: 0, max: 100 }, b: { sessions: 0, max: 100 } });
       const clients = [0, 1, 2, 3].map(() => new Redis(server.url));
       try {
         const stores = clients.map((c) => new ClusterStore(c, keys));
@@ -350,7 +350,10 @@ describe('reservations (Lua scripts against a real Redis)', () => {
         assert.equal(admitted.length, 10);
         assert.equal(refused.length, 30);
         for (const r of refused) {
-          assert.deepEqual([r.taken, r.failovers, r.overLimit?.kind, r.overLimit?.count], [[], [], 'calls', 10]);
+          assert.deepEqual(
+            [r.taken, r.failovers, r.overLimit?.kind, r.overLimit?.count],
+            [[], [], 'calls', 10],
+          );
         }
         assert.equal(await redis.zcard(keys.limit('tenant:acme')), 10);
         assert.equal((await redis.zcard(keys.resv('a'))) + (await redis.zcard(keys.resv('b'))), 10);
@@ -388,17 +391,21 @@ describe('reservations (Lua scripts against a real Redis)', () => {
         ),
       );
       assert.equal(r.filter((x) => x.taken.length === 1).length, 5);
-      assert.deepEqual(
-        [...new Set(r.filter((x) => x.overLimit).map((x) => x.overLimit?.kind))],
-        ['cps'],
-      );
+      assert.deepEqual([...new Set(r.filter((x) => x.overLimit).map((x) => x.overLimit?.kind))], ['cps']);
       assert.ok((await redis.pttl(keys.rate('tenant:acme'))) > 0);
     });
 
     it('a released call leaves its limit; a live call counts until the owner ends it, and a full list replaces the record', async () => {
       const { keys, store } = await cluster({ a: { sessions: 0, max: 100 } });
       const take = (call: string) =>
-        store.reserveCall({ call, candidates: ['a'], slots: 1, failovers: 0, ttlMs: 3000, limits: tenant(2) });
+        store.reserveCall({
+          call,
+          candidates: ['a'],
+          slots: 1,
+          failovers: 0,
+          ttlMs: 3000,
+          limits: tenant(2),
+        });
       assert.equal((await take('c1')).taken.length, 1);
       assert.equal((await take('c2')).taken.length, 1);
       assert.equal((await take('c3')).overLimit?.kind, 'calls');

@@ -43,6 +43,8 @@ export interface ProxyRequest {
   recordRoute: boolean;
   provisionalTimeout: string;
   finalTimeout: string;
+  /** Headers added to the proxied request. */
+  headers?: Record<string, string>;
 }
 
 /** A SIP request as the router needs it. */
@@ -63,6 +65,10 @@ export interface InboundRequest {
   credentials(): DigestKey | undefined;
   /** The To header's URI (the address of record of a REGISTER or SUBSCRIBE). */
   toUri(): string;
+  /** The Request-URI. */
+  requestUri(): string;
+  /** The From header's URI ('' when unreadable). */
+  fromUri(): string;
   respond(status: number, reason: string, headers?: Record<string, string>): void;
   proxy(req: ProxyRequest): Promise<ProxyResult>;
 }
@@ -83,6 +89,7 @@ type Events = {
 
 interface SrfMessage {
   method: string;
+  uri: string;
   callId: string;
   /** srf emits `cancel` on an INVITE when drachtio-server passes on the caller's CANCEL. */
   on(event: 'cancel', fn: () => void): void;
@@ -244,6 +251,14 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
       digestOf(req, 'Authorization') ??
       (req.has('Authorization') ? undefined : digestOf(req, 'Proxy-Authorization')),
     toUri: () => req.getParsedHeader('To').uri,
+    requestUri: () => req.uri,
+    fromUri: () => {
+      try {
+        return req.getParsedHeader('From').uri;
+      } catch {
+        return '';
+      }
+    },
     respond: (status, reason, headers = {}) => res.send(status, reason, { headers }),
     proxy: async (p) => {
       const r = await req.proxy({
@@ -253,6 +268,7 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
         provisionalTimeout: p.provisionalTimeout,
         finalTimeout: p.finalTimeout,
         followRedirects: false,
+        ...(p.headers ? { headers: p.headers } : {}),
       });
       const responses: TargetResponse[] = [];
       for (const group of r.responses) {

@@ -63,7 +63,10 @@ export function routingSchemas(cidr: z.ZodType<string>) {
       reject: z
         .strictObject({
           status: z.number().int().min(400).max(699),
-          reason: z.string().regex(/^[^\r\n]{1,80}$/, 'expected a one-line reason phrase').optional(),
+          reason: z
+            .string()
+            .regex(/^[^\r\n]{1,80}$/, 'expected a one-line reason phrase')
+            .optional(),
         })
         .optional(),
     })
@@ -153,7 +156,10 @@ export function routingProblems(raw: unknown): { path: string; message: string }
         if (!nodeIds.has(n)) out.push({ path, message: `unknown node ${JSON.stringify(n)}` });
         const first = owner.get(n);
         if (first !== undefined) {
-          out.push({ path, message: `node ${JSON.stringify(n)} is already in pool ${first}: a node belongs to one pool` });
+          out.push({
+            path,
+            message: `node ${JSON.stringify(n)} is already in pool ${first}: a node belongs to one pool`,
+          });
         } else owner.set(n, typeof pool.id === 'string' ? pool.id : `pools.${i}`);
       });
     });
