@@ -1,5 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { callIdentity, type Logger, type NodeConfig, type NodeState } from '@fslb/shared';
+import {
+  callIdentity,
+  LIMITS_HEADER,
+  parseLimitEntries,
+  type LiveCall,
+  type Logger,
+  type NodeConfig,
+  type NodeState,
+} from '@fslb/shared';
+import { ChannelTable } from './calls/channel-table.js';
 import { EslConnection, EslError, EslErrorCode, type EslEventMessage } from './esl/esl-connection.js';
 import { readFlag, readHeartbeat, readProfileRunning, readStatus } from './health/fs-readings.js';
 import { assessNode, backoffDelay, effectiveMaxSessions, type CoreFacts } from './health/node-health.js';
@@ -21,6 +30,8 @@ export interface WatcherSettings {
   probeIntervalMs: number;
   probeTimeoutMs: number;
   maxBackoffMs: number;
+  /** How often the channels are compared with FreeSWITCH's own list. */
+  reconcileIntervalMs: number;
 }
 
 export const ConnectionState = {
@@ -43,7 +54,19 @@ type Events = {
    * (emitted just before the `change`).
    */
   counted: [call: string];
+  /** A channel counting against limits was created (CHANNEL_CREATE carried the limits header). */
+  callStarted: [LiveCall];
+  /** A channel counting against limits was destroyed. */
+  callEnded: [call: string];
+  /**
+   * The live calls counting against limits were compared with FreeSWITCH's channel list, or the
+   * node went down (none): `limitedCalls()` is the whole truth now.
+   */
+  reconciled: [{ added: number; removed: number }];
 };
+
+/** The channel variables that name a call and its limits, read with `eval` at a reconcile. */
+const CHANNEL_FACTS = `\${variable_sip_call_id}|\${variable_sip_from_tag}|\${variable_sip_h_${LIMITS_HEADER}}`;
 
 /** Events the monitor subscribes to; modesl adds BACKGROUND_JOB and CHANNEL_EXECUTE_COMPLETE. */
 export const SUBSCRIBED_EVENTS = [
@@ -75,6 +98,8 @@ export class NodeWatcher extends EventEmitter<Events> {
   #attempt = 0;
 
   readonly #sessions = new SessionCount();
+  readonly #channels = new ChannelTable();
+  #reconciling = false;
   #facts: CoreFacts = {
     connected: false,
     downReason: 'not yet connected',
@@ -100,6 +125,11 @@ export class NodeWatcher extends EventEmitter<Events> {
 
   get snapshot(): NodeSnapshot {
     return this.#snapshot;
+  }
+
+  /** The live calls counting against limits, as the last events and reconcile tell. */
+  limitedCalls(): LiveCall[] {
+    return this.#channels.limited();
   }
 
   /** True once the first connection attempt has succeeded or failed. */
@@ -208,8 +238,13 @@ export class NodeWatcher extends EventEmitter<Events> {
     const timer = setInterval(() => {
       this.#probe(conn).catch(() => undefined);
     }, this.#settings.probeIntervalMs);
+    // The channels are read from FreeSWITCH at once (a new owner knows none of them) and then
+    // every interval, to correct what a lost event left wrong.
+    void this.#reconcile(conn);
+    const reconciler = setInterval(() => void this.#reconcile(conn), this.#settings.reconcileIntervalMs);
     await ended;
     clearInterval(timer);
+    clearInterval(reconciler);
     this.#stopSession = undefined;
     conn.close();
     if (this.#conn === conn) this.#conn = undefined;
@@ -270,6 +305,48 @@ export class NodeWatcher extends EventEmitter<Events> {
     }
   }
 
+  /**
+   * Compares the channels with FreeSWITCH's list (`show channels as json`): a channel it lists
+   * that the monitor has no event for is read with `eval uuid:` (its Call-ID, From tag and limits
+   * header); one the monitor holds that the list lacks ended without its event. A failure is
+   * left to the next interval (or to the probe, which ends a connection that stopped answering).
+   */
+  async #reconcile(conn: EslConnection): Promise<void> {
+    if (this.#reconciling || conn !== this.#conn) return;
+    this.#reconciling = true;
+    const t = this.#settings.probeTimeoutMs;
+    try {
+      const askedAt = Date.now();
+      const listed = readChannelList(await conn.api('show channels as json', t));
+      if (!listed) {
+        this.#log.warn('unreadable `show channels as json` reply; channels not reconciled');
+        return;
+      }
+      const found = new Map<string, { call: string; entries: string[] }>();
+      await Promise.all(
+        this.#channels.unknown(listed).map(async (uuid) => {
+          const facts = (await conn.api(`eval uuid:${uuid} ${CHANNEL_FACTS}`, t)).trim().split('|');
+          const [callId = '', fromTag = '', limits] = facts;
+          if (callId !== '')
+            found.set(uuid, { call: callIdentity(callId, fromTag), entries: parseLimitEntries(limits) });
+        }),
+      );
+      if (conn !== this.#conn) return;
+      const r = this.#channels.reconcile(listed, found, askedAt, Date.now());
+      if (r.added > 0 || r.removed > 0) {
+        this.#log.info(
+          r,
+          'channels reconciled with FreeSWITCH: added those without an event seen, removed those that ended unseen',
+        );
+      }
+      this.emit('reconciled', r);
+    } catch (err) {
+      this.#log.debug({ err }, 'channel reconcile failed; the next interval tries again');
+    } finally {
+      this.#reconciling = false;
+    }
+  }
+
   #onEvent(e: EslEventMessage): void {
     switch (e.name) {
       case 'CHANNEL_CREATE': {
@@ -277,13 +354,24 @@ export class NodeWatcher extends EventEmitter<Events> {
         // sofia stores the INVITE's Call-ID and From tag as the channel variables sip_call_id and
         // sip_from_tag; a drachtio proxy keeps both, so they name the slot the proxy took.
         const callId = e.header('variable_sip_call_id');
-        if (callId && e.header('Call-Direction') === 'inbound')
-          this.emit('counted', callIdentity(callId, e.header('variable_sip_from_tag')));
+        if (callId && e.header('Call-Direction') === 'inbound') {
+          const call = callIdentity(callId, e.header('variable_sip_from_tag'));
+          this.emit('counted', call);
+          // The proxy named the limit counters the call holds in a header of the INVITE.
+          const entries = parseLimitEntries(e.header(`variable_sip_h_${LIMITS_HEADER}`));
+          if (id && this.#channels.created(id, call, entries, Date.now()) && entries.length > 0) {
+            this.emit('callStarted', { call, entries });
+          }
+        }
         if (id && this.#sessions.created(id)) this.#refresh();
         break;
       }
       case 'CHANNEL_DESTROY': {
         const id = e.header('Unique-ID');
+        if (id) {
+          const ended = this.#channels.destroyed(id, Date.now());
+          if (ended && ended.entries.length > 0) this.emit('callEnded', ended.call);
+        }
         if (id && this.#sessions.destroyed(id)) this.#refresh();
         break;
       }
@@ -322,6 +410,9 @@ export class NodeWatcher extends EventEmitter<Events> {
       shutdownRequested: false,
     };
     this.#sessions.reconcile(0);
+    // A node that is down (or restarting) has no calls: they stop counting against limits.
+    this.#channels.clear();
+    this.emit('reconciled', { added: 0, removed: 0 });
     this.#reported = true;
     this.#setConnection(ConnectionState.Down);
     if (err.code === EslErrorCode.Auth) {
@@ -396,6 +487,22 @@ function downReason(err: EslError, shuttingDown: boolean): string {
       return /ECONNREFUSED/.test(err.message) ? 'connection refused' : 'connect failed';
     case EslErrorCode.Closed:
       return shuttingDown || /shut ?down/i.test(err.message) ? 'shutdown' : 'connection lost';
+  }
+}
+
+/** The inbound channel ids of a `show channels as json` reply; undefined when unreadable. */
+export function readChannelList(body: string): Set<string> | undefined {
+  try {
+    const parsed = JSON.parse(body) as { row_count?: unknown; rows?: unknown };
+    if (typeof parsed.row_count !== 'number') return undefined;
+    const out = new Set<string>();
+    for (const row of Array.isArray(parsed.rows) ? parsed.rows : []) {
+      const r = row as { uuid?: unknown; direction?: unknown };
+      if (typeof r.uuid === 'string' && r.direction === 'inbound') out.add(r.uuid);
+    }
+    return out;
+  } catch {
+    return undefined;
   }
 }
 

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { AdminState, ClusterStore, Logger, MonitorConfig, NodeConfig } from '@fslb/shared';
+import type { AdminState, ClusterStore, LiveCall, Logger, MonitorConfig, NodeConfig } from '@fslb/shared';
 import type { NodeLease } from './lease/node-lease.js';
 import type { MonitorMetrics } from './metrics.js';
 import { NodeWatcher, type NodeSnapshot } from './node-watcher.js';
@@ -47,6 +47,10 @@ export class OwnedNode extends EventEmitter<Events> {
   #redisFailing = false;
   /** Calls (`callIdentity`) FreeSWITCH has counted whose reservations the next write settles. */
   #settle = new Set<string>();
+  /** Live calls counting against limits, to be written (see `#writeLive`). */
+  #live: { started: LiveCall[]; ended: string[]; full: boolean } = { started: [], ended: [], full: false };
+  #liveWriting = false;
+  #liveRetry: NodeJS.Timeout | undefined;
 
   constructor(node: NodeConfig, lease: NodeLease, deps: OwnedNodeDeps) {
     super();
@@ -58,7 +62,12 @@ export class OwnedNode extends EventEmitter<Events> {
     const m = deps.monitor;
     this.watcher = new NodeWatcher(
       node,
-      { probeIntervalMs: m.probeIntervalMs, probeTimeoutMs: m.probeTimeoutMs, maxBackoffMs: m.maxBackoffMs },
+      {
+        probeIntervalMs: m.probeIntervalMs,
+        probeTimeoutMs: m.probeTimeoutMs,
+        maxBackoffMs: m.maxBackoffMs,
+        reconcileIntervalMs: m.reconcileIntervalMs,
+      },
       this.#log,
     );
   }
@@ -70,6 +79,19 @@ export class OwnedNode extends EventEmitter<Events> {
       if (this.#settle.size < MAX_UNSETTLED) this.#settle.add(callId);
     });
     this.watcher.on('change', (_s, { urgent }) => this.#schedule(urgent));
+    this.watcher.on('callStarted', (c) => {
+      this.#live.started.push(c);
+      this.#flushLive();
+    });
+    this.watcher.on('callEnded', (call) => {
+      this.#live.ended.push(call);
+      this.#flushLive();
+    });
+    this.watcher.on('reconciled', () => {
+      // The watcher's table is the whole truth now: what was queued is part of it.
+      this.#live = { started: [], ended: [], full: true };
+      this.#flushLive();
+    });
     this.watcher.on('probe', ({ ok, ms }) =>
       this.#deps.metrics.probeSeconds.observe({ node: this.id, result: ok ? 'ok' : 'failed' }, ms / 1000),
     );
@@ -106,6 +128,7 @@ export class OwnedNode extends EventEmitter<Events> {
     this.#stopped = true;
     for (const t of this.#timers) clearInterval(t);
     clearTimeout(this.#coalesce);
+    clearTimeout(this.#liveRetry);
     this.watcher.close();
     this.#deps.metrics.nodeState.remove({ node: this.id });
   }
@@ -130,6 +153,43 @@ export class OwnedNode extends EventEmitter<Events> {
       this.#deps.metrics.errors.inc({ kind: 'lease' });
       this.#log.warn({ err }, 'lease extension failed; retrying until it expires');
     }
+  }
+
+  /**
+   * Writes the live calls that count against limits (`live-calls-2.lua`), one write at a time:
+   * the changes queued since the last one, or the whole list after a reconcile or a failed
+   * write (the watcher's table is the truth, so a write lost to a Redis fault is replaced, not
+   * replayed).
+   */
+  #flushLive(): void {
+    if (this.#liveWriting || this.#stopped) return;
+    const batch = this.#live;
+    if (!batch.full && batch.started.length === 0 && batch.ended.length === 0) return;
+    this.#live = { started: [], ended: [], full: false };
+    this.#liveWriting = true;
+    const change = batch.full
+      ? { kind: 'full' as const, calls: this.watcher.limitedCalls() }
+      : { kind: 'delta' as const, started: batch.started, ended: batch.ended };
+    this.#deps.store
+      .liveCalls(this.id, this.#lease.token, change)
+      .then((r) => {
+        if (r.fenced) this.#lose('fenced: another monitor holds the lease');
+      })
+      .catch((err: unknown) => {
+        this.#deps.metrics.errors.inc({ kind: 'redis' });
+        this.#log.debug({ err }, 'cannot write live calls; the whole list is written again');
+        this.#live = { started: [], ended: [], full: true };
+        clearTimeout(this.#liveRetry);
+        this.#liveRetry = setTimeout(() => {
+          this.#liveRetry = undefined;
+          this.#flushLive();
+        }, 500);
+      })
+      .finally(() => {
+        this.#liveWriting = false;
+        // What was queued meanwhile goes now, unless a failed write waits to be tried again.
+        if (!this.#liveRetry) this.#flushLive();
+      });
   }
 
   #schedule(urgent: boolean): void {

@@ -162,6 +162,8 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
       hangupAll: (cause) => this.hangupAll(cause),
       kill: (uuid, cause) => this.sip?.kill(uuid, cause) ?? false,
       shutdown: (mode, restart) => this.fsctlShutdown(mode, restart),
+      channels: () => this.sip?.channelRows() ?? [],
+      channelData: (uuid) => this.sip?.channelData(uuid),
     };
     this.eslHost = {
       core: () => this.coreRef,
@@ -247,6 +249,11 @@ export class FsNode extends EventEmitter<FsNodeEvents> {
   /** The calls in progress. */
   calls(): CallInfo[] {
     return this.sip?.callInfos() ?? [];
+  }
+
+  /** The next `count` events named `name` never reach an ESL client (a lost event). */
+  loseEvents(name: string, count = 1): void {
+    this.coreRef.loseEvents(name, count);
   }
 
   /** Makes Session-Count read `n` (phantom sessions; real calls still count). */

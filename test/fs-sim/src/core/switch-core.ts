@@ -244,7 +244,20 @@ export class SwitchCore extends EventEmitter<SwitchCoreEvents> {
       .addHeader('Event-Sequence', ++this.eventSequence);
   }
 
+  /** Events of these names are lost, as many as counted (a fault: an event that never arrives). */
+  readonly #lose = new Map<string, number>();
+
+  /** The next `count` events named `name` are lost on their way to every ESL client. */
+  loseEvents(name: string, count: number): void {
+    this.#lose.set(name, (this.#lose.get(name) ?? 0) + count);
+  }
+
   fire(event: FsEvent): void {
+    const lose = this.#lose.get(event.name);
+    if (lose !== undefined && lose > 0) {
+      this.#lose.set(event.name, lose - 1);
+      return;
+    }
     this.emit('event', event);
   }
 

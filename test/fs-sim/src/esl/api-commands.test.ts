@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import { SwitchCore } from '../core/switch-core.js';
+import { FsEvent } from '../event/fs-event.js';
 import { executeApi, type ApiHost, type ShutdownMode } from './api-commands.js';
 
 function host(): { api: ApiHost; hungUp: string[]; killed: string[]; shutdowns: [ShutdownMode, boolean][] } {
@@ -36,6 +37,25 @@ function host(): { api: ApiHost; hungUp: string[]; killed: string[]; shutdowns: 
         shutdowns.push([mode, restart]);
         return Promise.resolve();
       },
+      channels: () => [
+        {
+          uuid: 'u-1',
+          direction: 'inbound',
+          created_epoch: '1700000000',
+          name: 'sofia/internal/alice@example.com',
+          state: 'CS_EXECUTE',
+          callstate: 'ACTIVE',
+          dest: '1000',
+          call_uuid: 'u-1',
+        },
+      ],
+      channelData: (uuid) =>
+        uuid === 'u-1'
+          ? new FsEvent('CHANNEL_DATA')
+              .addHeader('Unique-ID', 'u-1')
+              .addHeader('variable_sip_call_id', 'abc@host')
+              .addHeader('variable_sip_h_X-Fslb-Limits', 'tenant:acme')
+          : undefined,
     },
   };
 }
@@ -101,6 +121,24 @@ describe('executeApi', () => {
       executeApi(host().api, 'sofia', 'profile external restart'),
       `-ERR fs-sim models only 'sofia status' and 'sofia status profile <name>'\n`,
     );
+  });
+
+  it("lists channels as json, and expands a channel's variables with eval uuid:", () => {
+    const rows = JSON.parse(String(executeApi(host().api, 'show', 'channels as json'))) as {
+      row_count: number;
+      rows: { uuid: string; direction: string }[];
+    };
+    assert.deepEqual([rows.row_count, rows.rows[0]?.uuid, rows.rows[0]?.direction], [1, 'u-1', 'inbound']);
+    assert.equal(
+      executeApi(
+        host().api,
+        'eval',
+        'uuid:u-1 ${variable_sip_call_id}|${variable_sip_h_X-Fslb-Limits}|${nope}',
+      ),
+      'abc@host|tenant:acme|',
+    );
+    assert.equal(executeApi(host().api, 'eval', 'uuid:gone ${variable_sip_call_id}!'), '!');
+    assert.equal(executeApi(host().api, 'eval', 'plain text'), 'plain text');
   });
 
   it('answers show counts in csv, json and xml, and refuses an unknown format', () => {

@@ -1,4 +1,6 @@
 import type { SwitchCore } from '../core/switch-core.js';
+import type { FsEvent } from '../event/fs-event.js';
+import type { ChannelRow } from '../sip/sip-server.js';
 
 /** How `fsctl shutdown` was asked to stop the node. */
 export type ShutdownMode = 'elegant' | 'asap' | 'plain' | 'now' | 'cancel';
@@ -16,6 +18,10 @@ export interface ApiHost {
   kill(uuid: string, cause: string): boolean;
   /** Starts or cancels a shutdown; resolves when FreeSWITCH's command would return. */
   shutdown(mode: ShutdownMode, restart: boolean): Promise<void>;
+  /** The rows of `show channels`. */
+  channels(): ChannelRow[];
+  /** A channel's data as an event carries it (variables included); undefined for no such channel. */
+  channelData(uuid: string): FsEvent | undefined;
 }
 
 /** The reply of an API command: text now, text later, or undefined for an unknown command. */
@@ -50,6 +56,8 @@ export function executeApi(host: ApiHost, command: string, arg: string | undefin
       return core.switchname;
     case 'show':
       return show(host, args);
+    case 'eval':
+      return evaluate(host, arg ?? '');
     case 'fsctl':
       return fsctl(host, args);
     case 'sofia':
@@ -123,7 +131,29 @@ function show(host: ApiHost, args: string[]): string {
     if (as === 'xml') return `<result row_count="${count}"/>\n`;
     return `-ERR Cannot find format ${args[3] ?? ''}\n`;
   }
-  return `-ERR fs-sim models only 'show calls count' and 'show channels count' [as json|xml]\n`;
+  if (what === 'channels' && args[1]?.toLowerCase() === 'as' && args[2]?.toLowerCase() === 'json') {
+    const rows = host.channels();
+    // FreeSWITCH leaves `rows` out when there is none.
+    return rows.length === 0 ? '{"row_count":0}' : JSON.stringify({ row_count: rows.length, rows });
+  }
+  return `-ERR fs-sim models only 'show calls count', 'show channels count' [as json|xml] and 'show channels as json'\n`;
+}
+
+/**
+ * `eval [uuid:<uuid> ]<text>`: `${name}` expanded from the headers of the channel's data (its
+ * `variable_*` among them); an unknown name, or an unknown channel, expands to nothing.
+ * (mod_commands.c `eval_function`: `switch_channel_event_set_data` then `switch_event_expand_headers`.)
+ */
+function evaluate(host: ApiHost, arg: string): string {
+  let input = arg;
+  let data: FsEvent | undefined;
+  if (/^uuid:/i.test(arg)) {
+    const space = arg.indexOf(' ');
+    if (space < 0) return '';
+    data = host.channelData(arg.slice(5, space));
+    input = arg.slice(space + 1);
+  }
+  return input.replace(/\$\{([^}]*)\}/g, (_m, name: string) => data?.getHeader(name) ?? '');
 }
 
 function fsctl(host: ApiHost, args: string[]): ApiResult {

@@ -103,6 +103,11 @@ export function channelEvent(
     .addHeader('variable_sip_to_user', toUri.user ?? '')
     .addHeader('variable_sip_to_host', toUri.host)
     .addHeader('variable_sip_to_tag', call.localTag);
+  // sofia keeps every X- header of the INVITE as the channel variable sip_h_<name>.
+  for (const [headerName, values] of Object.entries(invite.headers)) {
+    const first = values[0];
+    if (/^x-/i.test(headerName) && first) event.addHeader(`variable_sip_h_${headerName}`, first.raw);
+  }
   if (call.hangupCause !== '' && name !== 'CHANNEL_CREATE' && name !== 'CHANNEL_ANSWER') {
     event.addHeader('variable_hangup_cause', call.hangupCause);
   }

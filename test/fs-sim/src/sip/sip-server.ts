@@ -7,6 +7,19 @@ import { digestNonce } from './digest.js';
 import { Retransmitter } from './retransmitter.js';
 import { buildSdp, chooseCodec, parseAudioOffer, SUPPORTED_PAYLOADS } from './sdp.js';
 import { CallState, SipCall, type CallInfo } from './sip-call.js';
+import type { FsEvent } from '../event/fs-event.js';
+
+/** One row of `show channels`, with the columns fs-sim fills (FreeSWITCH has more). */
+export interface ChannelRow {
+  uuid: string;
+  direction: string;
+  created_epoch: string;
+  name: string;
+  state: string;
+  callstate: string;
+  dest: string;
+  call_uuid: string;
+}
 import {
   buildRequest,
   buildResponse,
@@ -117,6 +130,31 @@ export class SipServer {
 
   callInfos(): CallInfo[] {
     return [...this.calls.values()].map((c) => c.info());
+  }
+
+  /** A channel's data as FreeSWITCH puts it in an event (its variables included), for `eval`. */
+  channelData(uuid: string): FsEvent | undefined {
+    const call = this.calls.get(uuid);
+    if (!call) return undefined;
+    const core = this.host.core();
+    return channelEvent(core, 'CHANNEL_CREATE', call, { address: this.address, port: this.boundPort });
+  }
+
+  /** The rows of `show channels`: one per channel, each inbound (fs-sim answers calls only). */
+  channelRows(): ChannelRow[] {
+    return [...this.calls.values()].map((c) => {
+      const info = c.info();
+      return {
+        uuid: c.uuid,
+        direction: 'inbound',
+        created_epoch: String(Math.floor(c.createdAtUs / 1_000_000)),
+        name: `sofia/${this.host.core().profile}/${info.from.replace(/^sips?:/, '')}`,
+        state: c.answeredAtUs > 0 ? 'CS_EXECUTE' : 'CS_INIT',
+        callstate: c.answeredAtUs > 0 ? 'ACTIVE' : 'RINGING',
+        dest: c.invite.ruri?.user ?? '',
+        call_uuid: c.uuid,
+      };
+    });
   }
 
   /** Hangs up every call: BYE for answered ones, 480 for ringing ones. */
