@@ -74,7 +74,9 @@ describe('monitor: live calls counted against limits', () => {
     await a.bye();
     assert.equal(s.node.sessions, 1);
     // The event never came; FreeSWITCH's list no longer holds the channel.
-    await waitFor('the ended call no longer counts', async () => (await s.count('tenant:lost')) === 1, 6000);
+    await waitFor('the ended call no longer counts', async () => (await s.count('tenant:lost')) === 1, {
+      timeoutMs: 6000,
+    });
   });
 
   it('rebuilds the counts from FreeSWITCH when Redis comes back empty, and a new owner keeps them', async (t) => {
@@ -83,7 +85,7 @@ describe('monitor: live calls counted against limits', () => {
     await s.call('tenant:kept');
     await waitFor('two counted', async () => (await s.count('tenant:kept')) === 2);
     await r.client.flushall();
-    await waitFor('counts rebuilt', async () => (await s.count('tenant:kept')) === 2, 8000);
+    await waitFor('counts rebuilt', async () => (await s.count('tenant:kept')) === 2, { timeoutMs: 8000 });
     assert.deepEqual(
       (await s.members('tenant:kept')).filter((_, i) => i % 2 === 1),
       ['inf', 'inf'],
@@ -100,7 +102,7 @@ describe('monitor: live calls counted against limits', () => {
         seen.push(await s.count('tenant:kept'));
         return (await r.client.hget(s.keys.node('fs1'), 'owner')) === 'm-2';
       },
-      8000,
+      { timeoutMs: 8000 },
     );
     await waitFor('the new owner reconciled', async () => (await r.client.hlen(s.keys.live('fs1'))) === 2);
     assert.ok(
@@ -114,6 +116,8 @@ describe('monitor: live calls counted against limits', () => {
     await s.call('tenant:crash');
     await waitFor('counted', async () => (await s.count('tenant:crash')) === 1);
     await s.node.crash();
-    await waitFor('no longer counted', async () => (await s.count('tenant:crash')) === 0, 6000);
+    await waitFor('no longer counted', async () => (await s.count('tenant:crash')) === 0, {
+      timeoutMs: 6000,
+    });
   });
 });
