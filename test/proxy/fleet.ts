@@ -55,6 +55,8 @@ export interface FleetOptions {
   proxy?: Record<string, unknown>;
   /** Merged into the monitor section (after test/monitor/support.ts' fast timings). */
   monitor?: Record<string, unknown>;
+  /** Top-level sections of the config every component reads (pools, routes, limits). */
+  config?: Record<string, unknown>;
   /**
    * Run the monitor as a child process from source (`fleet.monitorChild`), as in production,
    * instead of in this process (`fleet.monitor`): then this process' own work (simulators parsing
@@ -261,6 +263,7 @@ export class ProxyFleet {
           sip: `127.0.0.1:${n.sipPort}`,
           esl: { host: '127.0.0.1', port: n.eslPort, password: 'ClueCon' },
         })),
+        ...o.config,
       };
       let monitor: Monitor | undefined;
       let monitorChild: ChildProcess | undefined;
@@ -391,10 +394,10 @@ export class ProxyFleet {
   }
 
   /** Injects an INVITE with a G.711 offer on the next double in turn (round robin). */
-  invite(headers?: Record<string, string>): InjectedRequest {
+  invite(headers?: Record<string, string>, more: { toUser?: string } = {}): InjectedRequest {
     const dx = this.proxies[this.#turn++ % this.proxies.length]?.double;
     if (!dx) throw new Error('no proxy in the fleet');
-    return dx.inject({ method: 'INVITE', sdp: true, ...(headers ? { headers } : {}) });
+    return dx.inject({ method: 'INVITE', sdp: true, ...(headers ? { headers } : {}), ...more });
   }
 
   /** The node id whose SIP port a destination (`sip:127.0.0.1:port`) names. */
