@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
-import { ClusterKeys } from '@fslb/shared';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClusterKeys, ClusterStore } from '@fslb/shared';
 import { runCli } from '@fslb/cli';
 import { FsCluster } from '@fslb/fs-sim';
-import { config, recordEvents, startMonitor, waitForNode } from '../monitor/support.js';
+import { parseConfig } from '@fslb/shared';
+import { config, rawConfig, recordEvents, startMonitor, waitForNode } from '../monitor/support.js';
 import { proxyScene, viewOf } from '../proxy/scene.js';
 import { freeTcpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis, type TestRedis } from '../support/redis.js';
@@ -128,16 +132,104 @@ describe('fslb CLI', () => {
     );
     assert.match(
       lines[1]!,
-      /^NODE\s+STATE\s+REASON\s+SESSIONS\s+LOAD\s+RESV\s+IDLE\s+OWNER\s+HEARTBEAT\s+ADMIN$/,
+      /^NODE\s+POOL\s+STATE\s+REASON\s+SESSIONS\s+LOAD\s+RESV\s+IDLE\s+OWNER\s+HEARTBEAT\s+ADMIN$/,
     );
     const fs2 = lines.find((l) => l.startsWith('fs2 '));
     assert.match(
       fs2 ?? '',
-      new RegExp(`^fs2\\s+up\\s+40/${c.max}\\s+\\[####\\.{6}\\]\\s+0\\s+\\d+%\\s+mon-`),
+      new RegExp(`^fs2\\s+default\\s+up\\s+40/${c.max}\\s+\\[####\\.{6}\\]\\s+0\\s+\\d+%\\s+mon-`),
     );
 
     const coloured = await fslb(['status', ...c.args], { FORCE_COLOR: '1' });
     assert.ok(coloured.out.includes('\x1b[32mup\x1b[39m'), 'up in green when colour is asked for');
+  });
+
+  it("status shows the pools; limits shows each limit's busiest keys, live and in setup, with the caps of --config", async (t) => {
+    const prefix = testPrefix('cli-pools');
+    const keys = new ClusterKeys(prefix);
+    const sims = await FsCluster.start({ count: 3, heartbeatMs: 500, maxSessions: 100 });
+    const raw = {
+      ...rawConfig({ redisUrl: r.server.url, prefix, nodes: sims.nodes, monitorId: 'mon-pools' }),
+      pools: [
+        { id: 'pstn', nodes: ['fs1', 'fs2'] },
+        { id: 'conf', nodes: ['fs3'] },
+      ],
+      limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 4, maxCps: 20 }],
+    };
+    const monitor = await startMonitor(parseConfig(raw, {}));
+    t.after(async () => {
+      await monitor.close();
+      await sims.close();
+      await deletePrefix(r.client, prefix);
+    });
+    for (const id of ['fs1', 'fs2', 'fs3'])
+      await waitForNode(
+        r.client,
+        keys,
+        id,
+        (h) => h.pool !== undefined && h.state === 'up',
+        'up with a pool',
+      );
+    const args = ['--redis', r.server.url, '--prefix', prefix];
+    const status = await fslb(['status', ...args]);
+    assert.equal(status.code, 0, status.err);
+    assert.match(status.out, /^pool pstn: 2 nodes, 2 taking calls, 0\/\d+ in use$/m);
+    assert.match(status.out, /^pool conf: 1 node, 1 taking calls, 0\/\d+ in use$/m);
+    assert.match(status.out, /^fs3\s+conf\s+up/m);
+
+    // Counters as the proxies and the monitor write them: three acme calls (one live), one globex.
+    const store = new ClusterStore(r.client, keys);
+    const take = (call: string, tenant: string) =>
+      store.reserveCall({
+        call,
+        candidates: ['fs1'],
+        slots: 1,
+        failovers: 0,
+        ttlMs: 60_000,
+        limits: [{ entry: `tenant:${tenant}`, maxCalls: 4, maxCps: 20 }],
+      });
+    for (const [call, tenant] of [
+      ['a1', 'acme'],
+      ['a2', 'acme'],
+      ['a3', 'acme'],
+      ['g1', 'globex'],
+    ] as const) {
+      assert.equal((await take(call, tenant)).taken.length, 1);
+    }
+    await r.client.zadd(keys.limit('tenant:acme'), 'inf', 'a1');
+
+    const file = join(mkdtempSync(join(tmpdir(), 'fslb-cli-')), 'fslb.json');
+    writeFileSync(file, JSON.stringify(raw));
+    const json = await fslb(['limits', '--json', '--config', file]);
+    assert.equal(json.code, 0, json.err);
+    const l = JSON.parse(json.out) as {
+      limits: {
+        id: string;
+        maxCalls: number;
+        keys: number;
+        calls: number;
+        busiest: { key: string; calls: number; live: number; lastSecond: number }[];
+      }[];
+    };
+    assert.deepEqual(l.limits, [
+      {
+        id: 'tenant',
+        maxCalls: 4,
+        maxCps: 20,
+        keys: 2,
+        calls: 4,
+        busiest: [
+          { key: 'acme', calls: 3, live: 1, lastSecond: 3 },
+          { key: 'globex', calls: 1, live: 0, lastSecond: 1 },
+        ],
+      },
+    ]);
+    const text = await fslb(['limits', '--top', '1', ...args]);
+    assert.equal(text.code, 0, text.err);
+    assert.match(text.out, /^LIMIT\s+KEY\s+CALLS\s+MAX\s+LAST 1S\s+MAX CPS$/m);
+    assert.match(text.out, /^tenant\s+acme\s+3 \(1 live\)\s+-\s+3\s+-$/m);
+    assert.match(text.out, /\.\.\. 1 more keys/);
+    assert.equal((await fslb(['limits', '--top', 'x', ...args])).code, 2);
   });
 
   it('status shows a node that went down, and monitors lists who owns what', async (t) => {
@@ -151,7 +243,7 @@ describe('fslb CLI', () => {
     assert.equal(fs3.eligible, false);
     const table = await fslb(['status', ...c.args]);
     assert.match(table.out, /3 nodes · 2 taking calls/);
-    assert.match(table.out.split('\n').find((l) => l.startsWith('fs3 ')) ?? '', /^fs3\s+down\s+\S/);
+    assert.match(table.out.split('\n').find((l) => l.startsWith('fs3 ')) ?? '', /^fs3\s+default\s+down\s+\S/);
 
     // The presence key is refreshed every claim round: wait for one that lists every lease.
     const m = await waitFor('the monitor listed with its three nodes', async () => {
@@ -266,14 +358,14 @@ describe('fslb CLI', () => {
     const lastFrame = () => w.out.join('').trimEnd().split('\n\n').at(-1) ?? '';
     await waitFor('both nodes up on screen', () => /2 taking calls/.test(lastFrame()), { timeoutMs: 8000 });
     sims.nodes[0]!.setSessions(7);
-    await waitFor('7 sessions on screen', () => /^fs1\s+up\s+7\//m.test(lastFrame()));
+    await waitFor('7 sessions on screen', () => /^fs1\s+default\s+up\s+7\//m.test(lastFrame()));
 
     await own.kill();
     await waitFor('an unreachable banner', () => /Redis unreachable/.test(lastFrame()), { timeoutMs: 8000 });
-    assert.match(lastFrame(), /^fs1\s+up\s+7\//m, 'the last table stays on screen');
+    assert.match(lastFrame(), /^fs1\s+default\s+up\s+7\//m, 'the last table stays on screen');
     await own.restart();
     sims.nodes[1]!.setSessions(9);
-    await waitFor('rebuilt after the restart', () => /^fs2\s+up\s+9\//m.test(lastFrame()), {
+    await waitFor('rebuilt after the restart', () => /^fs2\s+default\s+up\s+9\//m.test(lastFrame()), {
       timeoutMs: 15000,
     });
     assert.doesNotMatch(lastFrame(), /unreachable/);

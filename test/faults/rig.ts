@@ -123,6 +123,8 @@ export interface RigOptions {
   maxSessions?: number;
   monitor?: Record<string, unknown>;
   proxy?: Record<string, unknown>;
+  /** Top-level sections every component reads (pools, routes, limits). */
+  config?: Record<string, unknown>;
   /** Children's log level (info by default: the suite reads their repair lines). */
   logLevel?: string;
 }
@@ -185,6 +187,7 @@ export class FaultRig {
           ...o.proxy,
         },
         log: { level: o.logLevel ?? 'info' },
+        ...o.config,
       }),
     );
 
@@ -252,11 +255,11 @@ export class FaultRig {
   }
 
   /** Injects one INVITE on the next proxy that is still running. */
-  invite(): InjectedRequest | undefined {
+  invite(headers?: Record<string, string>): InjectedRequest | undefined {
     for (let k = 0; k < this.proxies.length; k++) {
       const p = this.proxies[this.#turn++ % this.proxies.length];
       if (p && !p.exit && p.double.connections.length > 0)
-        return p.double.inject({ method: 'INVITE', sdp: true });
+        return p.double.inject({ method: 'INVITE', sdp: true, ...(headers ? { headers } : {}) });
     }
     return undefined;
   }

@@ -11,6 +11,7 @@ import {
 } from './connect.js';
 import { describeLeft, setDrain, waitDrained } from './drain.js';
 import { instancesJson, readInstances, renderInstances } from './instances.js';
+import { limitsJson, readLimits, renderLimits } from './limits.js';
 import { painter, wantsColour } from './render.js';
 import { readStatus, renderStatus, statusJson } from './status.js';
 import { watch } from './watch.js';
@@ -99,6 +100,25 @@ const commands: Record<string, Command> = {
         out(c, r.changed ? `${id} undrained: proxies may send it calls again` : `${id} was not drained`);
         return ExitCode.Ok;
       }),
+  },
+  limits: {
+    summary: "each limit's use: calls counted on its busiest keys, admissions in the last second",
+    usage: 'fslb limits [--top N] [--json]',
+    options: { json: { type: 'boolean' }, top: { type: 'string' } },
+    help: `      --top N         keys shown per limit, busiest first (default 10)
+      --json          machine-readable output
+The caps come from the limits section of --config (or FSLB_CONFIG) when given.`,
+    positionals: 0,
+    run: (c) => {
+      const top = typeof c.values.top === 'string' ? Number(c.values.top) : 10;
+      if (!Number.isInteger(top) || top < 1)
+        throw new CliError('--top: expected a whole number of 1 or more', ExitCode.Usage);
+      return oneShot(c, async (store) => {
+        const r = await readLimits(store, c.target.limits ?? [], top);
+        out(c, c.values.json === true ? limitsJson(r) : renderLimits(r, paintFor(c)));
+        return ExitCode.Ok;
+      });
+    },
   },
   proxies: {
     summary: 'live proxy instances: host, version, uptime, view age',

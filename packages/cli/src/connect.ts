@@ -32,6 +32,15 @@ export const ExitCode = { Ok: 0, Failed: 1, Usage: 2 } as const;
 export interface Target {
   redis: RedisConfig;
   prefix: string;
+  /** The limits the config file defines (id and caps only), for `fslb limits`. */
+  limits?: LimitDefinition[];
+}
+
+/** What `fslb limits` shows of a limit's definition. */
+export interface LimitDefinition {
+  id: string;
+  maxCalls?: number;
+  maxCps?: number;
 }
 
 /**
@@ -42,6 +51,7 @@ export interface Target {
 export function resolveTarget(opts: { config?: string; redis?: string; prefix?: string }, env: Env): Target {
   const path = opts.config ?? configPathFrom([], env);
   let raw: Record<string, unknown> = {};
+  let limits: LimitDefinition[] | undefined;
   if (path !== undefined) {
     let text: string;
     try {
@@ -64,6 +74,7 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
     const p = parsed as Record<string, unknown>;
     if (p.redis !== undefined) raw.redis = p.redis;
     if (p.prefix !== undefined) raw.prefix = p.prefix;
+    if (Array.isArray(p.limits)) limits = limitDefinitions(p.limits);
   }
   if (opts.redis !== undefined)
     raw = { ...raw, redis: { ...(raw.redis as object | undefined), url: opts.redis } };
@@ -82,7 +93,7 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
   if (opts.prefix !== undefined) delete e.FSLB_PREFIX;
   try {
     const cfg = parseConfig(raw, e);
-    return { redis: cfg.redis, prefix: cfg.prefix };
+    return { redis: cfg.redis, prefix: cfg.prefix, ...(limits ? { limits } : {}) };
   } catch (err) {
     if (err instanceof ConfigError) {
       const issues = err.issues.map((i) =>
@@ -95,6 +106,21 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
     }
     throw err;
   }
+}
+
+/** The ids and caps of a config file's limits, as written (the proxies validate the rest). */
+function limitDefinitions(list: unknown[]): LimitDefinition[] {
+  const out: LimitDefinition[] = [];
+  for (const item of list) {
+    const l = item as { id?: unknown; maxCalls?: unknown; maxCps?: unknown } | null;
+    if (typeof l?.id !== 'string') continue;
+    out.push({
+      id: l.id,
+      ...(typeof l.maxCalls === 'number' ? { maxCalls: l.maxCalls } : {}),
+      ...(typeof l.maxCps === 'number' ? { maxCps: l.maxCps } : {}),
+    });
+  }
+  return out;
 }
 
 /** Where a target points, for messages: the URL without credentials, or the Sentinel master. */

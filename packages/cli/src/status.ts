@@ -15,6 +15,8 @@ export type NodeRow =
       idleCpu: number;
       weight: number;
       owner: string;
+      /** The node's pool ('' before its owner wrote one). */
+      pool: string;
       /** The owning monitor's liveness key is present. */
       alive: boolean;
       /** Since the node's last sign of life, by Redis' clock; null when never seen. */
@@ -59,6 +61,7 @@ export async function readStatus(store: ClusterStore): Promise<ClusterStatus> {
       idleCpu: r.idleCpu,
       weight: r.weight,
       owner: r.owner,
+      pool: r.pool,
       alive: e.alive,
       heartbeatAgeMs: r.heartbeatAt > 0 ? Math.max(0, at - r.heartbeatAt) : null,
       admin: r.admin,
@@ -79,12 +82,13 @@ function stateText(n: Extract<NodeRow, { ok: true }>): [string, Colour | undefin
 
 export function renderStatus(s: ClusterStatus, paint: Paint): string {
   const rows = s.nodes.map((n) => {
-    if (!n.ok) return [paint(n.id, 'red'), paint('invalid', 'red'), n.problems.join('; ')];
+    if (!n.ok) return [paint(n.id, 'red'), '', paint('invalid', 'red'), n.problems.join('; ')];
     const [state, colour] = stateText(n);
     const used = n.sessions + n.reservations;
     const full = n.maxSessions > 0 && used >= n.maxSessions;
     return [
       n.id,
+      n.pool === '' ? '-' : n.pool,
       paint(state, colour),
       n.reason === '' ? '' : n.reason,
       `${n.sessions}/${n.maxSessions > 0 ? n.maxSessions : '?'}`,
@@ -102,6 +106,7 @@ export function renderStatus(s: ClusterStatus, paint: Paint): string {
   const grid = table(
     [
       { title: 'NODE' },
+      { title: 'POOL' },
       { title: 'STATE' },
       { title: 'REASON' },
       { title: 'SESSIONS', align: 'right' },
@@ -115,7 +120,28 @@ export function renderStatus(s: ClusterStatus, paint: Paint): string {
     rows,
     paint,
   );
-  return `${summary(s, paint)}\n${grid}`;
+  return `${summary(s, paint)}\n${pools(s, paint)}${grid}`;
+}
+
+/** One line per pool when the nodes are split into more than one. */
+function pools(s: ClusterStatus, paint: Paint): string {
+  const ok = s.nodes.filter((n): n is Extract<NodeRow, { ok: true }> => n.ok);
+  const ids = [...new Set(ok.map((n) => n.pool))];
+  if (ids.length < 2) return '';
+  return (
+    ids
+      .map((id) => {
+        const members = ok.filter((n) => n.pool === id);
+        const taking = members.filter((n) => n.eligible).length;
+        const used = members.reduce((a, n) => a + n.sessions + n.reservations, 0);
+        const cap = members.reduce((a, n) => a + n.maxSessions, 0);
+        return `pool ${id === '' ? '-' : id}: ${members.length} node${members.length === 1 ? '' : 's'}, ${paint(
+          `${taking} taking calls`,
+          taking === 0 ? 'red' : 'green',
+        )}, ${used}/${cap} in use`;
+      })
+      .join('\n') + '\n'
+  );
 }
 
 function summary(s: ClusterStatus, paint: Paint): string {

@@ -198,7 +198,7 @@ export class Monitor extends EventEmitter<Events> {
       );
     }
     this.#nodes = after;
-    this.#config = { ...this.#config, nodes: config.nodes };
+    this.#config = { ...this.#config, nodes: config.nodes, pools: config.pools };
     const removed = [...before.keys()].filter((id) => !after.has(id));
     for (const id of removed) {
       this.#dropOwned(id);
@@ -399,6 +399,7 @@ export class Monitor extends EventEmitter<Events> {
       log,
       admin: this.#admin,
       relist: () => this.#relist(),
+      poolOf: (id) => this.#config.pools.find((p) => p.nodes.includes(id))?.id ?? '',
     });
     this.#owned.set(node.id, owned);
     owned.on('lost', (reason) => {

@@ -100,6 +100,8 @@ export class NodeWatcher extends EventEmitter<Events> {
   readonly #sessions = new SessionCount();
   readonly #channels = new ChannelTable();
   #reconciling = false;
+  /** The connection whose channels have been read at least once (the first read is logged). */
+  #reconciledOn: EslConnection | undefined;
   #facts: CoreFacts = {
     connected: false,
     downReason: 'not yet connected',
@@ -333,10 +335,14 @@ export class NodeWatcher extends EventEmitter<Events> {
       );
       if (conn !== this.#conn) return;
       const r = this.#channels.reconcile(listed, found, askedAt, Date.now());
-      if (r.added > 0 || r.removed > 0) {
+      const first = this.#reconciledOn !== conn;
+      this.#reconciledOn = conn;
+      if (first || r.added > 0 || r.removed > 0) {
         this.#log.info(
-          r,
-          'channels reconciled with FreeSWITCH: added those without an event seen, removed those that ended unseen',
+          { ...r, channels: listed.size, limited: this.#channels.limited().length, first },
+          first
+            ? 'channels read from FreeSWITCH: calls counting against limits taken from its list'
+            : 'channels reconciled with FreeSWITCH: added those without an event seen, removed those that ended unseen',
         );
       }
       this.emit('reconciled', r);

@@ -13,6 +13,8 @@ export interface OwnedNodeDeps {
   admin: Map<string, AdminState>;
   /** Writes every configured node again: a write found the nodes set gone. */
   relist: () => Promise<void>;
+  /** The pool a node is in, by the configuration ('' for none). */
+  poolOf: (id: string) => string;
 }
 
 /** Call-IDs held for settling while Redis cannot be written; beyond this they lapse by TTL. */
@@ -238,6 +240,7 @@ export class OwnedNode extends EventEmitter<Events> {
           maxSessions: s.maxSessions,
           idleCpu: s.idleCpu,
           cps: s.cps,
+          pool: this.#deps.poolOf(this.id),
         },
         quiet: { heartbeatAt: s.heartbeatAt },
         settle,

@@ -41,7 +41,14 @@ describe('call accounting: a late Redis reply', () => {
     const accounting = new CallAccounting({
       store,
       view,
-      settings: { maxTargets: 2, timeoutMs: TIMEOUT_MS, ttlMs: 10_000, publishMs: 20, proxyId: 'p1', limitHoldMs: 20_000 },
+      settings: {
+        maxTargets: 2,
+        timeoutMs: TIMEOUT_MS,
+        ttlMs: 10_000,
+        publishMs: 20,
+        proxyId: 'p1',
+        limitHoldMs: 20_000,
+      },
       observer: { reservation: () => undefined },
       log: createLogger({ level: 'silent', name: 'test' }),
       redisReady: () => client.status === 'ready',
@@ -133,7 +140,14 @@ describe('call accounting: a node that left the view', () => {
     const accounting = new CallAccounting({
       store,
       view,
-      settings: { maxTargets: 2, timeoutMs: 1000, ttlMs: 60_000, publishMs: 20, proxyId: 'p1', limitHoldMs: 20_000 },
+      settings: {
+        maxTargets: 2,
+        timeoutMs: 1000,
+        ttlMs: 60_000,
+        publishMs: 20,
+        proxyId: 'p1',
+        limitHoldMs: 20_000,
+      },
       observer: { reservation: () => undefined },
       log: createLogger({ level: 'silent', name: 'test' }),
       redisReady: () => redis.status === 'ready',

@@ -247,7 +247,12 @@ export class CallAccounting {
         const use = limits[result.overLimit.index];
         if (use) {
           this.#observer.reservation('over-limit', ms);
-          return { kind: 'over-limit', use, what: result.overLimit.kind === 'cps' ? 'maxCps' : 'maxCalls', ms };
+          return {
+            kind: 'over-limit',
+            use,
+            what: result.overLimit.kind === 'cps' ? 'maxCps' : 'maxCalls',
+            ms,
+          };
         }
       }
       if (!chosen && lost) return local('local-rebuilding');

@@ -18,7 +18,8 @@ export class ProxyMetrics {
     help:
       'Requests refused before routing, by reason: forbidden (outside proxy.acl), rate-limited ' +
       '(its source over proxy.rateLimit), in-dialog (481), loop (482, from a node), overloaded ' +
-      '(replica over proxy.maxCps), shutting-down, error (a fault inside fslb, 500)',
+      '(replica over proxy.maxCps), shutting-down, error (a fault inside fslb, 500), own-header ' +
+      '(an INVITE from outside carrying X-Fslb-Limits, 403)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

@@ -41,6 +41,7 @@ function rec(id: string, port: number, more: Partial<NodeRecord> = {}): NodeReco
     weight: 1,
     admin: '',
     owner: 'mon',
+    pool: '',
     heartbeatAt: 1,
     updatedAt: 1,
     version: 1,
@@ -653,6 +654,15 @@ describe('Router with pools, routes and limits', () => {
       v.value,
     ]);
     assert.deepEqual(refused, [['tenant', 'maxCalls', 1]]);
+  });
+
+  it("refuses an INVITE from outside that carries fslb's own limits header, before anything is counted", async (t) => {
+    const { router, ledger, refusals } = setup(t, { nodes, routing });
+    const forged = request({ headers: { 'X-Tenant': 'acme', 'X-Fslb-Limits': 'tenant:globex' } });
+    router.handle(forged);
+    await settle();
+    assert.deepEqual([forged.answers[0]?.status, forged.proxied.length, ledger.reserved.length], [403, 0, 0]);
+    assert.equal(await refusals('own-header'), 1);
   });
 
   it('hands a failed tenant call back with its limit entries', async (t) => {

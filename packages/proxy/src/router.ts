@@ -89,6 +89,7 @@ const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
   [Refusal.InDialog]: 'INVITE with a To tag for a dialog this proxy does not hold: answered 481',
   [Refusal.Loop]: 'INVITE sent by a cluster node (proxy.fromNodes: reject): answered 482',
   [Refusal.Error]: 'request failed inside fslb: answered 500',
+  [Refusal.OwnHeader]: `INVITE carrying fslb's own ${LIMITS_HEADER} header: answered 403`,
 };
 
 /**
@@ -307,6 +308,14 @@ export class Router {
       this.#view.nodeAt(req.sourceAddress, req.sourcePort, req.protocol) !== undefined
     ) {
       return Refusal.Loop;
+    }
+    // fslb's own header tells a node's monitor which limit counters a call holds; drachtio-server
+    // appends the proxy's copy after any the caller sent, so a caller's copy could mislead it.
+    if (
+      req.header(LIMITS_HEADER) !== undefined &&
+      this.#view.nodeAt(req.sourceAddress, req.sourcePort, req.protocol) === undefined
+    ) {
+      return Refusal.OwnHeader;
     }
     if (!this.#cps.take(now)) return Refusal.Overloaded;
     return undefined;

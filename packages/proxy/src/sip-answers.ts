@@ -27,6 +27,8 @@ export const Refusal = {
   Error: 'error',
   /** No route matched the request. */
   NoRoute: 'no-route',
+  /** An INVITE from outside the cluster carrying fslb's own limits header. */
+  OwnHeader: 'own-header',
 } as const;
 export type Refusal = (typeof Refusal)[keyof typeof Refusal];
 
@@ -55,6 +57,12 @@ export function refusalAnswer(refusal: Refusal, retryAfterSec: number): SipAnswe
       return { status: 503, reason: 'Shutting Down', headers: retry };
     case Refusal.NoCapacity:
       return { status: 503, reason: 'No Capacity', headers: retry };
+    case Refusal.OwnHeader:
+      return {
+        status: 403,
+        reason: 'Forbidden',
+        headers: { Reason: 'SIP;cause=403;text="X-Fslb-Limits is set by fslb only"' },
+      };
     case Refusal.NoRoute:
       return { status: 404, reason: 'Not Found', headers: { Reason: 'SIP;cause=404;text="no fslb route"' } };
   }

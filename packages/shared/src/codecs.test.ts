@@ -17,6 +17,7 @@ const record: NodeRecord = {
   weight: 1.5,
   admin: '',
   owner: 'mon-a',
+  pool: 'pstn',
   heartbeatAt: 1_764_000_000_123,
   updatedAt: 1_764_000_000_456,
   version: 42,

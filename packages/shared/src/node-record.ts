@@ -39,6 +39,8 @@ export interface NodeRecord {
   admin: AdminState;
   /** Id of the monitor that owns the node, empty when none has yet. */
   owner: string;
+  /** The pool the node belongs to, as its owner's configuration says; empty before it wrote one. */
+  pool: string;
   /** Epoch ms of the node's last sign of life (probe answered or HEARTBEAT), 0 = never. */
   heartbeatAt: number;
   /** Epoch ms of the last change. */
@@ -72,6 +74,7 @@ const recordSchema = z.object({
   weight: num().pipe(z.number().positive()),
   admin: z.enum(['', 'drain']).default(''),
   owner: z.string().default(''),
+  pool: z.string().default(''),
   heartbeatAt: int().default(0),
   updatedAt: int(),
   version: int(),
@@ -102,6 +105,7 @@ export function encodeNodeRecord(r: NodeRecord): Record<string, string> {
     weight: String(r.weight),
     admin: r.admin,
     owner: r.owner,
+    pool: r.pool,
     heartbeatAt: String(r.heartbeatAt),
     updatedAt: String(r.updatedAt),
     version: String(r.version),

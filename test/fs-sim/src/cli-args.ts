@@ -27,7 +27,8 @@ Starts simulated FreeSWITCH nodes (Event Socket + SIP UAS) in one process.
   --acl-reject            refuse every ESL connection with text/rude-rejection
   --control-stdin         read commands from stdin, one a line: \`malformed <kind>\` writes a broken
                           ESL frame to every client (bad-json, bad-percent, bad-values,
-                          short-body, garbage)
+                          short-body, garbage); \`lose <EVENT_NAME> [n]\` loses the next n
+                          events of that name (never sent to any client)
   --help                  this text
 
 Signals: SIGTERM shuts every node down as FreeSWITCH does (SHUTDOWN, disconnect notice) and

@@ -79,10 +79,13 @@ async function main(): Promise<number> {
         const lines = (partial + d.toString()).split('\n');
         partial = lines.pop() ?? '';
         for (const line of lines) {
-          const [cmd, kind = ''] = line.trim().split(/\s+/);
+          const [cmd, kind = '', count = '1'] = line.trim().split(/\s+/);
           if (cmd === 'malformed' && kinds.has(kind)) {
             for (const n of cluster.nodes) n.sendMalformed(kind as MalformedKind);
             console.log(`fs-sim: sent a malformed frame (${kind})`);
+          } else if (cmd === 'lose' && /^[A-Z_]+$/.test(kind) && /^\d+$/.test(count)) {
+            for (const n of cluster.nodes) n.loseEvents(kind, Number(count));
+            console.log(`fs-sim: the next ${count} ${kind} event(s) will be lost`);
           } else if (line.trim() !== '') console.error(`fs-sim: unknown command: ${line.trim()}`);
         }
       });

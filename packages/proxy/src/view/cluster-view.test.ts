@@ -18,6 +18,7 @@ function rec(id: string, version: number, more: Partial<NodeRecord> = {}): NodeR
     weight: 1,
     admin: '',
     owner: 'mon',
+    pool: '',
     heartbeatAt: 1,
     updatedAt: 1,
     version,
