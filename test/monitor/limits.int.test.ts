@@ -42,7 +42,7 @@ describe('monitor: live calls counted against limits', () => {
       return c;
     };
     const members = (entry: string) => r.client.zrange(keys.limit(entry), 0, -1, 'WITHSCORES');
-    const count = async (entry: string) => (await r.client.zcard(keys.limit(entry))) as number;
+    const count = async (entry: string) => await r.client.zcard(keys.limit(entry));
     return { keys, node, monitor, uac, call, members, count, cfg };
   }
 

@@ -646,8 +646,12 @@ describe('Router with pools, routes and limits', () => {
     await settle();
     assert.equal(over.proxied.length, 0);
     assert.equal(over.answers[0]?.status, 503);
-    assert.equal(over.answers[0]?.headers.Reason, 'SIP;cause=503;text="limit tenant maxCalls"');
-    assert.equal(over.answers[0]?.headers['Retry-After'], '5');
+    const answer = over.answers[0];
+    assert.ok(answer);
+    assert.deepEqual(answer.headers, {
+      Reason: 'SIP;cause=503;text="limit tenant maxCalls"',
+      'Retry-After': '5',
+    });
     const refused = (await metrics.limitRefusals.get()).values.map((v) => [
       v.labels.limit,
       v.labels.kind,

@@ -341,7 +341,7 @@ export class Router {
       return this.#noCapacity(req, attempt, started, []);
     }
 
-    let targets: readonly ViewNode[] = candidates.nodes.slice(0, s.maxTargets);
+    let targets: readonly ViewNode[];
     if (s.reservations) {
       // Affinity and round robin keep their own order; least-loaded lets Redis pick by its counts.
       const inOrder = affinity !== undefined || s.balance === 'round-robin';

@@ -20,11 +20,11 @@
  * |                      |          | scored by expiry (ms)    |                                 |                     |
  * | fslb:call:<id>       | STRING   | longest reservation of   | proxy (reserve, release);       | proxy, monitor, cli |
  * |                      |          | the call                 | owning monitor (settles)        |                     |
- * | fslb:limit:<entry>   | ZSET     | none; members (calls)    | proxy (reserve, release);       | proxy, cli          |
+ * | fslb:limit:<id>      | ZSET     | none; members (calls)    | proxy (reserve, release);       | proxy, cli          |
  * |                      |          | scored by the expiry of  | owning monitor (live calls,     |                     |
  * |                      |          | their reservation (ms),  | reconcile)                      |                     |
  * |                      |          | `inf` once live          |                                 |                     |
- * | fslb:rate:<entry>    | ZSET     | 2 s; members (calls)     | proxy (reserve)                 | proxy, cli          |
+ * | fslb:rate:<id>       | ZSET     | 2 s; members (calls)     | proxy (reserve)                 | proxy, cli          |
  * |                      |          | scored by admission (ms) |                                 |                     |
  * | fslb:live:<id>       | HASH     | none; call -> entries    | owning monitor (live calls,     | monitor, cli        |
  * |                      |          |                          | reconcile)                      |                     |

@@ -192,6 +192,62 @@ log: { level: chatty }
     );
   });
 
+  it('puts every node in one default pool with one route when the file names none', () => {
+    const cfg = parseConfig(
+      {
+        nodes: ['fs1', 'fs2'].map((id, i) => ({
+          id,
+          sip: `10.0.0.${i + 1}:5060`,
+          esl: { host: 'h', password: 'x' },
+        })),
+      },
+      {},
+    );
+    assert.deepEqual(cfg.pools, [{ id: 'default', nodes: ['fs1', 'fs2'] }]);
+    assert.deepEqual(cfg.routes, [{ id: 'route-0', pools: ['default'], limits: [] }]);
+    assert.deepEqual(cfg.limits, []);
+  });
+
+  it('lists every problem of the routing rules at once', () => {
+    const node = (id: string) => ({ id, sip: '10.0.0.1:5060', esl: { host: 'h', password: 'x' } });
+    const issues = issuesOf(() =>
+      parseConfig(
+        {
+          nodes: [node('fs1'), node('fs2'), node('fs3')],
+          pools: [
+            { id: 'a', nodes: ['fs1', 'fs2'] },
+            { id: 'b', nodes: ['fs2', 'fs9'] },
+          ],
+          routes: [
+            { match: { ruriUser: '^(8' }, pools: ['a', 'nope'] },
+            { pools: ['a'], limits: ['missing'] },
+            { match: { method: 'INVITE' } },
+            { pools: ['a'], reject: { status: 403 } },
+          ],
+          limits: [{ id: 'tenant', key: { header: 'X-Tenant' } }],
+        },
+        {},
+      ),
+    );
+    const got = issues.map((i) => `${i.path}: ${i.message}`);
+    for (const want of [
+      /^routes\.0\.match\.ruriUser: not a valid regular expression/,
+      /^routes\.2: set exactly one of pools and reject$/,
+      /^routes\.3: set exactly one of pools and reject$/,
+      /^limits\.0: set maxCalls, maxCps or both$/,
+      /^pools\.1\.nodes\.0: node "fs2" is already in pool a/,
+      /^pools\.1\.nodes\.1: unknown node "fs9"$/,
+      /^pools: node "fs3" is in no pool$/,
+      /^routes\.0\.pools\.1: unknown pool "nope"$/,
+      /^routes\.1\.limits\.0: unknown limit "missing"$/,
+    ]) {
+      assert.ok(
+        got.some((g) => want.test(g)),
+        `${String(want)} among:\n${got.join('\n')}`,
+      );
+    }
+  });
+
   it('reports unknown keys by name, so typos do not pass silently', () => {
     const issues = issuesOf(() => parseConfig({ monitor: { probInterval: 5 } }, {}));
     assert.deepEqual(issues, [{ path: 'monitor', message: 'unknown key(s): probInterval' }]);

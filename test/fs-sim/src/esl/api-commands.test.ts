@@ -124,7 +124,9 @@ describe('executeApi', () => {
   });
 
   it("lists channels as json, and expands a channel's variables with eval uuid:", () => {
-    const rows = JSON.parse(String(executeApi(host().api, 'show', 'channels as json'))) as {
+    const listed = executeApi(host().api, 'show', 'channels as json');
+    assert.equal(typeof listed, 'string');
+    const rows = JSON.parse(listed as string) as {
       row_count: number;
       rows: { uuid: string; direction: string }[];
     };
