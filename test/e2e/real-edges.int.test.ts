@@ -5,7 +5,10 @@ import { once } from 'node:events';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Redis } from 'ioredis';
-import { ClusterKeys } from '@fslb/shared';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import { captureLogger } from '../support/log-capture.js';
 import { redisRelay } from '../support/redis-relay.js';
@@ -13,8 +16,8 @@ import { realPeers, startDrachtioServer } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
-import { config, startMonitor, waitForNode } from '../monitor/support.js';
-import { proxyConfig, startProxy } from '../proxy/support.js';
+import { rawConfig, startMonitor, waitForNode } from '../monitor/support.js';
+import { proxyRawConfig, startProxy } from '../proxy/support.js';
 
 /**
  * Carrier traffic at the edges through real peers: SIPp callers -> a real drachtio-server ->
@@ -38,7 +41,7 @@ interface Sipp {
 /** Runs a SIPp caller against drachtio-server from `address`; killed when the test ends. */
 async function runSipp(
   t: TestContext,
-  o: { sipPort: number; address: string; scenario: string; service: string; args: string[] },
+  o: { sipPort: number; address: string; scenario: string; service: string; args: string[]; cwd?: string },
 ): Promise<Sipp> {
   const child = spawn(
     sipp as string,
@@ -57,7 +60,7 @@ async function runSipp(
       '-nostdin',
       ...o.args,
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    { stdio: ['ignore', 'ignore', 'pipe'], ...(o.cwd ? { cwd: o.cwd } : {}) },
   );
   t.after(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -87,6 +90,8 @@ async function rig(
     sim?: Omit<FsNodeOptions, 'hostname' | 'coreUuid'>;
     proxy?: Record<string, unknown>;
     redisUrl?: string;
+    /** Top-level sections both components read (pools, routes, limits). */
+    routing?: Record<string, unknown>;
   },
 ): Promise<Rig> {
   const prefix = testPrefix('edge');
@@ -97,7 +102,9 @@ async function rig(
     await sims.close();
     await deletePrefix(r.client, prefix);
   });
-  const monitor = await startMonitor(config({ redisUrl, prefix, nodes: sims.nodes }));
+  const monitor = await startMonitor(
+    parseConfig({ ...rawConfig({ redisUrl, prefix, nodes: sims.nodes }), ...o.routing }, {}),
+  );
   t.after(() => monitor.close());
   for (let i = 1; i <= o.count; i++) {
     await waitForNode(r.client, keys, `fs${i}`, (h) => h.state === 'up' && Number(h.maxSessions) > 0, 'up');
@@ -107,13 +114,19 @@ async function rig(
   t.after(() => drachtio.close());
   const { log, text } = captureLogger('info');
   const proxy = await startProxy(
-    proxyConfig({
-      redisUrl: o.redisUrl ?? redisUrl,
-      prefix,
-      nodes: sims.nodes,
-      drachtioPort: drachtio.appPort,
-      proxy: o.proxy ?? {},
-    }),
+    parseConfig(
+      {
+        ...proxyRawConfig({
+          redisUrl: o.redisUrl ?? redisUrl,
+          prefix,
+          nodes: sims.nodes,
+          drachtioPort: drachtio.appPort,
+          proxy: o.proxy ?? {},
+        }),
+        ...o.routing,
+      },
+      {},
+    ),
     undefined,
     log,
   );
@@ -225,3 +238,105 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
     assert.equal(s.sims.nodes[0]!.calls().length, 0, 'no INVITE reached the node');
   });
 });
+
+describe(
+  'real drachtio-server and SIPp: pools, routes and a tenant limit',
+  { skip, timeout: 120_000 },
+  () => {
+    const r = useRedis({ before, after });
+    const routing = {
+      pools: [
+        { id: 'pstn', nodes: ['fs1', 'fs2'] },
+        { id: 'conf', nodes: ['fs3'] },
+      ],
+      routes: [
+        { match: { ruriUser: '^8' }, pools: ['conf', 'pstn'] },
+        { match: { ruriUser: '^900' }, reject: { status: 403, reason: 'Premium Blocked' } },
+        { match: { header: { name: 'X-Tenant' } }, pools: ['pstn'], limits: ['tenant'] },
+      ],
+      limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 10 }],
+    };
+
+    it('caps a tenant at 10 held calls out of 40, with the limit named in the Reason the caller gets; 10 more after hang-up', async (t) => {
+      const s = await rig(t, r, { count: 3, routing });
+      const dir = mkdtempSync(join(tmpdir(), 'fslb-sipp-'));
+      t.after(() => rmSync(dir, { recursive: true, force: true }));
+      const run = await runSipp(t, {
+        sipPort: s.sipPort,
+        address: '127.0.0.1',
+        scenario: 'uac-tenant.xml',
+        service: '5551000',
+        args: ['-r', '100', '-m', '40', '-l', '40', '-d', '3000', '-trace_msg'],
+        cwd: dir,
+      });
+      const code = await run.exited;
+      assert.equal(code, 0, `sipp failed (exit ${code}): ${run.stderr()}`);
+      const routed = s.lines().filter((l) => l.msg === 'request routed');
+      const outcomes = routed.map((l) => String(l.outcome));
+      assert.equal(outcomes.filter((o) => o === 'connected').length, 10, outcomes.join(','));
+      assert.equal(outcomes.filter((o) => o === 'over-limit').length, 30, outcomes.join(','));
+      assert.ok(
+        routed.filter((l) => l.outcome === 'connected').every((l) => l.node === 'fs1' || l.node === 'fs2'),
+      );
+      const trace = readdirSync(dir)
+        .filter((f) => f.endsWith('_messages.log'))
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .join('');
+      const reasons = trace.match(/^Reason: SIP;cause=503;text="limit tenant maxCalls"\r?$/gm) ?? [];
+      assert.equal(reasons.length, 30, 'every refused caller got the Reason naming the limit');
+      await waitFor(
+        'the counter back to 0',
+        async () => (await r.client.zcard(s.keys.limit('tenant:acme'))) === 0,
+      );
+
+      const again = await runSipp(t, {
+        sipPort: s.sipPort,
+        address: '127.0.0.1',
+        scenario: 'uac-tenant.xml',
+        service: '5551000',
+        args: ['-r', '50', '-m', '10', '-l', '10', '-d', '500'],
+      });
+      assert.equal(await again.exited, 0);
+      const later = s
+        .lines()
+        .filter((l) => l.msg === 'request routed')
+        .slice(40)
+        .map((l) => l.outcome);
+      assert.deepEqual(later, Array<string>(10).fill('connected'));
+    });
+
+    it('routes a prefix to its pool, spills over when it is full, and answers a reject route', async (t) => {
+      // fs3 (the conference pool) takes 3 calls.
+      const s = await rig(t, r, { count: 3, routing, sim: { maxSessions: 4 } });
+      const conf = await runSipp(t, {
+        sipPort: s.sipPort,
+        address: '127.0.0.1',
+        scenario: 'uac-tenant.xml',
+        service: '8001',
+        args: ['-r', '50', '-m', '5', '-l', '5', '-d', '2000'],
+      });
+      assert.equal(await conf.exited, 0, conf.stderr());
+      const blocked = await runSipp(t, {
+        sipPort: s.sipPort,
+        address: '127.0.0.1',
+        scenario: 'uac-tenant.xml',
+        service: '9001234',
+        args: ['-m', '1'],
+      });
+      assert.equal(await blocked.exited, 0, blocked.stderr());
+      const routed = s.lines().filter((l) => l.msg === 'request routed');
+      const connected = routed.filter((l) => l.outcome === 'connected').map((l) => String(l.node));
+      assert.equal(connected.length, 5);
+      assert.equal(connected.filter((n) => n === 'fs3').length, 3, connected.join(','));
+      assert.ok(
+        connected.filter((n) => n !== 'fs3').every((n) => n === 'fs1' || n === 'fs2'),
+        connected.join(','),
+      );
+      const rejected = routed.filter((l) => l.outcome === 'rejected');
+      assert.deepEqual(
+        rejected.map((l) => [l.status, l.route]),
+        [[403, 'route-1']],
+      );
+    });
+  },
+);
