@@ -163,6 +163,43 @@ for (const { label, make, skip } of targets) {
       );
     });
 
+    it('keeps the limits header as a channel variable, lists the channel, and expands it with eval uuid:', async () => {
+      await client.send('event plain CHANNEL_CREATE CHANNEL_DESTROY');
+      const call = uac.invite(sip(), { headers: ['X-Fslb-Limits: tenant:acme trunk:t1'] });
+      const created = client.nextEvent(
+        'CHANNEL_CREATE',
+        (e) => e.getHeader('variable_sip_call_id') === call.callId,
+        8000,
+      );
+      assert.equal((await call.final()).status, 200);
+      const event = await created;
+      assert.equal(event.getHeader('variable_sip_h_X-Fslb-Limits'), 'tenant:acme trunk:t1');
+      const uuid = event.getHeader('Unique-ID') ?? '';
+      // The core database that `show channels` reads is written a moment after the event.
+      const rows = await waitFor('the channel listed', async () => {
+        const listed = JSON.parse(await client.api('show channels as json')) as {
+          row_count: number;
+          rows?: { uuid: string; direction: string }[];
+        };
+        return listed.rows?.find((row) => row.uuid === uuid);
+      });
+      assert.equal(rows.direction, 'inbound');
+      const facts = await client.api(
+        `eval uuid:${uuid} \${variable_sip_call_id}|\${variable_sip_from_tag}|\${variable_sip_h_X-Fslb-Limits}`,
+      );
+      assert.equal(
+        facts.trim(),
+        `${call.callId}|${event.getHeader('variable_sip_from_tag') ?? ''}|tenant:acme trunk:t1`,
+      );
+      const destroyed = client.nextEvent('CHANNEL_DESTROY', (e) => e.getHeader('Unique-ID') === uuid, 8000);
+      assert.equal((await call.bye()).status, 200);
+      await destroyed;
+      await waitFor('the channel no longer listed', async () => {
+        const listed = JSON.parse(await client.api('show channels as json')) as { rows?: { uuid: string }[] };
+        return !(listed.rows ?? []).some((row) => row.uuid === uuid);
+      });
+    });
+
     it('answers OPTIONS with 200', async () => {
       assert.equal((await uac.options(sip())).status, 200);
     });

@@ -58,6 +58,8 @@ describe('faults: limits with calls held', () => {
 
   it('a monitor SIGKILLed: the count never drops while its nodes are taken over, and the cap still holds', async (t) => {
     const { r, rig, count, call } = await held(t);
+    const owners = () => Promise.all(rig.nodes.map((n) => r.client.hget(rig.keys.node(n.id), 'owner')));
+    await waitFor('nodes shared by both monitors', async () => new Set(await owners()).size === 2);
     const seen: number[] = [];
     const watch = setInterval(() => void count().then((n) => seen.push(n)), 20);
     rig.monitors[0]?.signal('SIGKILL');
@@ -65,9 +67,8 @@ describe('faults: limits with calls held', () => {
     await waitFor(
       'every node owned by the survivor, which read their channels',
       async () => {
-        const owners = await Promise.all(rig.nodes.map((n) => r.client.hget(rig.keys.node(n.id), 'owner')));
         const read = (rig.monitors[1]?.grep(/channels read from FreeSWITCH/).length ?? 0) - readBefore;
-        return owners.every((o) => o === 'mon-2') && read >= 1;
+        return (await owners()).every((o) => o === 'mon-2') && read >= 1;
       },
       { timeoutMs: 8000 },
     );

@@ -7,6 +7,7 @@ import type { Monitor } from '@fslb/monitor';
 import { freeswitchBin, freeswitchTarget, simulatorTarget, type FsTarget } from '../contract/fs-target.js';
 import { connectModesl, type ModeslClient } from '../fs-sim/test-support/modesl-client.js';
 import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../support/redis.js';
+import { waitFor } from '../support/wait.js';
 import { fastMonitor, startMonitor, waitForNode } from './support.js';
 
 /**
@@ -53,7 +54,7 @@ for (const { label, make, skip } of targets) {
               maxSessions: 80,
             },
           ],
-          monitor: { ...fastMonitor, id: 'm-contract' },
+          monitor: { ...fastMonitor, id: 'm-contract', reconcileIntervalMs: 500 },
           log: { level: process.env.FSLB_TEST_LOG ?? 'silent' },
         },
         {},
@@ -92,6 +93,26 @@ for (const { label, make, skip } of targets) {
       await waitForNode(redis, keys, 'fs1', (x) => Number(x.sessions) >= 1, 'a session');
       await call.bye();
       await waitForNode(redis, keys, 'fs1', (x) => x.sessions === '0', 'no session');
+    });
+
+    it('counts a call on the limits its INVITE names from its channel events, and rebuilds them from the channel list', async () => {
+      const counter = keys.limit('tenant:contract');
+      const call = uac.invite(
+        { host: target.host, port: target.sipPort },
+        { headers: ['X-Fslb-Limits: tenant:contract'] },
+      );
+      assert.equal((await call.final()).status, 200);
+      await waitFor(
+        'the call live on the counter',
+        async () => (await redis.zscore(counter, `${call.callId};${call.fromTag}`)) === 'inf',
+      );
+      // Redis lost the counter: the next reconcile reads the channel list and puts it back.
+      await redis.del(counter, keys.live('fs1'));
+      await waitFor('the counter rebuilt', async () => (await redis.zcard(counter)) === 1, {
+        timeoutMs: 5000,
+      });
+      await call.bye();
+      await waitFor('the counter empty', async () => (await redis.zcard(counter)) === 0);
     });
 
     it('marks the node down when it shuts down', async () => {
