@@ -35,6 +35,7 @@ function record(id: string, sessions: number): NodeRecord {
     weight: 1,
     admin: '',
     owner: 'm',
+    pool: '',
     heartbeatAt: 1,
     updatedAt: 1,
     version: 1,

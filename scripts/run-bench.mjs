@@ -42,6 +42,10 @@ const FIGURES = [
   ['real_cps_bare', 'proxy-real-cps', 'calls/s', null],
   ['real_cps_ratio', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
   ['real_cps_two_pairs', 'proxy-real-cps', 'calls/s', null],
+  ['routing_decision_p99_us', 'proxy-routing', 'µs', '≤ 20', (v) => v <= 20],
+  ['reservation_limit1_over_plain', 'proxy-routing', '', null],
+  ['redis_us_per_reservation_plain', 'proxy-routing', 'µs', null],
+  ['redis_us_per_reservation_limit1', 'proxy-routing', 'µs', null],
 ];
 
 /** The ten-minute soak, and the benchmarks that run beside it (see below). */
@@ -140,6 +144,17 @@ for (const f of readdirSync(benchDir).filter((x) => x.endsWith('.bench.ts'))) {
   }
   if (existsSync(md)) markdown[name] = readFileSync(md, 'utf8').trim();
 }
+// A benchmark that did not run and left no summary of its own keeps its section of the previous
+// summary.md (a fresh clone holds only latest.json and summary.md).
+try {
+  const before = readFileSync(join(resultsDir, 'summary.md'), 'utf8');
+  for (const section of before.split(/\n(?=### )/).slice(1)) {
+    const name = /^### ([\w-]+):/.exec(section)?.[1];
+    if (name && !markdown[name] && !ran[name]) markdown[name] = section.replace(/^### /, '## ').trim();
+  }
+} catch {
+  // No earlier summary.
+}
 
 const machine = {
   cpu: cpus()[0]?.model ?? 'unknown',
@@ -148,15 +163,38 @@ const machine = {
   kernel: release(),
   node: process.version,
 };
+/**
+ * The figures of the previous latest.json: a benchmark that neither ran now nor left its own
+ * results (a fresh clone holds latest.json alone) keeps its figures from there.
+ */
+function readPrevious() {
+  try {
+    return JSON.parse(readFileSync(join(resultsDir, 'latest.json'), 'utf8'));
+  } catch {
+    return {};
+  }
+}
+const previous = readPrevious();
+/** The previous summary's reason for each figure it explained (`- \`key\`: why`). */
+const previousWhy = {};
+try {
+  for (const m of readFileSync(join(resultsDir, 'summary.md'), 'utf8').matchAll(/^- `(\w+)`: (.*)$/gm))
+    previousWhy[m[1]] = m[2];
+} catch {
+  // No earlier summary.
+}
+let keptAny = false;
 const latest = { machine, date: new Date().toISOString() };
 const rows = [];
 const notes = [];
 for (const [key, bench, unit, target, meets] of FIGURES) {
   const r = results[bench];
-  const raw = r?.[key];
+  const kept = !r && !ran[bench] ? previous[key] : undefined;
+  const raw = r?.[key] ?? kept;
   const value = typeof raw === 'number' && Number.isFinite(raw) ? raw : null;
   latest[key] = value;
-  let why = r?.notes?.[key];
+  if (kept !== undefined) keptAny = true;
+  let why = r?.notes?.[key] ?? (kept !== undefined ? previousWhy[key] : undefined);
   if (value === null && !why) {
     why = !r
       ? ran[bench] && ran[bench].exit !== 0
@@ -172,7 +210,8 @@ for (const [key, bench, unit, target, meets] of FIGURES) {
     outcome,
     bench,
   ]);
-  if (why && (value === null || outcome === '**miss**')) notes.push(`- \`${key}\`: ${why}`);
+  if (why && (value === null || outcome === '**miss**' || kept !== undefined))
+    notes.push(`- \`${key}\`: ${why}`);
 }
 writeFileSync(join(resultsDir, 'latest.json'), `${JSON.stringify(latest, null, 2)}\n`);
 
@@ -183,11 +222,11 @@ const mdTable = (header, body) =>
     `|${header.map(() => '---').join('|')}|`,
     ...body.map((r) => `| ${r.map(cell).join(' | ')} |`),
   ].join('\n');
-const benches = Object.keys({ ...results, ...ran }).sort();
+const benches = Object.keys({ ...results, ...ran, ...markdown }).sort();
 const summary = `# Benchmark summary
 
 \`npm run bench\` on ${machine.cores} x ${machine.cpu}, ${machine.ram_gib} GiB, Linux ${machine.kernel}, Node ${machine.node}; ${latest.date}.
-This run: ${Object.keys(ran).length} benchmark(s) in ${Math.floor(totalS / 60)} min ${totalS % 60} s${failed ? `, ${failed} failed` : ''}. Figures from \`bench/results/latest.json\`.
+This run: ${Object.keys(ran).length} benchmark(s) in ${Math.floor(totalS / 60)} min ${totalS % 60} s${failed ? `, ${failed} failed` : ''}. Figures from \`bench/results/latest.json\`${keptAny ? `; those of benchmarks that did not run now are kept from the run of ${previous.date ?? 'an earlier date'}` : ''}.
 
 ${mdTable(['figure', 'value', 'target', 'result', 'benchmark'], rows)}
 

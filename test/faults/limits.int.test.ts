@@ -85,12 +85,27 @@ describe('faults: limits with calls held', () => {
   });
 
   it('a node crashed: its calls stop counting, and the freed room is taken again', async (t) => {
-    const { rig, calls, count, call } = await held(t);
+    const { r, rig, calls, count, call } = await held(t);
     const onFs1 = calls.filter((c) => rig.nodeOf(outcomeOf(c).destination) === 'fs1').length;
     assert.ok(onFs1 > 0 && onFs1 < 6, `calls on fs1: ${onFs1}`);
     await rig.node('fs1').proc.stop('SIGKILL');
     await waitFor("the crashed node's calls no longer count", async () => (await count()) === 6 - onFs1, {
       timeoutMs: 5000,
+    }).catch(async (err: unknown) => {
+      const now = Date.now();
+      const members = await r.client.zrange(rig.keys.limit('tenant:acme'), 0, -1, 'WITHSCORES');
+      const live = await Promise.all(['fs1', 'fs2'].map((id) => r.client.hgetall(rig.keys.live(id))));
+      console.log(
+        JSON.stringify({
+          now,
+          onFs1,
+          members,
+          live,
+          dest: calls.map((c) => [outcomeOf(c).destination, c.callId]),
+        }),
+      );
+      console.log(rig.monitors.map((m) => m.lines.join('\n')).join('\n----\n'));
+      throw err;
     });
     const again = await call();
     assert.equal(outcomeOf(again).kind, 'connected');

@@ -60,9 +60,10 @@ type Events = {
   callEnded: [call: string];
   /**
    * The live calls counting against limits were compared with FreeSWITCH's channel list, or the
-   * node went down (none): `limitedCalls()` is the whole truth now.
+   * node went down (`down`: it has none, nor any call in setup): `limitedCalls()` is the whole
+   * truth now.
    */
-  reconciled: [{ added: number; removed: number }];
+  reconciled: [{ added: number; removed: number; down: boolean }];
 };
 
 /** The channel variables that name a call and its limits, read with `eval` at a reconcile. */
@@ -345,7 +346,7 @@ export class NodeWatcher extends EventEmitter<Events> {
             : 'channels reconciled with FreeSWITCH: added those without an event seen, removed those that ended unseen',
         );
       }
-      this.emit('reconciled', r);
+      this.emit('reconciled', { ...r, down: false });
     } catch (err) {
       this.#log.debug({ err }, 'channel reconcile failed; the next interval tries again');
     } finally {
@@ -418,7 +419,7 @@ export class NodeWatcher extends EventEmitter<Events> {
     this.#sessions.reconcile(0);
     // A node that is down (or restarting) has no calls: they stop counting against limits.
     this.#channels.clear();
-    this.emit('reconciled', { added: 0, removed: 0 });
+    this.emit('reconciled', { added: 0, removed: 0, down: true });
     this.#reported = true;
     this.#setConnection(ConnectionState.Down);
     if (err.code === EslErrorCode.Auth) {

@@ -17,6 +17,16 @@ export interface OwnedNodeDeps {
   poolOf: (id: string) => string;
 }
 
+/** Live calls counting against limits, queued for the next write. */
+interface LiveBatch {
+  started: LiveCall[];
+  ended: string[];
+  /** Write the watcher's whole table (after a reconcile or a failed write). */
+  full: boolean;
+  /** The node is down: end its calls and the limit holds of calls in setup there. */
+  down: boolean;
+}
+
 /** Call-IDs held for settling while Redis cannot be written; beyond this they lapse by TTL. */
 const MAX_UNSETTLED = 10_000;
 
@@ -50,7 +60,7 @@ export class OwnedNode extends EventEmitter<Events> {
   /** Calls (`callIdentity`) FreeSWITCH has counted whose reservations the next write settles. */
   #settle = new Set<string>();
   /** Live calls counting against limits, to be written (see `#writeLive`). */
-  #live: { started: LiveCall[]; ended: string[]; full: boolean } = { started: [], ended: [], full: false };
+  #live: LiveBatch = { started: [], ended: [], full: false, down: false };
   #liveWriting = false;
   #liveRetry: NodeJS.Timeout | undefined;
 
@@ -89,9 +99,9 @@ export class OwnedNode extends EventEmitter<Events> {
       this.#live.ended.push(call);
       this.#flushLive();
     });
-    this.watcher.on('reconciled', () => {
+    this.watcher.on('reconciled', ({ down }) => {
       // The watcher's table is the whole truth now: what was queued is part of it.
-      this.#live = { started: [], ended: [], full: true };
+      this.#live = { started: [], ended: [], full: true, down };
       this.#flushLive();
     });
     this.watcher.on('probe', ({ ok, ms }) =>
@@ -167,11 +177,13 @@ export class OwnedNode extends EventEmitter<Events> {
     if (this.#liveWriting || this.#stopped) return;
     const batch = this.#live;
     if (!batch.full && batch.started.length === 0 && batch.ended.length === 0) return;
-    this.#live = { started: [], ended: [], full: false };
+    this.#live = { started: [], ended: [], full: false, down: false };
     this.#liveWriting = true;
-    const change = batch.full
-      ? { kind: 'full' as const, calls: this.watcher.limitedCalls() }
-      : { kind: 'delta' as const, started: batch.started, ended: batch.ended };
+    const change = batch.down
+      ? { kind: 'down' as const }
+      : batch.full
+        ? { kind: 'full' as const, calls: this.watcher.limitedCalls() }
+        : { kind: 'delta' as const, started: batch.started, ended: batch.ended };
     this.#deps.store
       .liveCalls(this.id, this.#lease.token, change)
       .then((r) => {
@@ -180,7 +192,7 @@ export class OwnedNode extends EventEmitter<Events> {
       .catch((err: unknown) => {
         this.#deps.metrics.errors.inc({ kind: 'redis' });
         this.#log.debug({ err }, 'cannot write live calls; the whole list is written again');
-        this.#live = { started: [], ended: [], full: true };
+        this.#live = { started: [], ended: [], full: true, down: batch.down || this.#live.down };
         clearTimeout(this.#liveRetry);
         this.#liveRetry = setTimeout(() => {
           this.#liveRetry = undefined;

@@ -11,6 +11,14 @@ export { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
 export { ProxyMetrics } from './metrics.js';
 export { FslbProxy, type ProxyOptions } from './proxy.js';
 export { aorOf, Router, type RouterSettings } from './router.js';
+export {
+  PoolNodes,
+  RouteTable,
+  uriParts,
+  type LimitUse,
+  type RoutableRequest,
+  type RouteDecision,
+} from './routing/route-table.js';
 export { combine, hashString, unitInterval } from './selection/hash.js';
 export {
   hasRoom,

@@ -12,8 +12,13 @@
   KEYS[2] live calls  (fslb:live:<id>)  HASH call -> its limit entries, space-separated
   ARGV[1] lease token
   ARGV[2] limit set key prefix (fslb:limit:)
-  ARGV[3] 'delta': the items are changes; 'full': the items are every live call of the node
-  ARGV[4..] items: delta: '+<call> <entry> ...' (created) or '-<call>' (destroyed);
+  ARGV[3] 'delta': the items are changes; 'full': the items are every live call of the node;
+          'down': the node is down (or restarted) and has no call: none is live, and the limit
+          holds of the calls reserved there in setup end too (their channel, if any, is gone,
+          and no CHANNEL_CREATE will come for them)
+  ARGV[4] reservation set of the node (fslb:resv:<id>)
+  ARGV[5] call key prefix (fslb:call:)
+  ARGV[6..] items: delta: '+<call> <entry> ...' (created) or '-<call>' (destroyed);
                    full:  '<call> <entry> ...'
             (a call is `<Call-ID>;<From tag>`, an entry `<limit id>:<key value>`; neither has spaces)
 
@@ -64,9 +69,25 @@ if flat.err then
   flat = {}
 end
 
-if ARGV[3] == 'full' then
+if ARGV[3] == 'down' then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local setup = redis.pcall('ZRANGEBYSCORE', ARGV[4], '(' .. now, '+inf')
+  if setup.err then setup = {} end
+  for _, call in ipairs(setup) do
+    local held = redis.pcall('GET', ARGV[5] .. call)
+    if type(held) == 'string' then
+      for e in string.gmatch(held, '=(%S+)') do
+        local key = prefix .. e
+        if redis.pcall('ZSCORE', key, call) ~= 'inf' then redis.pcall('ZREM', key, call) end
+      end
+    end
+  end
+end
+
+if ARGV[3] == 'full' or ARGV[3] == 'down' then
   local keep = {}
-  for i = 4, #ARGV do
+  for i = 6, #ARGV do
     local words = split(ARGV[i])
     if words[1] then
       keep[words[1]] = true
@@ -79,7 +100,7 @@ if ARGV[3] == 'full' then
 else
   local recorded = {}
   for i = 1, #flat, 2 do recorded[flat[i]] = flat[i + 1] end
-  for i = 4, #ARGV do
+  for i = 6, #ARGV do
     local item = ARGV[i]
     local op, rest = string.sub(item, 1, 1), string.sub(item, 2)
     if op == '+' then

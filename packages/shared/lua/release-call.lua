@@ -34,7 +34,11 @@ if type(held) == 'table' then
 elseif held then
   local junk = false
   for id in string.gmatch(held, '%S+') do
-    if #id <= 64 and string.match(id, '^[%w._-]+$') then add(id) else junk = true end
+    if #id <= 64 and string.match(id, '^[%w._-]+$') then
+      add(id)
+    elseif string.sub(id, 1, 1) ~= '=' then
+      junk = true
+    end
   end
   if junk then notes[#notes + 1] = KEYS[1] .. ': node ids that cannot be skipped; deleted' end
 end

@@ -41,6 +41,10 @@
   ARGV[8+i] node id of candidate i
   ARGV[8+c+i] group (pool order, 1 first) of candidate i
   ARGV[8+2c+2j-1], ARGV[8+2c+2j] maxCalls and maxCps of limit j (0: none)
+  ARGV[9+2c+2l] limit set key prefix (fslb:limit:), to name the counters in the call key
+
+  The call key lists the node ids the call holds slots on, then its limit counters, each after
+  '=' (`fs1 =tenant:acme`); it lives as long as the slot, or the limit hold when there is one.
 
   Returns: { seconds, microseconds (Redis TIME), { limit, kind, count },
              { status, sessions, reservations, maxSessions } for each candidate in order,
@@ -70,7 +74,9 @@ local l = (#KEYS - 1 - 3 * c) / 2
 
 local earlier = redis.pcall('GET', KEYS[1])
 if type(earlier) == 'string' then
-  for other in string.gmatch(earlier, '%S+') do redis.pcall('ZREM', ARGV[5] .. other, call) end
+  for other in string.gmatch(earlier, '%S+') do
+    if string.sub(other, 1, 1) ~= '=' then redis.pcall('ZREM', ARGV[5] .. other, call) end
+  end
 end
 
 local rows, room, notes = {}, {}, {}
@@ -166,7 +172,15 @@ for _, cand in ipairs(room) do
 end
 
 if taken > 0 then
-  redis.call('SET', KEYS[1], table.concat(held, ' '), 'PX', ttl)
+  -- The call key names the nodes, then the limit counters (each after '='), so that the owner of
+  -- a node that goes down can end the holds of the calls in setup there.
+  local entries = {}
+  for j = 1, l do entries[j] = '=' .. string.sub(KEYS[3 * c + 2 * j], #ARGV[9 + 2 * c + 2 * l] + 1) end
+  if l > 0 then
+    redis.call('SET', KEYS[1], table.concat(held, ' ') .. ' ' .. table.concat(entries, ' '), 'PX', hold)
+  else
+    redis.call('SET', KEYS[1], table.concat(held, ' '), 'PX', ttl)
+  end
   for j = 1, l do
     local setKey, rateKey = KEYS[3 * c + 2 * j], KEYS[3 * c + 2 * j + 1]
     -- A call already live on the counter (its challenge retry) keeps its `inf`.

@@ -184,7 +184,9 @@ for i = fieldsEnd + 1, #ARGV do
   elseif held then
     local junk = false
     for other in string.gmatch(held, '%S+') do
-      if #other > 64 or not string.match(other, '^[%w._-]+$') then
+      if string.sub(other, 1, 1) == '=' then
+        -- A limit counter: the owner's live-calls write counts the call there.
+      elseif #other > 64 or not string.match(other, '^[%w._-]+$') then
         junk = true
       elseif other ~= id then
         -- Another node's set may be damaged too: its own writers start it afresh.

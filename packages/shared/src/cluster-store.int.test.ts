@@ -141,7 +141,15 @@ describe('cluster store (Lua scripts against a real Redis)', () => {
     const { keys, store, events } = await fixture();
     await store.upsertNode({ id: 'fs1', sip: 'h:5080', weight: 1 });
     await store.upsertNode({ id: 'fs2', sip: 'h:5081', weight: 1 });
+    // A live call on fs1 counted on a limit, and one on fs2: only fs1's leaves the counter.
+    await takeLease(keys, 'fs1', 'tok1');
+    await takeLease(keys, 'fs2', 'tok2');
+    await store.liveCalls('fs1', 'tok1', { kind: 'full', calls: [{ call: 'c1;t', entries: ['tenant:a'] }] });
+    await store.liveCalls('fs2', 'tok2', { kind: 'full', calls: [{ call: 'c2;t', entries: ['tenant:a'] }] });
     const v = await store.removeNode('fs1');
+    assert.deepEqual(await redis.zrange(keys.limit('tenant:a'), 0, -1), ['c2;t']);
+    assert.equal(await redis.exists(keys.live('fs1')), 0);
+    await redis.del(keys.lease('fs1'));
     assert.ok(v > 0);
     assert.equal(await store.removeNode('fs1'), 0);
     assert.deepEqual(await store.nodeIds(), ['fs2']);

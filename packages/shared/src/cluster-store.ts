@@ -201,7 +201,7 @@ export class ClusterStore {
         this.redis,
         'remove-node-6',
         [k.nodes, k.node(id), k.alive(id), k.lease(id), k.version, k.resv(id)],
-        [id, k.events, opts.strayOnly ? '1' : ''],
+        [id, k.events, opts.strayOnly ? '1' : '', k.live(id), k.limit('')],
       ),
     );
   }
@@ -342,6 +342,7 @@ export class ClusterStore {
       ...req.candidates,
       ...(req.groups ?? req.candidates.map(() => 1)),
       ...limitArgs,
+      k.limit(''),
     ]);
     if (!Array.isArray(reply) || reply.length < c + 3 || !Array.isArray(reply[2])) {
       throw new TypeError('reserve-call: unexpected reply');
@@ -408,28 +409,32 @@ export class ClusterStore {
   /**
    * The owner's record of its node's live calls that count against limits, fenced by its lease
    * (`live-calls-2.lua`): `delta` applies calls created and destroyed; `full` makes the record
-   * exactly `calls` (FreeSWITCH's channel list at a reconcile; none when the node is down).
+   * exactly `calls` (FreeSWITCH's channel list at a reconcile); `down` ends every call of a node
+   * that is down, the limit holds of calls in setup there included.
    */
   async liveCalls(
     id: string,
     token: string,
     change:
       | { kind: 'delta'; started: readonly LiveCall[]; ended: readonly string[] }
-      | { kind: 'full'; calls: readonly LiveCall[] },
+      | { kind: 'full'; calls: readonly LiveCall[] }
+      | { kind: 'down' },
   ): Promise<{ fenced: boolean; started: number; ended: number }> {
     const k = this.keys;
     const items =
       change.kind === 'full'
         ? change.calls.map((c) => [c.call, ...c.entries].join(' '))
-        : [
-            ...change.started.map((c) => `+${[c.call, ...c.entries].join(' ')}`),
-            ...change.ended.map((call) => `-${call}`),
-          ];
+        : change.kind === 'down'
+          ? []
+          : [
+              ...change.started.map((c) => `+${[c.call, ...c.entries].join(' ')}`),
+              ...change.ended.map((call) => `-${call}`),
+            ];
     const reply = await runScript(
       this.redis,
       'live-calls-2',
       [k.lease(id), k.live(id)],
-      [token, k.limit(''), change.kind, ...items],
+      [token, k.limit(''), change.kind, k.resv(id), k.call(''), ...items],
     );
     if (!Array.isArray(reply) || reply.length < 3) throw new TypeError('live-calls: unexpected reply');
     this.#repaired(reply.slice(3));

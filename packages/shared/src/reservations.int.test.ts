@@ -441,5 +441,31 @@ describe('reservations (Lua scripts against a real Redis)', () => {
       assert.equal(ended.ended, 1);
       assert.equal(await redis.exists(keys.limit('tenant:acme'), keys.limit('trunk:t1'), keys.live('a')), 0);
     });
+
+    it('a node down ends its live calls and the limit holds of its calls in setup, and nothing of another node', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 100 }, b: { sessions: 0, max: 100 } });
+      const take = (call: string, node: string) =>
+        store.reserveCall({
+          call,
+          candidates: [node],
+          slots: 1,
+          failovers: 0,
+          ttlMs: 3000,
+          limitHoldMs: 60_000,
+          limits: tenant(10),
+        });
+      await take('live-a', 'a');
+      await take('setup-a', 'a');
+      await take('setup-b', 'b');
+      assert.equal(await redis.get(keys.call('setup-a')), 'a =tenant:acme');
+      await store.liveCalls('a', 'tok-a', {
+        kind: 'delta',
+        started: [{ call: 'live-a', entries: ['tenant:acme'] }],
+        ended: [],
+      });
+      const down = await store.liveCalls('a', 'tok-a', { kind: 'down' });
+      assert.deepEqual(down, { fenced: false, started: 0, ended: 1 });
+      assert.deepEqual(await redis.zrange(keys.limit('tenant:acme'), 0, -1), ['setup-b']);
+    });
   });
 });
