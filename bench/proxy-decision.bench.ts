@@ -13,7 +13,7 @@ import { ClusterKeys, ClusterStore, type NodeRecord } from '@fslb/shared';
 import { ClusterView, selectLeastLoaded, selectWithAffinity } from '@fslb/proxy';
 import { deletePrefix, testPrefix } from '../test/support/redis.js';
 import { Children } from './support/children.js';
-import { startBenchRedis } from './support/redis.js';
+import { benchNodes, startBenchRedis } from './support/redis.js';
 import { machine, table, writeBench } from './support/results.js';
 
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 50_000);
@@ -99,18 +99,7 @@ const redis = new Redis(server.url);
 const prefix = testPrefix('bench');
 const keys = new ClusterKeys(prefix);
 const store = new ClusterStore(redis, keys);
-const ids = Array.from({ length: 10 }, (_, i) => `fs${i}`);
-for (const id of ids) {
-  await store.upsertNode({ id, sip: `127.0.0.1:${5080 + Number(id.slice(2))}`, weight: 1 });
-  await redis.set(keys.lease(id), 'tok', 'PX', 600_000);
-  await store.writeNode({
-    id,
-    token: 'tok',
-    owner: 'bench',
-    livenessTtlMs: 600_000,
-    loud: { state: 'up', sessions: 0, maxSessions: 100_000 },
-  });
-}
+await benchNodes(store, 10, 100_000);
 const reserveMs = new Float64Array(RESERVATIONS);
 const releaseMs = new Float64Array(RESERVATIONS);
 for (let i = 0; i < RESERVATIONS; i++) {

@@ -18,7 +18,7 @@ import { ClusterKeys, ClusterStore, type LimitConfig, type LimitHold, type NodeR
 import { ClusterView, PoolNodes, RouteTable, selectLeastLoaded, type RoutableRequest } from '@fslb/proxy';
 import { deletePrefix, testPrefix } from '../test/support/redis.js';
 import { Children } from './support/children.js';
-import { startBenchRedis } from './support/redis.js';
+import { benchNodes, startBenchRedis } from './support/redis.js';
 import { machine, round, summary, table, writeBench } from './support/results.js';
 
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 50_000);
@@ -115,18 +115,7 @@ const redis = new Redis(server.url);
 const prefix = testPrefix('bench-routing');
 const keys = new ClusterKeys(prefix);
 const store = new ClusterStore(redis, keys);
-const nodes = Array.from({ length: 10 }, (_, i) => `fs${i}`);
-for (const id of nodes) {
-  await store.upsertNode({ id, sip: `127.0.0.1:${5080 + Number(id.slice(2))}`, weight: 1 });
-  await redis.set(keys.lease(id), 'tok', 'PX', 600_000);
-  await store.writeNode({
-    id,
-    token: 'tok',
-    owner: 'bench',
-    livenessTtlMs: 600_000,
-    loud: { state: 'up', sessions: 0, maxSessions: 1_000_000 },
-  });
-}
+await benchNodes(store, 10, 1_000_000);
 
 interface Shape {
   name: string;

@@ -3,6 +3,7 @@
  * FSLB_TEST_REDIS=spawn, so a redis-server child on a free loopback port, never a mock), with its
  * pid adopted by the benchmark's `Children` so that it dies with the benchmark whatever happens.
  */
+import type { ClusterStore } from '@fslb/shared';
 import { childPids } from '../../test/support/proc-stat.js';
 import { startRedis, type TestRedis } from '../../test/support/redis.js';
 import type { Children } from './children.js';
@@ -22,4 +23,24 @@ export async function startBenchRedis(children: Children): Promise<BenchRedis> {
     if (pid !== undefined) children.adopt(pid);
   }
   return Object.assign(server, { pid });
+}
+
+/**
+ * Nodes `fs0..fs<count-1>` as their owner would have written them: configured, leased to
+ * `bench`, up, empty, taking `maxSessions`.
+ */
+export async function benchNodes(store: ClusterStore, count: number, maxSessions: number): Promise<string[]> {
+  const ids = Array.from({ length: count }, (_, i) => `fs${i}`);
+  for (const [i, id] of ids.entries()) {
+    await store.upsertNode({ id, sip: `127.0.0.1:${5080 + i}`, weight: 1 });
+    await store.redis.set(store.keys.lease(id), 'tok', 'PX', 600_000);
+    await store.writeNode({
+      id,
+      token: 'tok',
+      owner: 'bench',
+      livenessTtlMs: 600_000,
+      loud: { state: 'up', sessions: 0, maxSessions },
+    });
+  }
+  return ids;
 }

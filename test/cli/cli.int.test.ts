@@ -132,12 +132,12 @@ describe('fslb CLI', () => {
     );
     assert.match(
       lines[1]!,
-      /^NODE\s+POOL\s+STATE\s+REASON\s+SESSIONS\s+LOAD\s+RESV\s+IDLE\s+OWNER\s+HEARTBEAT\s+ADMIN$/,
+      /^NODE\s+STATE\s+REASON\s+SESSIONS\s+LOAD\s+RESV\s+IDLE\s+OWNER\s+HEARTBEAT\s+ADMIN$/,
     );
     const fs2 = lines.find((l) => l.startsWith('fs2 '));
     assert.match(
       fs2 ?? '',
-      new RegExp(`^fs2\\s+default\\s+up\\s+40/${c.max}\\s+\\[####\\.{6}\\]\\s+0\\s+\\d+%\\s+mon-`),
+      new RegExp(`^fs2\\s+up\\s+40/${c.max}\\s+\\[####\\.{6}\\]\\s+0\\s+\\d+%\\s+mon-`),
     );
 
     const coloured = await fslb(['status', ...c.args], { FORCE_COLOR: '1' });
@@ -243,7 +243,7 @@ describe('fslb CLI', () => {
     assert.equal(fs3.eligible, false);
     const table = await fslb(['status', ...c.args]);
     assert.match(table.out, /3 nodes · 2 taking calls/);
-    assert.match(table.out.split('\n').find((l) => l.startsWith('fs3 ')) ?? '', /^fs3\s+default\s+down\s+\S/);
+    assert.match(table.out.split('\n').find((l) => l.startsWith('fs3 ')) ?? '', /^fs3\s+down\s+\S/);
 
     // The presence key is refreshed every claim round: wait for one that lists every lease.
     const m = await waitFor('the monitor listed with its three nodes', async () => {
@@ -358,14 +358,14 @@ describe('fslb CLI', () => {
     const lastFrame = () => w.out.join('').trimEnd().split('\n\n').at(-1) ?? '';
     await waitFor('both nodes up on screen', () => /2 taking calls/.test(lastFrame()), { timeoutMs: 8000 });
     sims.nodes[0]!.setSessions(7);
-    await waitFor('7 sessions on screen', () => /^fs1\s+default\s+up\s+7\//m.test(lastFrame()));
+    await waitFor('7 sessions on screen', () => /^fs1\s+up\s+7\//m.test(lastFrame()));
 
     await own.kill();
     await waitFor('an unreachable banner', () => /Redis unreachable/.test(lastFrame()), { timeoutMs: 8000 });
-    assert.match(lastFrame(), /^fs1\s+default\s+up\s+7\//m, 'the last table stays on screen');
+    assert.match(lastFrame(), /^fs1\s+up\s+7\//m, 'the last table stays on screen');
     await own.restart();
     sims.nodes[1]!.setSessions(9);
-    await waitFor('rebuilt after the restart', () => /^fs2\s+default\s+up\s+9\//m.test(lastFrame()), {
+    await waitFor('rebuilt after the restart', () => /^fs2\s+up\s+9\//m.test(lastFrame()), {
       timeoutMs: 15000,
     });
     assert.doesNotMatch(lastFrame(), /unreachable/);

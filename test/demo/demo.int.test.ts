@@ -135,12 +135,12 @@ describe('npm run demo', () => {
     await waitFor(
       'calls on every node',
       () => {
-        const counts = [...d.lastFrame().matchAll(/^fs\d\s+\S+\s+up\s+(\d+)\//gm)].map((m) => Number(m[1]));
+        const counts = [...d.lastFrame().matchAll(/^fs\d\s+up\s+(\d+)\//gm)].map((m) => Number(m[1]));
         return counts.length === 3 && counts.every((n) => n >= 10);
       },
       { timeoutMs: 45_000 },
     );
-    const counts = [...d.lastFrame().matchAll(/^fs\d\s+\S+\s+up\s+(\d+)\//gm)].map((m) => Number(m[1]));
+    const counts = [...d.lastFrame().matchAll(/^fs\d\s+up\s+(\d+)\//gm)].map((m) => Number(m[1]));
     assert.ok(Math.max(...counts) - Math.min(...counts) <= 6, `spread evenly: ${counts.join(', ')}`);
     assert.equal(
       descendants(d.child.pid ?? 0).filter((p) => p.cmd.includes('packages/proxy/src/main.ts')).length,

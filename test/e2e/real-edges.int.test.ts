@@ -12,6 +12,7 @@ import { ClusterKeys, parseConfig } from '@fslb/shared';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import { captureLogger } from '../support/log-capture.js';
 import { redisRelay } from '../support/redis-relay.js';
+import { tenantRouting } from '../support/routing.js';
 import { realPeers, startDrachtioServer } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
@@ -244,18 +245,7 @@ describe(
   { skip, timeout: 120_000 },
   () => {
     const r = useRedis({ before, after });
-    const routing = {
-      pools: [
-        { id: 'pstn', nodes: ['fs1', 'fs2'] },
-        { id: 'conf', nodes: ['fs3'] },
-      ],
-      routes: [
-        { match: { ruriUser: '^8' }, pools: ['conf', 'pstn'] },
-        { match: { ruriUser: '^900' }, reject: { status: 403, reason: 'Premium Blocked' } },
-        { match: { header: { name: 'X-Tenant' } }, pools: ['pstn'], limits: ['tenant'] },
-      ],
-      limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 10 }],
-    };
+    const routing = tenantRouting(10);
 
     it('caps a tenant at 10 held calls out of 40, with the limit named in the Reason the caller gets; 10 more after hang-up', async (t) => {
       const s = await rig(t, r, { count: 3, routing });
@@ -335,7 +325,7 @@ describe(
       const rejected = routed.filter((l) => l.outcome === 'rejected');
       assert.deepEqual(
         rejected.map((l) => [l.status, l.route]),
-        [[403, 'route-1']],
+        [[403, 'blocked']],
       );
     });
   },

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
+import { tenantRouting } from '../support/routing.js';
 import { allFinal, outcomeOf, ProxyFleet } from './fleet.js';
 
 /**
@@ -13,19 +14,7 @@ import { allFinal, outcomeOf, ProxyFleet } from './fleet.js';
 describe('pools, routes and limits across proxy processes', { timeout: 90_000 }, () => {
   const r = useRedis({ before, after });
 
-  const routing = {
-    pools: [
-      { id: 'pstn', nodes: ['fs1', 'fs2'] },
-      { id: 'conf', nodes: ['fs3'] },
-    ],
-    routes: [
-      { id: 'conference', match: { ruriUser: '^8' }, pools: ['conf', 'pstn'] },
-      { id: 'blocked', match: { ruriUser: '^900' }, reject: { status: 403, reason: 'Premium Blocked' } },
-      { id: 'tenant', match: { header: { name: 'X-Tenant' } }, pools: ['pstn'], limits: ['tenant'] },
-      { id: 'rest', pools: ['pstn'] },
-    ],
-    limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 10 }],
-  };
+  const routing = tenantRouting(10);
 
   it("the headline: 4 proxies, a tenant capped at 10, a burst of 40 held calls: exactly 10 connect, 30 get the limit's Reason; after hang-up every counter reads 0 and 10 more connect", async (t) => {
     const fleet = await ProxyFleet.start({

@@ -81,14 +81,17 @@ function stateText(n: Extract<NodeRow, { ok: true }>): [string, Colour | undefin
 }
 
 export function renderStatus(s: ClusterStatus, paint: Paint): string {
+  // The pool column (and a line per pool) only when the nodes are split into pools.
+  const pooled = new Set(s.nodes.flatMap((n) => (n.ok ? [n.pool] : []))).size > 1;
   const rows = s.nodes.map((n) => {
-    if (!n.ok) return [paint(n.id, 'red'), '', paint('invalid', 'red'), n.problems.join('; ')];
+    if (!n.ok)
+      return [paint(n.id, 'red'), ...(pooled ? [''] : []), paint('invalid', 'red'), n.problems.join('; ')];
     const [state, colour] = stateText(n);
     const used = n.sessions + n.reservations;
     const full = n.maxSessions > 0 && used >= n.maxSessions;
     return [
       n.id,
-      n.pool === '' ? '-' : n.pool,
+      ...(pooled ? [n.pool === '' ? '-' : n.pool] : []),
       paint(state, colour),
       n.reason === '' ? '' : n.reason,
       `${n.sessions}/${n.maxSessions > 0 ? n.maxSessions : '?'}`,
@@ -106,7 +109,7 @@ export function renderStatus(s: ClusterStatus, paint: Paint): string {
   const grid = table(
     [
       { title: 'NODE' },
-      { title: 'POOL' },
+      ...(pooled ? [{ title: 'POOL' }] : []),
       { title: 'STATE' },
       { title: 'REASON' },
       { title: 'SESSIONS', align: 'right' },
@@ -120,14 +123,13 @@ export function renderStatus(s: ClusterStatus, paint: Paint): string {
     rows,
     paint,
   );
-  return `${summary(s, paint)}\n${pools(s, paint)}${grid}`;
+  return `${summary(s, paint)}\n${pooled ? pools(s, paint) : ''}${grid}`;
 }
 
-/** One line per pool when the nodes are split into more than one. */
+/** One line per pool. */
 function pools(s: ClusterStatus, paint: Paint): string {
   const ok = s.nodes.filter((n): n is Extract<NodeRow, { ok: true }> => n.ok);
   const ids = [...new Set(ok.map((n) => n.pool))];
-  if (ids.length < 2) return '';
   return (
     ids
       .map((id) => {
