@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -136,5 +138,45 @@ describe('pools, routes and limits across proxy processes', { timeout: 90_000 },
     assert.equal(admitted + overCps, offered.length);
     assert.ok(admitted >= rate * seconds * 0.9 && admitted <= rate * seconds * 1.1, `${admitted} admitted`);
     await fleet.hangupAll(offered);
+  });
+
+  it('applies new routing rules on SIGHUP, and keeps the last good ones when the file is bad', async (t) => {
+    const fleet = await ProxyFleet.start({
+      redis: { url: r.server.url, client: r.client },
+      proxies: 2,
+      nodes: 3,
+      config: routing,
+    });
+    t.after(() => fleet.close());
+    const premium = async () => {
+      const calls = fleet.proxies.map(() => fleet.invite(undefined, { toUser: '9001234' }));
+      await allFinal(calls, 10_000);
+      return calls.map((c) => outcomeOf(c));
+    };
+    assert.deepEqual(
+      (await premium()).map((o) => o.status),
+      [403, 403],
+    );
+    const file = join(fleet.dir, 'proxy.json');
+    const raw = JSON.parse(readFileSync(file, 'utf8')) as { routes: { id: string }[] };
+    // The premium numbers are let through now.
+    writeFileSync(file, JSON.stringify({ ...raw, routes: raw.routes.filter((x) => x.id !== 'blocked') }));
+    for (const p of fleet.proxies) p.child.kill('SIGHUP');
+    const after = await waitFor('both proxies route premium numbers', async () => {
+      const o = await premium();
+      return o.every((x) => x.kind === 'connected') ? o : undefined;
+    });
+    assert.ok(after.every((o) => ['fs1', 'fs2'].includes(fleet.nodeOf(o.destination ?? '') ?? '')));
+
+    writeFileSync(file, JSON.stringify({ ...raw, routes: [{ pools: ['nowhere'] }] }));
+    for (const p of fleet.proxies) p.child.kill('SIGHUP');
+    await waitFor('both proxies say the file is bad', () =>
+      fleet.proxies.every((p) => p.warnings.some((l) => l.includes('new configuration is invalid'))),
+    );
+    assert.ok(fleet.proxies.every((p) => p.warnings.some((l) => l.includes('unknown pool'))));
+    assert.ok(
+      (await premium()).every((o) => o.kind === 'connected'),
+      'the last good rules still route',
+    );
   });
 });

@@ -1,4 +1,3 @@
-export { ConfigWatcher } from './config-watcher.js';
 export {
   EslConnection,
   EslError,

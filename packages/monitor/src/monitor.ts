@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import {
   ClusterKeys,
   ClusterStore,
+  ConfigWatcher,
   FSLB_VERSION,
   HealthHttpServer,
   RedisConnections,
@@ -12,7 +13,6 @@ import {
   type Logger,
   type NodeConfig,
 } from '@fslb/shared';
-import { ConfigWatcher } from './config-watcher.js';
 
 import { LeaseClient } from './lease/node-lease.js';
 import { MonitorMetrics } from './metrics.js';
@@ -127,6 +127,7 @@ export class Monitor extends EventEmitter<Events> {
     if (this.#opts.configPath) {
       this.#watcher = new ConfigWatcher(this.#opts.configPath, {
         log: this.#log,
+        use: 'monitor',
         ...(this.#opts.configPollMs === undefined ? {} : { intervalMs: this.#opts.configPollMs }),
       });
       this.#watcher.on('config', (cfg) => {

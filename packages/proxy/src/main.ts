@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-import { createLogger, flushLogger, runMain } from '@fslb/shared';
+import { configPathFrom, createLogger, flushLogger, runMain } from '@fslb/shared';
 import { FslbProxy } from './proxy.js';
 
 await runMain(
   'fslb-proxy',
-  async ({ config }) => {
+  async ({ config, argv }) => {
     // A line per call: buffered, so that logging is not a system call per INVITE.
     const log = createLogger({ level: config.log.level, name: 'fslb-proxy', buffered: true });
-    const proxy = new FslbProxy({ config, log });
+    const configPath = configPathFrom(argv, process.env);
+    const proxy = new FslbProxy({ config, log, ...(configPath === undefined ? {} : { configPath }) });
 
     let stopping = false;
     const stop = (signal: string, drain: boolean): void => {
@@ -31,6 +32,10 @@ await runMain(
     };
     process.on('SIGTERM', () => stop('SIGTERM', true));
     process.on('SIGINT', () => stop('SIGINT', true));
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: reloading the routing rules');
+      proxy.reloadFromFile();
+    });
 
     await proxy.start();
   },

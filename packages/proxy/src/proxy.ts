@@ -4,6 +4,7 @@ import {
   FSLB_VERSION,
   ClusterKeys,
   ClusterStore,
+  ConfigWatcher,
   HealthHttpServer,
   RedisConnections,
   type FslbConfig,
@@ -27,6 +28,10 @@ export interface ProxyOptions {
   http?: boolean;
   /** Random source for selection (tests); Math.random by default. */
   random?: () => number;
+  /** The configuration file, followed for changes of the routing rules (and read on SIGHUP). */
+  configPath?: string;
+  /** How often the file is polled for changes (tests); 1 s by default. */
+  configPollMs?: number;
 }
 
 type Events = {
@@ -47,7 +52,8 @@ export class FslbProxy extends EventEmitter<Events> {
   readonly id: string;
   readonly metrics = new ProxyMetrics();
   readonly view = new ClusterView();
-  readonly #config: FslbConfig;
+  #config: FslbConfig;
+  #watcher: ConfigWatcher | undefined;
   readonly #log: Logger;
   readonly #conns: RedisConnections;
   readonly #store: ClusterStore;
@@ -186,6 +192,15 @@ export class FslbProxy extends EventEmitter<Events> {
       this.#http = new HealthHttpServer(this, this.metrics.registry, this.#log);
       this.#httpPort = await this.#http.listen(p.http.host, p.http.port);
     }
+    if (this.#opts.configPath) {
+      this.#watcher = new ConfigWatcher(this.#opts.configPath, {
+        log: this.#log,
+        use: 'proxy',
+        ...(this.#opts.configPollMs === undefined ? {} : { intervalMs: this.#opts.configPollMs }),
+      });
+      this.#watcher.on('config', (cfg) => this.reload(cfg));
+      this.#watcher.start();
+    }
     this.#presence = setInterval(() => void this.#announce(), PRESENCE_MS);
     this.#gauges = setInterval(() => this.#updateGauges(), 1000);
     this.#updateGauges();
@@ -201,6 +216,43 @@ export class FslbProxy extends EventEmitter<Events> {
         recordRoute: p.recordRoute,
       },
       'proxy started',
+    );
+  }
+
+  /** SIGHUP: reads the configuration file again (a bad one is logged and changes nothing). */
+  reloadFromFile(): void {
+    this.#watcher?.reload();
+  }
+
+  /**
+   * Applies a new configuration's routing rules (pools, routes, limits) to the next request;
+   * requests in progress keep the rules they started with. Other sections need a restart, which
+   * the log says.
+   */
+  reload(config: FslbConfig): void {
+    const restartOnly = (['prefix', 'redis', 'monitor', 'proxy', 'nodes', 'log'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
+    );
+    if (restartOnly.length > 0) {
+      this.#log.warn(
+        { settings: restartOnly },
+        'only pools, routes and limits change on reload: restart the proxy to apply these',
+      );
+    }
+    const routing = (['pools', 'routes', 'limits'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
+    );
+    if (routing.length === 0) return;
+    this.#router.setRoutes(new RouteTable(config));
+    this.#config = { ...this.#config, pools: config.pools, routes: config.routes, limits: config.limits };
+    this.#log.info(
+      {
+        changed: routing,
+        pools: config.pools.length,
+        routes: config.routes.length,
+        limits: config.limits.length,
+      },
+      'routing rules reloaded',
     );
   }
 
@@ -227,6 +279,7 @@ export class FslbProxy extends EventEmitter<Events> {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      this.#watcher?.close();
       clearInterval(this.#presence);
       clearInterval(this.#gauges);
       this.#sync.close();

@@ -113,8 +113,8 @@ export class Router {
   readonly #log: Logger;
   readonly #refusals: RefusalLog;
   readonly #challenges: ChallengeMemo;
-  readonly #routes: RouteTable;
-  readonly #poolNodes: PoolNodes<ViewNode>;
+  #routes: RouteTable;
+  #poolNodes: PoolNodes<ViewNode>;
   /**
    * The per-request outcome line. Its fields are fixed and hold no secret, so it skips the
    * root logger's wildcard redaction, which costs more than the line itself.
@@ -179,6 +179,12 @@ export class Router {
     if (this.#draining || !this.#view.loaded) return false;
     if (now - this.#view.touchedAt > this.#settings.viewMaxAgeMs) return false;
     return this.#view.nodes.some(hasRoom);
+  }
+
+  /** New routing rules, for the requests that arrive from now on. */
+  setRoutes(routes: RouteTable): void {
+    this.#routes = routes;
+    this.#poolNodes = new PoolNodes(routes);
   }
 
   /** Stops taking new requests; resolves when the ones in progress have finished. */

@@ -40,6 +40,7 @@ export {
   type NodeRecord,
 } from './node-record.js';
 export { parseDuration } from './config/duration.js';
+export { ConfigWatcher } from './config/config-watcher.js';
 export {
   configPathFrom,
   loadConfig,

@@ -1,6 +1,9 @@
 import { EventEmitter } from 'node:events';
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
-import { ConfigError, loadConfigFile, type FslbConfig, type Logger } from '@fslb/shared';
+import { ConfigError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { loadConfigFile, type ConfigUse } from './load-config.js';
+import type { FslbConfig } from './schema.js';
 
 type Events = {
   config: [FslbConfig];
@@ -18,13 +21,21 @@ export class ConfigWatcher extends EventEmitter<Events> {
   readonly #env: Readonly<Record<string, string | undefined>>;
   readonly #log: Logger;
   readonly #intervalMs: number;
+  readonly #use: ConfigUse;
   #listener: ((cur: Stats, prev: Stats) => void) | undefined;
 
   constructor(
     path: string,
-    opts: { log: Logger; intervalMs?: number; env?: Readonly<Record<string, string | undefined>> },
+    opts: {
+      log: Logger;
+      /** Which component reads it: only that component's secrets must resolve. */
+      use: ConfigUse;
+      intervalMs?: number;
+      env?: Readonly<Record<string, string | undefined>>;
+    },
   ) {
     super();
+    this.#use = opts.use;
     this.#path = path;
     this.#log = opts.log;
     this.#intervalMs = opts.intervalMs ?? 1000;
@@ -42,7 +53,7 @@ export class ConfigWatcher extends EventEmitter<Events> {
 
   reload(): void {
     try {
-      const cfg = loadConfigFile(this.#path, this.#env, 'monitor');
+      const cfg = loadConfigFile(this.#path, this.#env, this.#use);
       this.#log.info({ path: this.#path, nodes: cfg.nodes.length }, 'configuration reloaded');
       this.emit('config', cfg);
     } catch (err) {
