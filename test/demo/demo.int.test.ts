@@ -139,7 +139,11 @@ describe('npm run demo', () => {
         return counts.length === 3 && counts.every((n) => n >= 10);
       },
       { timeoutMs: 45_000 },
-    );
+    ).catch((err: unknown) => {
+      // What the demo showed and said, so that a failure explains itself.
+      console.log(`last frame:\n${d.lastFrame()}\n--- demo stderr (tail):\n${d.err().slice(-3000)}`);
+      throw err;
+    });
     const counts = [...d.lastFrame().matchAll(/^fs\d\s+up\s+(\d+)\//gm)].map((m) => Number(m[1]));
     assert.ok(Math.max(...counts) - Math.min(...counts) <= 6, `spread evenly: ${counts.join(', ')}`);
     assert.equal(
