@@ -56,4 +56,34 @@ describe('monitor session counts from real calls', () => {
     assert.equal(node.sessions, 4);
     await waitFor('the event saying 4', () => counts().at(-1) === 4);
   });
+
+  it('publishes nothing for an idle node whose CPU figures move: they are stored for operators only', async (t) => {
+    const prefix = testPrefix('idle');
+    const keys = new ClusterKeys(prefix);
+    const node = await FsNode.start({ heartbeatMs: 100, maxSessions: 50, idleCpu: 90 });
+    const cfg = config({ redisUrl: r.server.url, prefix, nodes: [node], monitorId: 'm-idle' });
+    const monitor = await startMonitor(cfg);
+    t.after(async () => {
+      await monitor.close();
+      await node.close();
+      await deletePrefix(r.client, prefix);
+    });
+    await waitForNode(r.client, keys, 'fs1', (h) => h.state === 'up', 'up');
+    const events = await recordEvents(t, r.client, keys);
+    for (const pct of [80, 70, 60]) {
+      node.setIdleCpu(pct);
+      await waitForNode(r.client, keys, 'fs1', (h) => h.idleCpu === String(pct), `idle CPU ${pct} stored`);
+    }
+    // A call moves `sessions`, which proxies read: that one is published, and nothing before it was.
+    const uac = await SipUac.start();
+    t.after(() => uac.close());
+    const call = uac.invite({ host: '127.0.0.1', port: node.sipPort });
+    assert.equal((await call.final()).status, 200);
+    await waitFor('the session published', () => records(events).some((x) => x.sessions === 1));
+    assert.deepEqual(
+      records(events).map((x) => x.sessions),
+      [1],
+    );
+    await call.bye();
+  });
 });

@@ -250,11 +250,10 @@ export class OwnedNode extends EventEmitter<Events> {
           reason: s.reason,
           sessions: s.sessions,
           maxSessions: s.maxSessions,
-          idleCpu: s.idleCpu,
-          cps: s.cps,
           pool: this.#deps.poolOf(this.id),
         },
-        quiet: { heartbeatAt: s.heartbeatAt },
+        // No proxy reads these: stored for operators, published with nothing.
+        quiet: { heartbeatAt: s.heartbeatAt, idleCpu: s.idleCpu, cps: s.cps },
         settle,
         config: { sip: node.sip, weight: node.weight, cap: node.maxSessions },
         admin: this.#deps.admin.get(this.id) ?? '',
