@@ -53,12 +53,12 @@ end
 local out = { t[1], t[2] }
 for _, id in ipairs(nodes) do
   local key = prefix .. id
-  local kind = redis.call('TYPE', key).ok
-  if kind ~= 'zset' and kind ~= 'none' then
+  -- A set damaged into another type is found when a command fails on it, and started afresh.
+  if type(redis.pcall('ZREM', key, call)) ~= 'number' then
+    local kind = redis.call('TYPE', key).ok
     redis.call('DEL', key)
     notes[#notes + 1] = key .. ': a ' .. kind .. ' where a zset belongs; deleted'
   end
-  redis.call('ZREM', key, call)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   out[#out + 1] = { id, redis.call('ZCARD', key) }
 end
