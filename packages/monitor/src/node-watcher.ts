@@ -103,6 +103,8 @@ export class NodeWatcher extends EventEmitter<Events> {
   #reconciling = false;
   /** The connection whose channels have been read at least once (the first read is logged). */
   #reconciledOn: EslConnection | undefined;
+  /** The connection whose channel list was found unreadable (warned once). */
+  #unreadableOn: EslConnection | undefined;
   #facts: CoreFacts = {
     connected: false,
     downReason: 'not yet connected',
@@ -322,7 +324,13 @@ export class NodeWatcher extends EventEmitter<Events> {
       const askedAt = Date.now();
       const listed = readChannelList(await conn.api('show channels as json', t));
       if (!listed) {
-        this.#log.warn('unreadable `show channels as json` reply; channels not reconciled');
+        // Once per connection: a node whose list cannot be read says so, not every interval.
+        if (this.#unreadableOn !== conn) {
+          this.#log.warn(
+            'unreadable `show channels as json` reply; calls counting against limits are not reconciled',
+          );
+        }
+        this.#unreadableOn = conn;
         return;
       }
       const found = new Map<string, { call: string; entries: string[] }>();

@@ -39,4 +39,14 @@ describe('ChannelTable', () => {
     t.clear();
     assert.equal(t.size, 0);
   });
+
+  it('forgets destroyed channels after a minute, whether or not a reconcile runs', () => {
+    const t = new ChannelTable();
+    for (let i = 0; i < 100; i++) t.destroyed(`u${i}`, i);
+    assert.equal(t.remembered, 100);
+    t.destroyed('late', 60_050);
+    assert.equal(t.remembered, 51);
+    // Remembered: a create read late from a list does not bring it back.
+    assert.equal(t.created('u99', 'c;f', [], 60_060), false);
+  });
 });

@@ -42,8 +42,23 @@ export class ChannelTable {
   destroyed(uuid: string, now: number): LiveCall | undefined {
     const ch = this.#channels.get(uuid);
     this.#channels.delete(uuid);
+    this.#gone.delete(uuid);
     this.#gone.set(uuid, now);
+    this.#forget(now);
     return ch ? { call: ch.call, entries: ch.entries } : undefined;
+  }
+
+  /** Forgets destroyed channels older than GONE_MS (oldest first: a Map keeps insertion order). */
+  #forget(now: number): void {
+    for (const [uuid, at] of this.#gone) {
+      if (now - at <= GONE_MS) break;
+      this.#gone.delete(uuid);
+    }
+  }
+
+  /** Destroyed channels remembered now (tests). */
+  get remembered(): number {
+    return this.#gone.size;
   }
 
   /** Channel ids of a list that the table does not know (and that did not end since): their details are needed. */
@@ -73,7 +88,7 @@ export class ChannelTable {
         removed++;
       }
     }
-    for (const [uuid, at] of this.#gone) if (now - at > GONE_MS) this.#gone.delete(uuid);
+    this.#forget(now);
     return { added, removed };
   }
 
