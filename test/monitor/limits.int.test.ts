@@ -14,10 +14,10 @@ import { config, startMonitor, waitForNode } from './support.js';
 describe('monitor: live calls counted against limits', () => {
   const r = useRedis({ before, after });
 
-  async function scene(t: import('node:test').TestContext) {
+  async function scene(t: import('node:test').TestContext, maxSessions = 50) {
     const prefix = testPrefix('limits');
     const keys = new ClusterKeys(prefix);
-    const node = await FsNode.start({ heartbeatMs: 60_000, maxSessions: 50 });
+    const node = await FsNode.start({ heartbeatMs: 60_000, maxSessions });
     const cfg = (id: string) =>
       config({
         redisUrl: r.server.url,
@@ -119,5 +119,22 @@ describe('monitor: live calls counted against limits', () => {
     await waitFor('no longer counted', async () => (await s.count('tenant:crash')) === 0, {
       timeoutMs: 6000,
     });
+  });
+
+  it('a new owner reads every channel it had no event for, a few at a time', async (t) => {
+    const s = await scene(t, 200);
+    const calls = await Promise.all(Array.from({ length: 120 }, () => s.call('tenant:many')));
+    await waitFor('all counted', async () => (await s.count('tenant:many')) === 120);
+    // The owner goes, and Redis forgets the counter: the next owner has only FreeSWITCH to ask.
+    await s.monitor.close();
+    await r.client.del(s.keys.limit('tenant:many'), s.keys.live('fs1'));
+    const next = await startMonitor(s.cfg('m-next'));
+    t.after(() => next.close());
+    await waitFor('counted again from the channel list', async () => (await s.count('tenant:many')) === 120, {
+      timeoutMs: 8000,
+    });
+    assert.equal(await r.client.hlen(s.keys.live('fs1')), 120);
+    await Promise.all(calls.map((c) => c.bye()));
+    await waitFor('none left', async () => (await s.count('tenant:many')) === 0);
   });
 });

@@ -66,6 +66,9 @@ type Events = {
   reconciled: [{ added: number; removed: number; down: boolean }];
 };
 
+/** `eval`s sent at once while reading channels the monitor had no event for. */
+const EVAL_BATCH = 20;
+
 /** The channel variables that name a call and its limits, read with `eval` at a reconcile. */
 const CHANNEL_FACTS = `\${variable_sip_call_id}|\${variable_sip_from_tag}|\${variable_sip_h_${LIMITS_HEADER}}`;
 
@@ -334,14 +337,19 @@ export class NodeWatcher extends EventEmitter<Events> {
         return;
       }
       const found = new Map<string, { call: string; entries: string[] }>();
-      await Promise.all(
-        this.#channels.unknown(listed).map(async (uuid) => {
-          const facts = (await conn.api(`eval uuid:${uuid} ${CHANNEL_FACTS}`, t)).trim().split('|');
-          const [callId = '', fromTag = '', limits] = facts;
-          if (callId !== '')
-            found.set(uuid, { call: callIdentity(callId, fromTag), entries: parseLimitEntries(limits) });
-        }),
-      );
+      // A new owner may find thousands of channels: a few `eval`s at a time, so that none waits
+      // behind the rest long enough to time out (a timeout ends the connection).
+      const unknown = this.#channels.unknown(listed);
+      for (let i = 0; i < unknown.length && conn === this.#conn; i += EVAL_BATCH) {
+        await Promise.all(
+          unknown.slice(i, i + EVAL_BATCH).map(async (uuid) => {
+            const facts = (await conn.api(`eval uuid:${uuid} ${CHANNEL_FACTS}`, t)).trim().split('|');
+            const [callId = '', fromTag = '', limits] = facts;
+            if (callId !== '')
+              found.set(uuid, { call: callIdentity(callId, fromTag), entries: parseLimitEntries(limits) });
+          }),
+        );
+      }
       if (conn !== this.#conn) return;
       const r = this.#channels.reconcile(listed, found, askedAt, Date.now());
       const first = this.#reconciledOn !== conn;
