@@ -39,13 +39,19 @@ describe('faults: limits with calls held', () => {
       r.client,
     );
     const counter = rig.keys.limit('tenant:acme');
-    const count = () => r.client.zcard(counter);
+    // What a reservation counts: live calls (`inf`) and holds that have not lapsed.
+    const count = () => r.client.zcount(counter, `(${Date.now()}`, '+inf');
     const call = async (): Promise<InjectedRequest> => {
       const req = rig.invite({ 'X-Tenant': 'acme' });
       assert.ok(req);
       await waitFor('a final answer', () => (req.finalResponse ? true : undefined), { timeoutMs: 10_000 });
       return req;
     };
+    // The calls are placed once the nodes are shared out (with two monitors, the first one hands
+    // a node back at start): each case then starts from owners that have seen every call.
+    const owners = () => Promise.all(rig.nodes.map((n) => r.client.hget(rig.keys.node(n.id), 'owner')));
+    if (monitors > 1)
+      await waitFor('nodes shared by the monitors', async () => new Set(await owners()).size === monitors);
     const calls: InjectedRequest[] = [];
     for (let i = 0; i < 6; i++) calls.push(await call());
     assert.deepEqual(
@@ -56,13 +62,12 @@ describe('faults: limits with calls held', () => {
     await waitFor('six live calls counted', async () => (await count()) === 6);
     const refused = await call();
     assert.equal(outcomeOf(refused).status, 503, 'a seventh call is over the limit');
-    return { r, rig, calls, count, call };
+    await waitFor('six live calls', async () => (await r.client.zcount(counter, '+inf', '+inf')) === 6);
+    return { r, rig, calls, count, call, owners };
   }
 
   it('a monitor SIGKILLed: the count never drops while its nodes are taken over, and the cap still holds', async (t) => {
-    const { r, rig, count, call } = await held(t);
-    const owners = () => Promise.all(rig.nodes.map((n) => r.client.hget(rig.keys.node(n.id), 'owner')));
-    await waitFor('nodes shared by both monitors', async () => new Set(await owners()).size === 2);
+    const { rig, count, call, owners } = await held(t);
     const seen: number[] = [];
     const watch = setInterval(() => void count().then((n) => seen.push(n)), 20);
     rig.monitors[0]?.signal('SIGKILL');
@@ -92,8 +97,9 @@ describe('faults: limits with calls held', () => {
     const onFs1 = calls.filter((c) => rig.nodeOf(outcomeOf(c).destination) === 'fs1').length;
     assert.ok(onFs1 > 0 && onFs1 < 6, `calls on fs1: ${onFs1}`);
     await rig.node('fs1').proc.stop('SIGKILL');
-    // Detection is immediate on a quiet machine (the ESL connection drops); the bound leaves room
-    // for a loaded one.
+    // Detection is immediate on a quiet machine (the ESL connection drops) and ends the live calls
+    // and the holds of calls in setup there; a call that reached the node during a handover and
+    // was never seen live keeps its hold until it lapses (about 7 s with this rig's timings).
     await waitFor("the crashed node's calls no longer count", async () => (await count()) === 6 - onFs1, {
       timeoutMs: 10_000,
     }).catch(async (err: unknown) => {
