@@ -1,4 +1,4 @@
-import { limitIdOf, type ClusterStore } from '@fslb/shared';
+import { globEscape, limitIdOf, type ClusterStore } from '@fslb/shared';
 import type { LimitDefinition } from './connect.js';
 import { table, type Paint } from './render.js';
 
@@ -136,8 +136,4 @@ export function limitsJson(r: LimitsReport): string {
 
 function capOf(n: number | undefined): string {
   return n === undefined ? '-' : String(n);
-}
-
-function globEscape(s: string): string {
-  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }

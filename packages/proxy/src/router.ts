@@ -58,8 +58,6 @@ export interface Outcome {
   retryOf?: string;
   /** The route that matched, when the configuration has routes of its own. */
   route?: string;
-  /** The pool of the node chosen. */
-  pool?: string;
   /** The limit that refused the call. */
   limit?: string;
 }

@@ -80,7 +80,7 @@ export function limitAnswer(
   const text = what === 'unavailable' ? `limit ${limit.id} cannot be counted` : `limit ${limit.id} ${what}`;
   const headers: Record<string, string> = { Reason: `SIP;cause=${limit.status};text="${text}"` };
   if (limit.status === 503) headers['Retry-After'] = String(limit.retryAfterSec ?? retryAfterSec);
-  return { status: limit.status, reason: limit.status === 503 ? 'Limit Reached' : 'Limit Reached', headers };
+  return { status: limit.status, reason: 'Limit Reached', headers };
 }
 
 /** The answer to an OPTIONS health check: 200 while this replica can route calls. */
@@ -88,4 +88,18 @@ export function optionsAnswer(canRoute: boolean, retryAfterSec: number): SipAnsw
   return canRoute
     ? { status: 200, reason: 'OK', headers: {} }
     : { status: 503, reason: 'Service Unavailable', headers: { 'Retry-After': String(retryAfterSec) } };
+}
+
+/** The reason phrase of a status the routing rules answer with when the configuration names none. */
+export function reasonPhrase(status: number): string {
+  const known: Record<number, string> = {
+    403: 'Forbidden',
+    404: 'Not Found',
+    480: 'Temporarily Unavailable',
+    486: 'Busy Here',
+    488: 'Not Acceptable Here',
+    503: 'Service Unavailable',
+    603: 'Decline',
+  };
+  return known[status] ?? 'Rejected';
 }

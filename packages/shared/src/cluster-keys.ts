@@ -167,6 +167,7 @@ export function isValidPrefix(prefix: string): boolean {
 /** Node ids appear inside keys and logs: a small, safe alphabet. */
 export const nodeIdRe = /^[A-Za-z0-9._-]{1,64}$/;
 
-function globEscape(s: string): string {
+/** A string as a literal part of a SCAN/KEYS glob. */
+export function globEscape(s: string): string {
   return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }

@@ -1,14 +1,7 @@
 export { callIdentity } from './call-identity.js';
-export {
-  encodeLimitValue,
-  isLimitEntry,
-  limitEntry,
-  limitIdOf,
-  LIMITS_HEADER,
-  parseLimitEntries,
-} from './limit-entry.js';
+export { limitEntry, limitIdOf, LIMITS_HEADER, parseLimitEntries } from './limit-entry.js';
 export { DEFAULT_POOL } from './config/routing.js';
-export { ClusterKeys, isValidPrefix, nodeIdRe } from './cluster-keys.js';
+export { ClusterKeys, globEscape, isValidPrefix, nodeIdRe } from './cluster-keys.js';
 export {
   ClusterStore,
   SlotStatus,

@@ -20,7 +20,7 @@ export function limitEntry(limitId: string, value: string): string {
   return `${limitId}:${encodeLimitValue(value)}`;
 }
 
-export function encodeLimitValue(value: string): string {
+function encodeLimitValue(value: string): string {
   let out = '';
   for (const byte of Buffer.from(value, 'utf8')) {
     const c = String.fromCharCode(byte);
@@ -42,10 +42,6 @@ export function parseLimitEntries(header: string | undefined): string[] {
 /** The limit id of an entry. */
 export function limitIdOf(entry: string): string {
   return entry.slice(0, entry.indexOf(':'));
-}
-
-export function isLimitEntry(s: string): boolean {
-  return entryRe.test(s);
 }
 
 function fnv1a(s: string): string {

@@ -1,5 +1,6 @@
 import { limitEntry, type LimitConfig, type PoolConfig, type RouteConfig } from '@fslb/shared';
 import { SourceAcl } from '../guards/acl.js';
+import { reasonPhrase } from '../sip-answers.js';
 
 /** What routing reads of a request. */
 export interface RoutableRequest {
@@ -60,7 +61,7 @@ export class RouteTable {
       pools: r.pools,
       limits: r.limits.flatMap((id) => limitById.get(id) ?? []),
       reject: r.reject
-        ? { status: r.reject.status, reason: r.reject.reason ?? defaultReason(r.reject.status) }
+        ? { status: r.reject.status, reason: r.reject.reason ?? reasonPhrase(r.reject.status) }
         : undefined,
     }));
   }
@@ -161,19 +162,6 @@ export function uriParts(uri: string): UriParts {
   // tel:+123 has no host: its number is the user part.
   if (/^\s*<?\s*tel:/i.test(uri)) return { user: m[2] ?? '', host: '' };
   return { user: m[1] ?? '', host };
-}
-
-function defaultReason(status: number): string {
-  const known: Record<number, string> = {
-    403: 'Forbidden',
-    404: 'Not Found',
-    480: 'Temporarily Unavailable',
-    486: 'Busy Here',
-    488: 'Not Acceptable Here',
-    503: 'Service Unavailable',
-    603: 'Decline',
-  };
-  return known[status] ?? 'Rejected';
 }
 
 /**
