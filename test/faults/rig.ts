@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { ClusterKeys } from '@fslb/shared';
 import { DrachtioDouble, type InjectedRequest } from '../drachtio-double/index.js';
 import { fastMonitor } from '../monitor/support.js';
@@ -113,7 +113,7 @@ export interface SimProc {
 }
 
 export interface RigOptions {
-  /** Where every component connects: a URL, or a redis section (Sentinel) for the config file. */
+  /** Where every component connects: a URL, or a redis section (Sentinel, Cluster) for the config file. */
   redis: { url: string } | { section: Record<string, unknown> };
   nodes: number;
   monitors: number;
@@ -142,7 +142,7 @@ export class FaultRig {
   private constructor(
     readonly prefix: string,
     readonly keys: ClusterKeys,
-    readonly client: Redis,
+    readonly client: Redis | Cluster,
     readonly nodes: SimProc[],
     readonly monitors: Proc[],
     readonly proxies: ProxyProcess[],
@@ -150,9 +150,9 @@ export class FaultRig {
   ) {}
 
   /** Starts the cluster and waits until every proxy routes to every node; stopped when the test ends. */
-  static async start(t: TestContext, o: RigOptions, client: Redis): Promise<FaultRig> {
+  static async start(t: TestContext, o: RigOptions, client: Redis | Cluster): Promise<FaultRig> {
     const prefix = testPrefix('fault');
-    const keys = new ClusterKeys(prefix);
+    const keys = new ClusterKeys(prefix, { sharded: 'section' in o.redis && 'cluster' in o.redis.section });
     const dir = mkdtempSync(join(tmpdir(), 'fslb-faults-'));
     const cleanup: (() => Promise<void> | void)[] = [() => rmSync(dir, { recursive: true, force: true })];
     t.after(async () => {

@@ -1,5 +1,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { FSLB_VERSION, parseDuration, type ClusterStore, type Redis } from '@fslb/shared';
+import {
+  FSLB_VERSION,
+  onMessage,
+  parseDuration,
+  subscribe,
+  type ClusterStore,
+  type Redis,
+} from '@fslb/shared';
 import {
   CliError,
   connect,
@@ -302,10 +309,10 @@ async function runDrain(c: Context): Promise<number> {
     const sub = redis.duplicate();
     sub.on('error', () => undefined);
     let wake: (() => void) | undefined;
-    sub.on('message', (_ch: string, msg: string) => {
+    onMessage(sub, (_ch: string, msg: string) => {
       if (msg.includes(`"id":${JSON.stringify(id)}`) || msg.includes('"type":"load"')) wake?.();
     });
-    await sub.subscribe(store.keys.events).catch(() => undefined);
+    await subscribe(sub, store.keys.events).catch(() => undefined);
     try {
       const n = await waitDrained(store, id, {
         timeoutMs,

@@ -125,6 +125,7 @@ function limitDefinitions(list: unknown[]): LimitDefinition[] {
 
 /** Where a target points, for messages: the URL without credentials, or the Sentinel master. */
 export function describeTarget(t: Target): string {
+  if (t.redis.cluster) return `cluster ${t.redis.cluster.map((n) => `${n.host}:${n.port}`).join(',')}`;
   return t.redis.sentinels ? `sentinel master ${t.redis.name ?? 'mymaster'}` : redactUrl(t.redis.url);
 }
 
@@ -153,7 +154,10 @@ export async function connect(t: Target, reconnect: boolean): Promise<{ redis: R
     redis.disconnect();
     throw new CliError(`cannot reach Redis at ${describeTarget(t)}: ${reasonOf(first ?? err)}`);
   }
-  return { redis, store: new ClusterStore(redis, new ClusterKeys(t.prefix)) };
+  return {
+    redis,
+    store: new ClusterStore(redis, new ClusterKeys(t.prefix, { sharded: t.redis.cluster !== undefined })),
+  };
 }
 
 export function reasonOf(err: unknown): string {

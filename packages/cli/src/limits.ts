@@ -1,4 +1,4 @@
-import { globEscape, limitIdOf, type ClusterStore } from '@fslb/shared';
+import { globEscape, limitIdOf, scanKeys, type ClusterStore } from '@fslb/shared';
 import type { LimitDefinition } from './connect.js';
 import { table, type Paint } from './render.js';
 
@@ -48,12 +48,7 @@ export async function readLimits(
   const ratePrefix = store.keys.rate('');
   const entries = new Set<string>();
   for (const prefix of [limitPrefix, ratePrefix]) {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${globEscape(prefix)}*`, 'COUNT', 1000);
-      cursor = next;
-      for (const k of keys) entries.add(k.slice(prefix.length));
-    } while (cursor !== '0');
+    for (const k of await scanKeys(redis, `${globEscape(prefix)}*`)) entries.add(k.slice(prefix.length));
   }
   const rows = new Map<string, CounterRow[]>();
   const list = [...entries];

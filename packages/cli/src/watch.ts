@@ -1,4 +1,4 @@
-import type { ClusterStore, Redis } from '@fslb/shared';
+import { onMessage, subscribe, type ClusterStore, type Redis } from '@fslb/shared';
 import { reasonOf } from './connect.js';
 import { formatAge, type Paint } from './render.js';
 import { readStatus, renderStatus, type ClusterStatus } from './status.js';
@@ -79,10 +79,10 @@ export async function watch(store: ClusterStore, subscriber: Redis, o: WatchOpti
     }, wait);
   };
 
-  subscriber.on('message', soon);
+  const unlisten = onMessage(subscriber, soon);
   // After a reconnect ioredis resubscribes by itself; reload at once rather than wait an interval.
   subscriber.on('ready', soon);
-  await subscriber.subscribe(store.keys.events).catch((err: unknown) => {
+  await subscribe(subscriber, store.keys.events).catch((err: unknown) => {
     error = reasonOf(err);
   });
   if (o.screen) o.write('\x1b[?25l');
@@ -94,7 +94,7 @@ export async function watch(store: ClusterStore, subscriber: Redis, o: WatchOpti
   });
   clearInterval(every);
   clearTimeout(timer);
-  subscriber.off('message', soon);
+  unlisten();
   subscriber.off('ready', soon);
   if (o.screen) o.write('\x1b[?25h');
 }

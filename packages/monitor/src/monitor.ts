@@ -6,7 +6,10 @@ import {
   ConfigWatcher,
   FSLB_VERSION,
   HealthHttpServer,
+  onMessage,
+  publish,
   RedisConnections,
+  subscribe,
   type AdminState,
   type ConfigError,
   type FslbConfig,
@@ -87,9 +90,13 @@ export class Monitor extends EventEmitter<Events> {
       name: `fslb-monitor-${this.id}`,
       log: this.#log,
     });
-    this.#store = new ClusterStore(this.#conns.client, new ClusterKeys(opts.config.prefix), {
-      onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
-    });
+    this.#store = new ClusterStore(
+      this.#conns.client,
+      new ClusterKeys(opts.config.prefix, { sharded: opts.config.redis.cluster !== undefined }),
+      {
+        onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
+      },
+    );
     this.#leases = new LeaseClient(this.#conns.client, this.#log);
   }
 
@@ -364,7 +371,8 @@ export class Monitor extends EventEmitter<Events> {
   async #announceRelease(nodes: string[]): Promise<void> {
     if (nodes.length === 0) return;
     try {
-      await this.#conns.client.publish(
+      await publish(
+        this.#conns.client,
         this.#store.keys.monitorEvents,
         JSON.stringify({ v: 1, type: 'released', monitor: this.id, nodes }),
       );
@@ -377,7 +385,7 @@ export class Monitor extends EventEmitter<Events> {
   async #listenForReleases(): Promise<void> {
     const sub = this.#conns.subscriber;
     const channel = this.#store.keys.monitorEvents;
-    sub.on('message', (ch: string, message: string) => {
+    onMessage(sub, (ch: string, message: string) => {
       if (ch !== channel) return;
       let from: unknown;
       try {
@@ -388,7 +396,7 @@ export class Monitor extends EventEmitter<Events> {
       if (from === this.id || this.#isClosing()) return;
       void this.#runTick();
     });
-    await sub.subscribe(channel);
+    await subscribe(sub, channel);
   }
 
   #adopt(node: NodeConfig, lease: ConstructorParameters<typeof OwnedNode>[1]): void {

@@ -1,5 +1,6 @@
 import {
   encodeClusterEvent,
+  publish,
   SlotStatus,
   type ClusterStore,
   type LoadFigure,
@@ -408,7 +409,7 @@ export class CallAccounting {
     const nodes = [...this.#outbox.values()];
     this.#outbox.clear();
     const message = encodeClusterEvent({ type: 'load', from: this.#settings.proxyId, nodes });
-    this.#store.redis.publish(this.#store.keys.events, message).catch((err: unknown) => {
+    publish(this.#store.redis, this.#store.keys.events, message).catch((err: unknown) => {
       this.#log.debug({ err }, 'could not publish load figures');
     });
   }

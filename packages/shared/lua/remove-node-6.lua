@@ -11,7 +11,7 @@
   KEYS[5] version counter  (fslb:version)
   KEYS[6] reservation set  (fslb:resv:<id>)
   ARGV[1] node id
-  ARGV[2] events channel
+  ARGV[2] publish command and events channel (`PUBLISH fslb:events`, `SPUBLISH {fslb}:events`)
   ARGV[3] '1': only a stray, an id in the nodes set without a record (added by hand: no monitor
           configures it, since adding a node writes both at once); '' for a configured removal
   ARGV[4] live calls key of the node (fslb:live:<id>)
@@ -47,5 +47,6 @@ if type(version) ~= 'number' or version <= heldVersion then
   version = heldVersion + 1
   redis.call('SET', KEYS[5], version)
 end
-redis.call('PUBLISH', ARGV[2], cjson.encode({ v = 1, type = 'removed', id = id, version = version }))
+local publish, channel = string.match(ARGV[2], '^(%u+) (.+)$')
+redis.call(publish, channel, cjson.encode({ v = 1, type = 'removed', id = id, version = version }))
 return version

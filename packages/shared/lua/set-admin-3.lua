@@ -8,7 +8,7 @@
   KEYS[2] node hash        (fslb:node:<id>)
   KEYS[3] version counter  (fslb:version)
   ARGV[1] node id
-  ARGV[2] events channel   (fslb:events)
+  ARGV[2] publish command and events channel (`PUBLISH fslb:events`, `SPUBLISH {fslb}:events`)
   ARGV[3] admin value: 'drain' or ''
 
   Returns: the new version when the flag changed, 0 when it already had that value, -2 when the
@@ -17,7 +17,8 @@
   A nodes set or record damaged into another type reads as missing (the owner rebuilds both); a
   version counter that cannot be incremented is set above the node's version.
 ]]
-local id, channel, admin = ARGV[1], ARGV[2], ARGV[3]
+local id, admin = ARGV[1], ARGV[3]
+local publish, channel = string.match(ARGV[2], '^(%u+) (.+)$')
 if redis.pcall('SISMEMBER', KEYS[1], id) ~= 1 then return -2 end
 if redis.pcall('HEXISTS', KEYS[2], 'sip') ~= 1 then return -3 end
 if redis.call('HGET', KEYS[2], 'admin') == admin then return 0 end
@@ -37,6 +38,6 @@ local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
 local cause = 'undrained'
 if admin == 'drain' then cause = 'drained' end
-redis.call('PUBLISH', channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
+redis.call(publish, channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
   cause = cause, at = t[1] .. string.format('%06d', tonumber(t[2])), record = record }))
 return version

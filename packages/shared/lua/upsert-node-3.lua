@@ -7,7 +7,7 @@
   KEYS[2] node hash        (fslb:node:<id>)
   KEYS[3] version counter  (fslb:version)
   ARGV[1] node id
-  ARGV[2] events channel   (fslb:events)
+  ARGV[2] publish command and events channel (`PUBLISH fslb:events`, `SPUBLISH {fslb}:events`)
   ARGV[3] sip
   ARGV[4] weight
   ARGV[5] configured session cap, 0 for none
@@ -21,7 +21,8 @@
   found outside the nodes set), 0 when nothing changed; one note per key repaired, naming it.
   The event carries `at` (Redis time in microseconds, as a string) beside the record.
 ]]
-local id, channel = ARGV[1], ARGV[2]
+local id = ARGV[1]
+local publish, channel = string.match(ARGV[2], '^(%u+) (.+)$')
 local notes = {}
 for i = 1, 2 do
   local want = i == 1 and 'set' or 'hash'
@@ -66,6 +67,6 @@ redis.call('HSET', KEYS[2], 'sip', wanted.sip, 'weight', wanted.weight, 'cap', w
 local record = {}
 local flat = redis.call('HGETALL', KEYS[2])
 for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-redis.call('PUBLISH', channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
+redis.call(publish, channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
   at = t[1] .. string.format('%06d', tonumber(t[2])), record = record }))
 return { version, unpack(notes) }

@@ -35,7 +35,7 @@
   ARGV[1] lease token (the value redlock stored)
   ARGV[2] monitor id (written to `owner` and to the liveness key)
   ARGV[3] liveness TTL in ms
-  ARGV[4] events channel
+  ARGV[4] publish command and events channel (`PUBLISH fslb:events`, `SPUBLISH {fslb}:events`)
   ARGV[5] node id
   ARGV[6] n = number of loud field/value pairs
   ARGV[7] m = number of quiet field/value pairs
@@ -220,6 +220,7 @@ redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'updatedAt', tostring(nowMs), 'ver
 local record = {}
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
-redis.call('PUBLISH', ARGV[4], cjson.encode({ v = 1, type = 'node', id = id, version = version,
+local publish, channel = string.match(ARGV[4], '^(%u+) (.+)$')
+redis.call(publish, channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
   at = t[1] .. string.format('%06d', tonumber(t[2])), resv = resv, record = record }))
 return { version, record.admin or '', unpack(notes) }

@@ -57,19 +57,31 @@
  * down, and reconcile them with FreeSWITCH's channel list. `fslb:rate:<entry>` holds the calls
  * admitted in the last second, for `maxCps`.
  *
- * Any prefix works. A hash-tagged prefix such as `{fslb}` puts every key in one Redis Cluster
- * slot, so that the multi-key Lua scripts run on a cluster.
+ * Any prefix works. On a Redis Cluster (`sharded`), a prefix without a hash tag gets one
+ * (`fslb` becomes `{fslb}`), so that every multi-key script touches one slot, and the events
+ * channels are sharded channels (SPUBLISH/SSUBSCRIBE) served by the shard that holds the keys.
  */
 export class ClusterKeys {
   readonly prefix: string;
+  /** Keys live on a Redis Cluster: hash-tagged, events on sharded channels. */
+  readonly sharded: boolean;
 
-  constructor(prefix = 'fslb') {
+  constructor(prefix = 'fslb', opts: { sharded?: boolean } = {}) {
     if (!isValidPrefix(prefix)) {
       throw new TypeError(
         `invalid key prefix ${JSON.stringify(prefix)}: 1-64 printable characters, no spaces`,
       );
     }
-    this.prefix = prefix;
+    this.sharded = opts.sharded ?? false;
+    this.prefix = this.sharded ? hashTagged(prefix) : prefix;
+  }
+
+  /**
+   * The events channel as the scripts take it: the publish command, a space, the channel
+   * (`PUBLISH fslb:events`, or `SPUBLISH {fslb}:events` on a Redis Cluster).
+   */
+  get eventsPublish(): string {
+    return `${this.sharded ? 'SPUBLISH' : 'PUBLISH'} ${this.events}`;
   }
 
   /** SET of the ids of every configured node. */
@@ -159,6 +171,14 @@ export class ClusterKeys {
 }
 
 const prefixRe = /^[\x21-\x7e]{1,64}$/;
+
+/**
+ * The prefix with a Redis Cluster hash tag: itself when it already has one (`{fslb}`,
+ * `app:{fslb}`), `{prefix}` otherwise.
+ */
+export function hashTagged(prefix: string): string {
+  return /\{[^}]+\}/.test(prefix) ? prefix : `{${prefix}}`;
+}
 
 export function isValidPrefix(prefix: string): boolean {
   return prefixRe.test(prefix);

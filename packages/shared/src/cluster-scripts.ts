@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis-connection.js';
 
 /**
  * The Lua scripts of fslb (packages/shared/lua/<name>-<numKeys>.lua, or <name>.lua for a script

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis-connection.js';
 import type { ClusterKeys } from './cluster-keys.js';
 import { runScript } from './cluster-scripts.js';
 import { FslbError } from './errors.js';
@@ -181,7 +181,7 @@ export class ClusterStore {
       this.redis,
       'upsert-node-3',
       [k.nodes, k.node(n.id), k.version],
-      [n.id, k.events, n.sip, String(n.weight), String(n.cap ?? 0)],
+      [n.id, k.eventsPublish, n.sip, String(n.weight), String(n.cap ?? 0)],
     );
     if (!Array.isArray(reply)) throw new TypeError('upsert-node: unexpected reply');
     this.#repaired(reply.slice(1));
@@ -201,7 +201,7 @@ export class ClusterStore {
         this.redis,
         'remove-node-6',
         [k.nodes, k.node(id), k.alive(id), k.lease(id), k.version, k.resv(id)],
-        [id, k.events, opts.strayOnly ? '1' : '', k.live(id), k.limit('')],
+        [id, k.eventsPublish, opts.strayOnly ? '1' : '', k.live(id), k.limit('')],
       ),
     );
   }
@@ -219,7 +219,7 @@ export class ClusterStore {
         w.token,
         w.owner,
         w.livenessTtlMs,
-        k.events,
+        k.eventsPublish,
         w.id,
         loud.length / 2,
         quiet.length / 2,
@@ -253,7 +253,12 @@ export class ClusterStore {
   async setAdmin(id: string, admin: AdminState): Promise<{ changed: boolean; version: number }> {
     const k = this.keys;
     const r = Number(
-      await runScript(this.redis, 'set-admin-3', [k.nodes, k.node(id), k.version], [id, k.events, admin]),
+      await runScript(
+        this.redis,
+        'set-admin-3',
+        [k.nodes, k.node(id), k.version],
+        [id, k.eventsPublish, admin],
+      ),
     );
     if (r === -2) throw new UnknownNodeError(id, 'is not a configured node');
     if (r === -3)

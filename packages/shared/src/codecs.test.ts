@@ -119,6 +119,15 @@ describe('cluster keys', () => {
     assert.equal(new ClusterKeys('a*b').pattern, 'a\\*b:*');
   });
 
+  it('hash-tags the prefix on a Redis Cluster and publishes events on a sharded channel', () => {
+    const k = new ClusterKeys('fslb', { sharded: true });
+    assert.equal(k.prefix, '{fslb}');
+    assert.equal(k.node('fs1'), '{fslb}:node:fs1');
+    assert.equal(k.eventsPublish, 'SPUBLISH {fslb}:events');
+    assert.equal(new ClusterKeys('app:{x}', { sharded: true }).prefix, 'app:{x}');
+    assert.equal(new ClusterKeys('fslb').eventsPublish, 'PUBLISH fslb:events');
+  });
+
   it('refuses an unusable prefix', () => {
     assert.throws(() => new ClusterKeys(''), TypeError);
     assert.throws(() => new ClusterKeys('has space'), TypeError);

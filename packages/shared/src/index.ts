@@ -63,11 +63,16 @@ export { createLogger, flushLogger, type Logger, type LoggerSettings } from './l
 export { HealthHttpServer, type HealthSource, type MetricsRegistry } from './http-server.js';
 export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {
+  clusterOptions,
   createRedis,
+  onMessage,
+  publish,
   reconnectDelay,
+  scanKeys,
   redisOptions,
   RedisConnections,
   type Redis,
+  subscribe,
   type RedisConnectionOptions,
 } from './redis-connection.js';
 export { runMain, type MainContext } from './run-main.js';

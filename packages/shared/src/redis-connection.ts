@@ -1,11 +1,15 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis as SingleRedis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './config/schema.js';
 import type { Logger } from './logger.js';
 import { redactUrl } from './redact.js';
 
-export type { Redis } from 'ioredis';
+/**
+ * A client of fslb's Redis: one server (directly or through Sentinel), or a Redis Cluster
+ * (`redis.cluster`), which follows MOVED/ASK redirections and failovers by itself.
+ */
+export type Redis = SingleRedis | Cluster;
 
 export interface RedisConnectionOptions {
   /** Names the connection in logs and in CLIENT LIST (`fslb-monitor-a`). */
@@ -67,22 +71,88 @@ function tlsOptions(cfg: RedisConfig): ConnectionOptions | undefined {
   return o;
 }
 
+/**
+ * ioredis Cluster options: each node's connection as `redisOptions` makes it (credentials, TLS,
+ * timeouts), sharded pub/sub, commands always on the masters, redirections and failovers
+ * retried with the same capped backoff.
+ */
+export function clusterOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptions, 'log'>): ClusterOptions {
+  const { retryStrategy: _r, lazyConnect: _l, db: _db, ...perNode } = redisOptions(cfg, opts);
+  return {
+    redisOptions: perNode,
+    lazyConnect: true,
+    scaleReads: 'master',
+    shardedSubscribers: true,
+    maxRedirections: 16,
+    retryDelayOnFailover: 100,
+    retryDelayOnClusterDown: 100,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: cfg.connectTimeoutMs,
+    clusterRetryStrategy:
+      opts.reconnect === false ? () => null : (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
+  };
+}
+
 /** Makes one ioredis client for the config, logging its state changes without secrets. */
 export function createRedis(cfg: RedisConfig, opts: RedisConnectionOptions): Redis {
-  const options = redisOptions(cfg, opts);
   let client: Redis;
-  if (cfg.sentinels) client = new Redis(options);
-  else if (cfg.url.startsWith('/') || cfg.url.startsWith('unix:')) {
-    client = new Redis({ ...options, path: cfg.url.replace(/^unix:(\/\/)?/, '') });
-  } else client = new Redis(cfg.url, options);
-  watch(
-    client,
-    opts.log.child({
-      redis: opts.name,
-      url: redactUrl(cfg.sentinels ? `sentinel:${cfg.name ?? ''}` : cfg.url),
-    }),
-  );
+  let where: string;
+  if (cfg.cluster) {
+    client = new Cluster(
+      cfg.cluster.map((n) => ({ host: n.host, port: n.port })),
+      clusterOptions(cfg, opts),
+    );
+    where = `cluster:${cfg.cluster.map((n) => `${n.host}:${n.port}`).join(',')}`;
+  } else {
+    const options = redisOptions(cfg, opts);
+    if (cfg.sentinels) client = new SingleRedis(options);
+    else if (cfg.url.startsWith('/') || cfg.url.startsWith('unix:')) {
+      client = new SingleRedis({ ...options, path: cfg.url.replace(/^unix:(\/\/)?/, '') });
+    } else client = new SingleRedis(cfg.url, options);
+    where = redactUrl(cfg.sentinels ? `sentinel:${cfg.name ?? ''}` : cfg.url);
+  }
+  watch(client, opts.log.child({ redis: opts.name, url: where }));
   return client;
+}
+
+/**
+ * Publishes on a channel: sharded (SPUBLISH, heard only on the shard that serves the channel's
+ * slot) on a Redis Cluster, classic PUBLISH on one server.
+ */
+export function publish(client: Redis, channel: string, message: string): Promise<unknown> {
+  return client.isCluster ? client.spublish(channel, message) : client.publish(channel, message);
+}
+
+/**
+ * Every key matching a SCAN glob: on a Redis Cluster, from every master (a key half-way
+ * through a slot migration is listed once). For operator commands, never on a hot path.
+ */
+export async function scanKeys(client: Redis, match: string, count = 1000): Promise<string[]> {
+  const found = new Set<string>();
+  for (const node of client instanceof Cluster ? client.nodes('master') : [client]) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', match, 'COUNT', count);
+      cursor = next;
+      for (const k of keys) found.add(k);
+    } while (cursor !== '0');
+  }
+  return [...found];
+}
+
+/** Subscribes a subscriber connection to a channel, sharded on a Redis Cluster. */
+export function subscribe(subscriber: Redis, channel: string): Promise<unknown> {
+  return subscriber.isCluster ? subscriber.ssubscribe(channel) : subscriber.subscribe(channel);
+}
+
+/** Calls `handler` for every message a subscriber hears, sharded or not; returns the remover. */
+export function onMessage(
+  subscriber: Redis,
+  handler: (channel: string, message: string) => void,
+): () => void {
+  const event = subscriber.isCluster ? 'smessage' : 'message';
+  subscriber.on(event, handler);
+  return () => subscriber.off(event, handler);
 }
 
 /** Logs the transitions of a connection once each, not every retry's error. */
@@ -102,6 +172,15 @@ function watch(client: Redis, log: Logger): void {
     log.warn({ err }, 'redis connection error');
   });
   client.on('end', () => log.debug('redis connection ended'));
+  if (client.isCluster) {
+    // A failover or a reshard: ioredis follows it; say so once per change of the layout.
+    client.on('+node', (node: SingleRedis) =>
+      log.debug(
+        { node: `${node.options.host ?? ''}:${String(node.options.port ?? '')}` },
+        'redis cluster node added',
+      ),
+    );
+  }
 }
 
 /**

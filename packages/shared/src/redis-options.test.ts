@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from './config/load-config.js';
-import { redisOptions } from './redis-connection.js';
+import { clusterOptions, redisOptions } from './redis-connection.js';
+import { ConfigError } from './errors.js';
 
 const opts = (redis: Record<string, unknown>, env: Record<string, string> = {}) =>
   redisOptions(parseConfig({ redis }, env).redis, { name: 'x' });
@@ -52,5 +53,48 @@ describe('redis options', () => {
     assert.equal(o.name, 'main');
     assert.equal(o.sentinelPassword, 'sp');
     assert.equal(typeof o.sentinelRetryStrategy, 'function');
+  });
+
+  it('makes a Redis Cluster client with each node connected as one server would be', () => {
+    const cfg = parseConfig(
+      {
+        redis: {
+          cluster: [{ host: 'r1' }, { host: 'r2', port: 7001 }],
+          username: 'fslb',
+          passwordEnv: 'RPW',
+          tls: true,
+          maxRetryDelayMs: 500,
+        },
+      },
+      { RPW: 'pw' },
+    ).redis;
+    assert.deepEqual(cfg.cluster, [
+      { host: 'r1', port: 6379 },
+      { host: 'r2', port: 7001 },
+    ]);
+    const o = clusterOptions(cfg, { name: 'x' });
+    const node = o.redisOptions ?? {};
+    assert.equal(o.shardedSubscribers, true);
+    assert.equal(o.scaleReads, 'master');
+    assert.equal(node.password, 'pw');
+    assert.equal(node.username, 'fslb');
+    assert.deepEqual(node.tls, {});
+    assert.equal(node.commandTimeout, 2000);
+    assert.equal('db' in node, false);
+    const delay = o.clusterRetryStrategy?.(40);
+    assert.ok(typeof delay === 'number' && delay > 0 && delay <= 500, String(delay));
+    assert.equal(clusterOptions(cfg, { name: 'x', reconnect: false }).clusterRetryStrategy?.(1), null);
+  });
+
+  it('refuses a cluster beside sentinels, and a database other than 0 on a cluster', () => {
+    assert.throws(
+      () => parseConfig({ redis: { cluster: [{ host: 'r1' }], sentinels: [{ host: 's' }], name: 'm' } }, {}),
+      (e: unknown) =>
+        e instanceof ConfigError && /cluster: set at most one of cluster and sentinels/.test(e.message),
+    );
+    assert.throws(
+      () => parseConfig({ redis: { cluster: [{ host: 'r1' }], db: 2 } }, {}),
+      (e: unknown) => e instanceof ConfigError && /only database 0/.test(e.message),
+    );
   });
 });

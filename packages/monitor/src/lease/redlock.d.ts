@@ -2,7 +2,7 @@
 // resolution; these declare the part fslb uses. Only node-lease.ts imports redlock.
 declare module 'redlock' {
   import { EventEmitter } from 'node:events';
-  import type { Redis } from 'ioredis';
+  import type { Cluster, Redis } from 'ioredis';
 
   export interface Settings {
     readonly driftFactor: number;
@@ -24,7 +24,7 @@ declare module 'redlock' {
   }
 
   export default class Redlock extends EventEmitter {
-    constructor(clients: Iterable<Redis>, settings?: Partial<Settings>);
+    constructor(clients: Iterable<Redis | Cluster>, settings?: Partial<Settings>);
     acquire(resources: string[], duration: number, settings?: Partial<Settings>): Promise<Lock>;
     quit(): Promise<void>;
   }

@@ -1,5 +1,12 @@
 import { EventEmitter } from 'node:events';
-import { decodeClusterEvent, type ClusterStore, type Logger, type Redis } from '@fslb/shared';
+import {
+  decodeClusterEvent,
+  onMessage,
+  subscribe,
+  type ClusterStore,
+  type Logger,
+  type Redis,
+} from '@fslb/shared';
 import { EventEffect, type ClusterView } from './cluster-view.js';
 
 /** Where the view's contents come from now. */
@@ -75,12 +82,12 @@ export class ViewSync extends EventEmitter<Events> {
    */
   async start(): Promise<void> {
     const channel = this.#store.keys.events;
-    this.#subscriber.on('message', (ch: string, message: string) => {
+    onMessage(this.#subscriber, (ch: string, message: string) => {
       if (ch === channel) this.#onMessage(message);
     });
     this.#subscriber.on('ready', () => {
       // ioredis resubscribes by itself; subscribing again is harmless and tells us when it is done.
-      this.#subscriber.subscribe(channel).then(
+      subscribe(this.#subscriber, channel).then(
         () => this.resync('resubscribed'),
         (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
       );
@@ -94,7 +101,7 @@ export class ViewSync extends EventEmitter<Events> {
     this.#store.redis.on('ready', () => this.#setSource());
     this.#timer = setInterval(() => void this.resync('periodic'), this.#resyncMs);
     try {
-      await this.#subscriber.subscribe(channel);
+      await subscribe(this.#subscriber, channel);
     } catch (err) {
       this.#log.warn({ err }, 'could not subscribe to the events channel yet; retrying');
     }

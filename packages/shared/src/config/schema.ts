@@ -71,6 +71,14 @@ const redisSchema = z
       .array(z.strictObject({ host: z.string().min(1), port: port.default(26379) }))
       .min(1)
       .optional(),
+    /**
+     * Redis Cluster seed nodes: every fslb process then uses a cluster client, which follows
+     * MOVED/ASK redirections and failovers. `url`, `db` and `sentinels` do not apply.
+     */
+    cluster: z
+      .array(z.strictObject({ host: z.string().min(1), port: port.default(6379) }))
+      .min(1)
+      .optional(),
     /** Sentinel master name; required with `sentinels`. */
     name: z.string().min(1).optional(),
     sentinelPassword: z.string().min(1).optional(),
@@ -88,6 +96,16 @@ const redisSchema = z
         path: ['password'],
         message: 'set at most one of password and passwordEnv',
       });
+    }
+    if (v.cluster && v.sentinels) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cluster'],
+        message: 'set at most one of cluster and sentinels',
+      });
+    }
+    if (v.cluster && v.db !== undefined && v.db !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['db'], message: 'a Redis Cluster has only database 0' });
     }
     if (v.sentinels && !v.name) {
       ctx.addIssue({

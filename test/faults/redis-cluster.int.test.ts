@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { Cluster } from 'ioredis';
+import { clusterUnavailable, TestRedisCluster } from '../support/redis-cluster.js';
+import { fromSource } from '../support/source-process.js';
+import { waitFor } from '../support/wait.js';
+import { FaultRig } from './rig.js';
+import { clusterHealthy, report } from './support.js';
+
+const run = promisify(execFile);
+const root = new URL('../..', import.meta.url).pathname;
+
+/**
+ * fslb on a real Redis Cluster: three masters with a replica each (Debian's redis-server in
+ * cluster mode, made and torn down here), three simulated nodes, two monitors and two proxies
+ * configured with `redis.cluster`. Under a steady call load the slot that holds fslb's keys is
+ * moved to another master (the load meets ASK and MOVED), then its new master is SIGKILLed and
+ * its replica promoted.
+ */
+describe('faults: Redis Cluster', () => {
+  it('routes, settles and serves the CLI; a slot moved and a master killed under load lose no call', async (t) => {
+    const why = await clusterUnavailable();
+    if (why) {
+      process.stdout.write(`# skipped: ${why}\n`);
+      t.skip(why);
+      return;
+    }
+    const cluster = await TestRedisCluster.start(3);
+    t.after(() => cluster.close());
+    const client = new Cluster(cluster.seeds, {
+      clusterRetryStrategy: () => 50,
+      redisOptions: { maxRetriesPerRequest: 1 },
+    });
+    client.on('error', () => undefined);
+    t.after(() => client.disconnect());
+    const rig = await FaultRig.start(
+      t,
+      {
+        redis: { section: { cluster: cluster.seeds, maxRetryDelayMs: 200 } },
+        nodes: 3,
+        monitors: 2,
+        proxies: 2,
+      },
+      client,
+    );
+    // Every key of the prefix is hash-tagged into one slot.
+    const slot = await client.cluster('KEYSLOT', rig.keys.nodes);
+    assert.equal(await client.cluster('KEYSLOT', rig.keys.resv('fs1')), slot);
+    assert.match(rig.keys.nodes, /^\{fault-[0-9a-f]+\}:nodes$/);
+
+    const load = rig.load(25);
+    await waitFor('calls connecting', () => load.connected() >= 20);
+
+    // The CLI reads the cluster through the same config.
+    const status = await run(
+      process.execPath,
+      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
+      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
+    );
+    const view = JSON.parse(status.stdout) as { nodes: { id: string; state: string }[] };
+    assert.deepEqual(
+      view.nodes.map((n) => `${n.id} ${n.state}`),
+      ['fs1 up', 'fs2 up', 'fs3 up'],
+    );
+
+    // A reshard: the slot moves to another master while calls are reserved and settled in it.
+    const from = await cluster.masterOf(slot);
+    const to = (await cluster.masters()).find((p) => p !== from) ?? from;
+    const movingAt = Date.now();
+    await cluster.migrateSlot(slot, to, async () => {
+      const before = load.connected();
+      await waitFor('calls connecting while the slot is half moved', () => load.connected() >= before + 10);
+    });
+    assert.equal(await cluster.masterOf(slot), to);
+    const left = cluster.node(from);
+    t.after(() => left.disconnect());
+    assert.equal(await left.cluster('COUNTKEYSINSLOT', slot), 0, 'no key left on the old master');
+    const movedMs = Date.now() - movingAt;
+    let before = load.connected();
+    await waitFor('calls connecting after the reshard', () => load.connected() >= before + 20);
+
+    // The master that now serves the slot dies; its replica takes over.
+    const killedAt = Date.now();
+    await cluster.kill(to);
+    await waitFor('the replica promoted', async () => (await cluster.masterOf(slot).catch(() => to)) !== to, {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+    });
+    const promotedMs = Date.now() - killedAt;
+    await clusterHealthy(rig, { timeoutMs: 15_000 });
+    const healedMs = Date.now() - killedAt;
+    await Promise.all(rig.proxies.map((p) => rig.proxyReady(p)));
+    const redisReserved = async (): Promise<number> =>
+      (await rig.proxies[0]?.metrics())?.get('fslb_proxy_reservations_total{outcome="redis"}') ?? 0;
+    before = await redisReserved();
+    await waitFor(
+      'reservations taken in the promoted master',
+      async () => (await redisReserved()) >= before + 10,
+    );
+    await load.stop();
+
+    // Every call ended (300 ms hold): no reservation is left behind in any node's set.
+    const newMaster = await cluster.masterOf(slot);
+    await waitFor(
+      'no reservation left',
+      async () => {
+        const now = Date.now();
+        const counts = await Promise.all(
+          rig.nodes.map((n) => client.zcount(rig.keys.resv(n.id), `(${now}`, '+inf')),
+        );
+        return counts.every((c) => c === 0);
+      },
+      { timeoutMs: 10_000 },
+    );
+
+    report('redis cluster', {
+      movedMs,
+      promotedMs,
+      healedMs,
+      slot,
+      masters: { from, to, newMaster },
+      outcomes: load.summary(),
+      failed: load.calls
+        .filter((c) => c.req.finalResponse?.status !== 200)
+        .map((c) => `${c.at - movingAt}ms:${c.req.finalResponse?.status ?? 'none'}`)
+        .slice(0, 40),
+      killedAfterMove: killedAt - movingAt,
+      warnings: rig.proxies.flatMap((p) => p.warnings.map((w) => w.slice(0, 300))).slice(0, 12),
+    });
+    for (const m of rig.monitors) assert.equal(m.exit, undefined, `${m.name} still runs`);
+    for (const p of rig.proxies) assert.equal(p.exit, undefined, `${p.id} still runs`);
+    assert.equal(load.connected(), load.sent(), 'every call connected through the reshard and the failover');
+    const lines = [...rig.logLines(), ...rig.proxies.flatMap((p) => [...p.warnings, p.stderr])];
+    assert.deepEqual(
+      lines.filter((l) => /CROSSSLOT/i.test(l)),
+      [],
+      'no CROSSSLOT error logged',
+    );
+  });
+});
