@@ -46,6 +46,9 @@ const FIGURES = [
   ['reservation_limit1_over_plain', 'proxy-routing', '', null],
   ['redis_us_per_reservation_plain', 'proxy-routing', 'µs', null],
   ['redis_us_per_reservation_limit1', 'proxy-routing', 'µs', null],
+  ['redis_cpu_us_per_reservation', 'redis-cost', 'µs', '≤ 15', (v) => v <= 15],
+  ['redis_cpu_us_per_call', 'redis-cost', 'µs', null],
+  ['redis_calls_per_s_per_core', 'redis-cost', 'calls/s', null],
 ];
 
 /** The ten-minute soak, and the benchmarks that run beside it (see below). */

@@ -12,7 +12,8 @@ function schemaKeys(): string[] {
   const k = new ClusterKeys();
   const proto = ClusterKeys.prototype as unknown as Record<string, unknown>;
   const names = Object.getOwnPropertyNames(ClusterKeys.prototype).filter(
-    (n) => n !== 'constructor' && n !== 'pattern',
+    // `pattern` is a SCAN glob and `eventsPublish` the scripts' publish command: neither is a key.
+    (n) => n !== 'constructor' && n !== 'pattern' && n !== 'eventsPublish',
   );
   return names
     .map((n) => {

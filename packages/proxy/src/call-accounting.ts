@@ -3,9 +3,12 @@ import {
   publish,
   SlotStatus,
   type ClusterStore,
+  type LimitHold,
   type LoadFigure,
   type Logger,
+  type ReserveResult,
 } from '@fslb/shared';
+import { hasRoom } from './selection/select.js';
 import type { LimitUse } from './routing/route-table.js';
 import type { ClusterView } from './view/cluster-view.js';
 import type { ViewNode } from './view/view-node.js';
@@ -15,6 +18,13 @@ import type { ViewNode } from './view/view-node.js';
  * a burst queued in it) rather than gone. Past it the call proceeds on local accounting anyway.
  */
 export const BUSY_REDIS_WAIT_MS = 1000;
+
+/**
+ * Slot candidates sent to Redis in one round trip: the view's best few of one pool. Redis reads
+ * only these (its cost grows with each), failover targets come from the view, and only when all
+ * of them are full in Redis (the view was behind) does the next few go in another round trip.
+ */
+export const RESERVE_BATCH = 2;
 
 /** How a call's slots were taken. */
 export const SlotMode = {
@@ -52,6 +62,8 @@ export interface ReserveOptions {
   inOrder?: boolean;
   /** Failover targets to name at most; 0 for a retry after a digest challenge. */
   failovers?: number;
+  /** A retry after a digest challenge: the slot its first attempt kept ends in the same step. */
+  retry?: boolean;
   /** The pool order of each candidate (1 first): the slot goes to the first pool with room. */
   groups?: readonly number[];
   /** Limit counters the call counts against, checked and taken with the slot. */
@@ -87,9 +99,9 @@ export interface AccountingObserver {
 
 /**
  * Exact cluster-wide accounting of calls in setup. Before a call is proxied, one script call
- * takes a slot on the chosen node in Redis (`reserve-call.lua`) and names failover targets that
- * have room, so that however many proxies send at once no node is handed more first calls than
- * it takes. The reply's load figures update this proxy's view at once and are published,
+ * takes a slot on the chosen node in Redis (`reserve-call.lua`), so that however many proxies
+ * send at once no node is handed more first calls than it takes. Failover targets, which take no
+ * slot, come from the view. The reply's load figures update this proxy's view at once and are published,
  * coalesced, for the others.
  *
  * A slot ends when FreeSWITCH counts the call (the owning monitor settles it), when the proxy
@@ -167,21 +179,17 @@ export class CallAccounting {
     if (primary) primary.pending++;
     const clock = { timedOut: false, done: false };
     let timer: NodeJS.Timeout | undefined;
-    const attempt = this.#store.reserveCall({
+    const attempt = this.#askRedis(
       call,
-      candidates: candidates.map((n) => n.id),
-      slots: 1,
-      failovers,
-      ttlMs: s.ttlMs,
-      inOrder,
-      ...(opts.groups ? { groups: opts.groups } : {}),
-      limits: limits.map((u) => ({
+      candidates,
+      opts.groups,
+      { inOrder, retry: opts.retry ?? false },
+      limits.map((u) => ({
         entry: u.entry,
         maxCalls: u.limit.maxCalls ?? 0,
         maxCps: u.limit.maxCps ?? 0,
       })),
-      limitHoldMs: s.limitHoldMs,
-    });
+    );
     const settled = attempt.finally(() => {
       if (primary) primary.pending--;
     });
@@ -219,8 +227,8 @@ export class CallAccounting {
       const ms = performance.now() - started;
       this.#view.learnRedisTime(result.at, started + ms);
       let chosen: ViewNode | undefined;
-      const spare: ViewNode[] = [];
       let lost = false;
+      const refused = new Set<string>();
       let gone: string | undefined;
       for (const r of result.nodes) {
         if (r.status === SlotStatus.Lost) {
@@ -231,6 +239,7 @@ export class CallAccounting {
         }
         this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at: result.at });
         if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
+        if (r.status === SlotStatus.Full || r.status === SlotStatus.Ineligible) refused.add(r.id);
         const n = this.#view.get(r.id);
         if (!n) {
           // The node left this proxy's view while the script ran: a slot taken there would hold
@@ -239,7 +248,6 @@ export class CallAccounting {
           continue;
         }
         if (r.status === SlotStatus.Taken) chosen = n;
-        else if (r.status === SlotStatus.Room) spare.push(n);
       }
       const entries = limits.map((u) => u.entry);
       if (gone !== undefined) void this.#releaseRedis(call, [gone], entries);
@@ -267,7 +275,7 @@ export class CallAccounting {
         kind: 'reserved',
         ms,
         slots: { call, mode: SlotMode.Redis, node: chosen, limits: entries, expiresAt: 0 },
-        targets: [chosen, ...spare],
+        targets: [chosen, ...this.#spares(chosen, candidates, opts.groups, failovers, refused)],
       };
     } catch (err) {
       clock.done = true;
@@ -288,6 +296,68 @@ export class CallAccounting {
       }
       return local(clock.timedOut ? 'local-timeout' : 'local-error');
     }
+  }
+
+  /**
+   * Asks Redis for a slot, a few candidates of one pool at a time (`RESERVE_BATCH`), in the
+   * candidates' order, until one has room or the call is over a limit; pools are asked in turn,
+   * so a call spills over only when its first pool is full in Redis. One round trip unless the
+   * view was behind Redis. The replies are merged: every node asked, in order.
+   */
+  async #askRedis(
+    call: string,
+    candidates: readonly ViewNode[],
+    groups: readonly number[] | undefined,
+    how: { inOrder: boolean; retry: boolean },
+    limits: LimitHold[],
+  ): Promise<ReserveResult> {
+    const s = this.#settings;
+    const merged: ReserveResult = { at: 0, nodes: [], taken: [], failovers: [] };
+    for (let i = 0; i < candidates.length;) {
+      const group = groups?.[i] ?? 1;
+      let j = i + 1;
+      while (j < candidates.length && j - i < RESERVE_BATCH && (groups?.[j] ?? 1) === group) j++;
+      const r = await this.#store.reserveCall({
+        call,
+        candidates: candidates.slice(i, j).map((n) => n.id),
+        slots: 1,
+        failovers: 0,
+        ttlMs: s.ttlMs,
+        inOrder: how.inOrder,
+        retry: how.retry,
+        limits,
+        limitHoldMs: s.limitHoldMs,
+      });
+      merged.at = r.at;
+      merged.nodes.push(...r.nodes);
+      merged.taken.push(...r.taken);
+      if (r.overLimit) merged.overLimit = { ...r.overLimit };
+      if (r.overLimit || r.taken.length > 0) return merged;
+      i = j;
+    }
+    return merged;
+  }
+
+  /**
+   * Failover targets from the view: the chosen node's pool's other candidates that have room
+   * there and that Redis did not just find full or unusable, in the candidates' order.
+   */
+  #spares(
+    chosen: ViewNode,
+    candidates: readonly ViewNode[],
+    groups: readonly number[] | undefined,
+    max: number,
+    refused: ReadonlySet<string>,
+  ): ViewNode[] {
+    const out: ViewNode[] = [];
+    const at = candidates.indexOf(chosen);
+    const group = groups?.[at] ?? 1;
+    for (let i = 0; i < candidates.length && out.length < max; i++) {
+      const n = candidates[i];
+      if (!n || n === chosen || (groups?.[i] ?? 1) !== group || refused.has(n.id) || !hasRoom(n)) continue;
+      out.push(n);
+    }
+    return out;
   }
 
   /**

@@ -1,4 +1,10 @@
-export { CallAccounting, SlotMode, type CallSlots, type ReserveOutcome } from './call-accounting.js';
+export {
+  CallAccounting,
+  RESERVE_BATCH,
+  SlotMode,
+  type CallSlots,
+  type ReserveOutcome,
+} from './call-accounting.js';
 export {
   DrachtioLink,
   type InboundRequest,

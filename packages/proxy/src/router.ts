@@ -402,7 +402,12 @@ export class Router {
     if (!this.#settings.reservations) {
       return this.#proxy(req, attempt, [node], call, started, challenge.nodeId, limits);
     }
-    const r = await this.#accounting.reserve(call, [node], { inOrder: true, failovers: 0, limits });
+    const r = await this.#accounting.reserve(call, [node], {
+      inOrder: true,
+      failovers: 0,
+      retry: true,
+      limits,
+    });
     // The kept slot is ended by the script when the retry is the same call in Redis; otherwise
     // (another From tag, or either taken locally) it is handed back here.
     const carried =

@@ -30,9 +30,11 @@
   KEYS[3c+2j+1] rate set         (fslb:rate:<entry>)  of limit j
   ARGV[1] the call: `<Call-ID>;<From tag>`
   ARGV[2] slots to take at most (1: the chosen node)
-  ARGV[3] failover targets wanted at most after the slots
+  ARGV[3] failover targets wanted at most after the slots (0 when the proxy names them from its
+          view: then only the slot candidates are sent)
   ARGV[4] TTL of a slot, ms
-  ARGV[5] reservation set key prefix (fslb:resv:), for the slots of an earlier attempt
+  ARGV[5] reservation set key prefix (fslb:resv:), for the slots of an earlier attempt; empty
+          when the call is a first attempt (nothing to look up)
   ARGV[6] '1': take the slots in the proxy's order (affinity: its first choice must win while
           it has room); '0': least loaded first
   ARGV[7] c, the number of candidates
@@ -72,7 +74,7 @@ local c = tonumber(ARGV[7])
 local hold = tonumber(ARGV[8])
 local l = (#KEYS - 1 - 3 * c) / 2
 
-local earlier = redis.pcall('GET', KEYS[1])
+local earlier = ARGV[5] ~= '' and redis.pcall('GET', KEYS[1])
 if type(earlier) == 'string' then
   for other in string.gmatch(earlier, '%S+') do
     if string.sub(other, 1, 1) ~= '=' then redis.pcall('ZREM', ARGV[5] .. other, call) end
@@ -93,11 +95,12 @@ for i = 1, c do
   local hashKey, resvKey, aliveKey = KEYS[3 * i - 1], KEYS[3 * i], KEYS[3 * i + 1]
   local h = redis.pcall('HMGET', hashKey, 'state', 'admin', 'sessions', 'maxSessions', 'weight')
   if h.err then h = {} end
-  local removed = redis.pcall('ZREMRANGEBYSCORE', resvKey, '-inf', now)
-  if type(removed) ~= 'number' then
+  -- Live reservations only: lapsed members stay until the node's owner sweeps them (every write).
+  local r = redis.pcall('ZCOUNT', resvKey, '(' .. now, '+inf')
+  if type(r) ~= 'number' then
     zsetOnly(resvKey)
+    r = 0
   end
-  local r = redis.call('ZCARD', resvKey)
   local s, max = tonumber(h[3]), tonumber(h[4])
   local weight = tonumber(h[5]) or 1
   if weight <= 0 then weight = 1 end

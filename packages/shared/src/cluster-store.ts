@@ -116,6 +116,11 @@ export interface ReserveRequest {
   /** Take slots in candidate order (affinity) instead of least loaded first. */
   inOrder?: boolean;
   /**
+   * The call may hold slots from an earlier attempt (an INVITE sent again with credentials after
+   * a digest challenge): they end first. A first attempt skips the lookup.
+   */
+  retry?: boolean;
+  /**
    * The pool order of each candidate (1 first; all 1 when absent): the slot is taken in the
    * first group with room, failover targets from that group only.
    */
@@ -340,7 +345,7 @@ export class ClusterStore {
       req.slots,
       req.failovers,
       Math.ceil(req.ttlMs),
-      k.resv(''),
+      req.retry ? k.resv('') : '',
       req.inOrder ? '1' : '0',
       c,
       Math.ceil(Math.max(req.limitHoldMs ?? req.ttlMs, req.ttlMs)),

@@ -169,13 +169,24 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     assert.equal(await redis.zcard(keys.resv('b')), 0);
   });
 
-  it('ends the slots of an earlier attempt when the same Call-ID is reserved again', async () => {
+  it('ends the slots of an earlier attempt when the same call is reserved again as a retry', async () => {
     const { keys, store } = await cluster({ a: { sessions: 0, max: 10 }, b: { sessions: 0, max: 10 } });
     await reserve(store, 'again', ['a'], 1);
-    await reserve(store, 'again', ['b'], 1);
+    await store.reserveCall({
+      call: 'again',
+      candidates: ['b'],
+      slots: 1,
+      failovers: 1,
+      ttlMs: 3000,
+      retry: true,
+    });
     assert.equal(await redis.zcard(keys.resv('a')), 0);
     assert.equal(await redis.zcard(keys.resv('b')), 1);
     assert.equal(await redis.get(keys.call('again')), 'b');
+    // A first attempt does not look its call up: the slot of another attempt stays until it lapses.
+    await reserve(store, 'again', ['a'], 1);
+    assert.equal(await redis.zcard(keys.resv('b')), 1);
+    assert.equal(await redis.get(keys.call('again')), 'a');
   });
 
   it('does not count lapsed slots', async () => {

@@ -1,0 +1,170 @@
+/**
+ * What one call costs Redis, from INFO commandstats, against a real local Redis with 100 nodes:
+ *  - the reservation as a proxy sends it at default settings (the view's best `RESERVE_BATCH`
+ *    candidates of one pool, failover targets from the view), against the shape it had before
+ *    (6 candidates, 2 failover targets named by Redis) in the same run, the shapes taking turns;
+ *  - a whole call: its reservation, the owner's write when FreeSWITCH counts it (the settle,
+ *    with its event published), and the owner's write when it ends. From it, the calls per
+ *    second one Redis core carries (1 s of CPU / CPU per call).
+ *
+ * Env: BENCH_RESERVATIONS (5000 per shape and round).
+ * Writes bench/results/redis-cost.json and .md: redis_cpu_us_per_reservation,
+ * redis_cpu_us_per_call, redis_calls_per_s_per_core.
+ */
+import { Redis } from 'ioredis';
+import { ClusterKeys, ClusterStore } from '@fslb/shared';
+import { RESERVE_BATCH } from '@fslb/proxy';
+import { deletePrefix, testPrefix } from '../test/support/redis.js';
+import { Children } from './support/children.js';
+import { benchNodes, startBenchRedis } from './support/redis.js';
+import { machine, round, table, writeBench } from './support/results.js';
+
+const RESERVATIONS = Number(process.env.BENCH_RESERVATIONS ?? 5000);
+const NODES = 100;
+const started = performance.now();
+
+const children = new Children();
+const server = await startBenchRedis(children);
+const redis = new Redis(server.url);
+const prefix = testPrefix('bench-cost');
+const store = new ClusterStore(redis, new ClusterKeys(prefix));
+const ids = await benchNodes(store, NODES, 1_000_000);
+
+/** Redis CPU (µs) and calls of every command since the last RESETSTAT, from INFO commandstats. */
+async function commandStats(): Promise<{ usec: number; scripts: number; scriptUsec: number }> {
+  const info = await redis.info('commandstats');
+  let usec = 0;
+  let scripts = 0;
+  let scriptUsec = 0;
+  for (const m of info.matchAll(/^cmdstat_([a-z|_-]+):calls=(\d+),usec=(\d+)/gm)) {
+    if (m[1] === 'info' || m[1] === 'config|resetstat') continue;
+    usec += Number(m[3]);
+    if (m[1] === 'evalsha' || m[1] === 'eval') {
+      scripts += Number(m[2]);
+      scriptUsec += Number(m[3]);
+    }
+  }
+  return { usec, scripts, scriptUsec };
+}
+
+interface Shape {
+  name: string;
+  candidates: number;
+  failovers: number;
+}
+const shapes: Shape[] = [
+  { name: 'default', candidates: RESERVE_BATCH, failovers: 0 },
+  { name: 'before', candidates: 6, failovers: 2 },
+];
+
+const median = (xs: readonly number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+/** Redis CPU per reservation of one shape (µs); releases what it took afterwards, unmeasured. */
+async function reservations(shape: Shape, tag: string): Promise<number> {
+  const taken: { call: string; nodes: string[] }[] = [];
+  await redis.config('RESETSTAT');
+  for (let i = 0; i < RESERVATIONS; i++) {
+    const call = `${tag}-${i}@bench;ft`;
+    const candidates = Array.from({ length: shape.candidates }, (_, k) => ids[(i + k * 7) % NODES] ?? 'fs0');
+    const r = await store.reserveCall({
+      call,
+      candidates,
+      slots: 1,
+      failovers: shape.failovers,
+      ttlMs: 3000,
+    });
+    taken.push({ call, nodes: r.taken });
+  }
+  const stats = await commandStats();
+  for (const t of taken) await store.releaseCall(t.call, t.nodes);
+  return stats.scriptUsec / Math.max(1, stats.scripts);
+}
+
+/**
+ * Redis CPU per whole call (µs): reserve, then the owner's settle write (sessions + 1, the call's
+ * slot ended, an event published), then its write when the call ends (sessions - 1).
+ */
+async function wholeCalls(tag: string): Promise<number> {
+  const sessions = new Map<string, number>(ids.map((id) => [id, 0]));
+  const write = (id: string, delta: number, settle?: string) => {
+    const n = (sessions.get(id) ?? 0) + delta;
+    sessions.set(id, n);
+    return store.writeNode({
+      id,
+      token: 'tok',
+      owner: 'bench',
+      livenessTtlMs: 600_000,
+      loud: { state: 'up', sessions: n, maxSessions: 1_000_000 },
+      ...(settle ? { settle: [settle] } : {}),
+    });
+  };
+  await redis.config('RESETSTAT');
+  for (let i = 0; i < RESERVATIONS; i++) {
+    const call = `${tag}-${i}@bench;ft`;
+    const candidates = Array.from({ length: RESERVE_BATCH }, (_, k) => ids[(i + k * 7) % NODES] ?? 'fs0');
+    const r = await store.reserveCall({ call, candidates, slots: 1, failovers: 0, ttlMs: 3000 });
+    const node = r.taken[0];
+    if (node === undefined) throw new Error('no slot taken');
+    await write(node, 1, call);
+    await write(node, -1);
+  }
+  const stats = await commandStats();
+  return stats.usec / RESERVATIONS;
+}
+
+const perReservation = new Map<string, number[]>(shapes.map((s) => [s.name, []]));
+const perCall: number[] = [];
+for (const shape of shapes) await reservations(shape, `warm-${shape.name}`);
+for (let r = 0; r < 3; r++) {
+  for (const shape of shapes)
+    perReservation.get(shape.name)?.push(await reservations(shape, `${shape.name}-${r}`));
+  perCall.push(await wholeCalls(`call-${r}`));
+}
+await deletePrefix(redis, prefix);
+redis.disconnect();
+await server.close();
+await children.stopAll();
+
+const us = (name: string): number => round(median(perReservation.get(name) ?? []), 2);
+const callUs = round(median(perCall), 2);
+const result = {
+  machine: machine(),
+  date: new Date().toISOString(),
+  nodes: NODES,
+  reservations: RESERVATIONS,
+  reserve_batch: RESERVE_BATCH,
+  redis_cpu_us_per_reservation: us('default'),
+  redis_cpu_us_per_reservation_before: us('before'),
+  redis_cpu_us_per_call: callUs,
+  redis_calls_per_s_per_core: Math.round(1_000_000 / callUs),
+  runs: { per_reservation: Object.fromEntries(perReservation), per_call: perCall },
+  redis: server.kind,
+  duration_s: round((performance.now() - started) / 1000, 1),
+};
+console.log(
+  `Redis CPU per reservation: ${result.redis_cpu_us_per_reservation} µs (${RESERVE_BATCH} candidates) vs ` +
+    `${result.redis_cpu_us_per_reservation_before} µs (6 candidates, 2 failovers); per whole call ${callUs} µs ` +
+    `(${result.redis_calls_per_s_per_core} calls/s per Redis core)`,
+);
+writeBench(
+  'redis-cost',
+  result,
+  `## redis-cost: what a call costs Redis
+
+${NODES} nodes in a local Redis; ${RESERVATIONS} calls per shape and round, three rounds taking turns; medians of EVALSHA time / calls (INFO commandstats):
+
+${table(
+  ['what', 'Redis CPU µs'],
+  [
+    [
+      `reservation as sent by default (${RESERVE_BATCH} candidates, failover targets from the view)`,
+      us('default'),
+    ],
+    ['reservation as sent before (6 candidates, 2 failover targets named by Redis)', us('before')],
+    ['a whole call: reservation + settle write (with its event) + end write', callUs],
+  ],
+)}
+
+One Redis core carries about ${result.redis_calls_per_s_per_core} calls/s at that cost (1 s / CPU per call). Took ${result.duration_s} s.`,
+);
