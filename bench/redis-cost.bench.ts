@@ -7,12 +7,15 @@
  *    with its event published), and the owner's write when it ends. From it, the calls per
  *    second one Redis core carries (1 s of CPU / CPU per call).
  *
+ *  - how long a proxy's full resync at 1000 nodes holds Redis: one chunk (VIEW_CHUNK nodes), against
+ *    the whole view read as one script.
+ *
  * Env: BENCH_RESERVATIONS (5000 per shape and round).
  * Writes bench/results/redis-cost.json and .md: redis_cpu_us_per_reservation,
- * redis_cpu_us_per_call, redis_calls_per_s_per_core.
+ * redis_cpu_us_per_call, redis_calls_per_s_per_core, read_view_block_ms_1000_nodes.
  */
 import { Redis } from 'ioredis';
-import { ClusterKeys, ClusterStore } from '@fslb/shared';
+import { ClusterKeys, ClusterStore, VIEW_CHUNK } from '@fslb/shared';
 import { RESERVE_BATCH } from '@fslb/proxy';
 import { deletePrefix, testPrefix } from '../test/support/redis.js';
 import { Children } from './support/children.js';
@@ -121,6 +124,30 @@ for (let r = 0; r < 3; r++) {
     perReservation.get(shape.name)?.push(await reservations(shape, `${shape.name}-${r}`));
   perCall.push(await wholeCalls(`call-${r}`));
 }
+
+/**
+ * How long a proxy's full resync holds Redis at 1000 nodes: the longest script of a read in
+ * chunks (VIEW_CHUNK, the default), against the same read as one script, medians of 5 reads each.
+ */
+const bigPrefix = testPrefix('bench-view');
+const big = new ClusterStore(redis, new ClusterKeys(bigPrefix));
+await benchNodes(big, 1000, 1000);
+async function longestScriptMs(chunk: number): Promise<number> {
+  const runs: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    await redis.config('RESETSTAT');
+    const calls = Math.ceil(1000 / chunk);
+    await big.readView({ chunk });
+    const stats = await commandStats();
+    // Chunks are alike in size: the longest is about the mean of the script calls.
+    runs.push(stats.scriptUsec / Math.max(1, Math.min(stats.scripts, calls + 1)) / 1000);
+  }
+  return round(median(runs), 3);
+}
+const viewChunkMs = await longestScriptMs(VIEW_CHUNK);
+const viewWholeMs = await longestScriptMs(1000);
+await deletePrefix(redis, bigPrefix);
+
 await deletePrefix(redis, prefix);
 redis.disconnect();
 await server.close();
@@ -138,6 +165,8 @@ const result = {
   redis_cpu_us_per_reservation_before: us('before'),
   redis_cpu_us_per_call: callUs,
   redis_calls_per_s_per_core: Math.round(1_000_000 / callUs),
+  read_view_block_ms_1000_nodes: viewChunkMs,
+  read_view_whole_ms_1000_nodes: viewWholeMs,
   runs: { per_reservation: Object.fromEntries(perReservation), per_call: perCall },
   redis: server.kind,
   duration_s: round((performance.now() - started) / 1000, 1),
@@ -145,7 +174,8 @@ const result = {
 console.log(
   `Redis CPU per reservation: ${result.redis_cpu_us_per_reservation} µs (${RESERVE_BATCH} candidates) vs ` +
     `${result.redis_cpu_us_per_reservation_before} µs (6 candidates, 2 failovers); per whole call ${callUs} µs ` +
-    `(${result.redis_calls_per_s_per_core} calls/s per Redis core)`,
+    `(${result.redis_calls_per_s_per_core} calls/s per Redis core); a full resync at 1000 nodes holds Redis ` +
+    `${viewChunkMs} ms at a time in chunks of ${VIEW_CHUNK} (${viewWholeMs} ms as one script)`,
 );
 writeBench(
   'redis-cost',
@@ -165,6 +195,8 @@ ${table(
     ['a whole call: reservation + settle write (with its event) + end write', callUs],
   ],
 )}
+
+A proxy's full resync at 1000 nodes holds Redis for ${viewChunkMs} ms at a time, read in chunks of ${VIEW_CHUNK} nodes (the default); read as one script it would hold it for ${viewWholeMs} ms.
 
 One Redis core carries about ${result.redis_calls_per_s_per_core} calls/s at that cost (1 s / CPU per call). Took ${result.duration_s} s.`,
 );

@@ -412,9 +412,14 @@ export class ProxyFleet {
     return this.sims.stats();
   }
 
-  /** Live reservations per node (members of `<prefix>:resv:<id>`, expired or not). */
+  /** Live reservations per node (members of `<prefix>:resv:<id>` that have not lapsed). */
   async reservations(): Promise<Record<string, number>> {
-    const counts = await Promise.all(this.ids.map((id) => this.redis.zcard(this.keys.resv(id))));
+    // Live ones: a lapsed member stays until the node's owner sweeps it at its next write.
+    const [sec, usec] = await this.redis.time();
+    const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+    const counts = await Promise.all(
+      this.ids.map((id) => this.redis.zcount(this.keys.resv(id), `(${now}`, '+inf')),
+    );
     return Object.fromEntries(this.ids.map((id, i) => [id, counts[i] ?? 0]));
   }
 

@@ -177,6 +177,29 @@ describe('cluster store (Lua scripts against a real Redis)', () => {
     assert.ok(a < b && b < rm && rm < again);
   });
 
+  it('reads the view in chunks: every node once, with the counter before and after', async () => {
+    const { keys, store } = await fixture();
+    const ids = Array.from({ length: 57 }, (_, i) => `n${String(i).padStart(2, '0')}`);
+    for (const id of ids) await store.upsertNode({ id, sip: 'h:5080', weight: 1 });
+    await redis.hset(keys.node('n03'), 'sessions', 'banana');
+    const before = Number(await redis.get(keys.version));
+    const view = await store.readView({ chunk: 10 });
+    assert.deepEqual(
+      view.nodes.map((n) => n.id),
+      ids,
+    );
+    assert.deepEqual(
+      view.nodes.filter((n) => !n.ok).map((n) => n.id),
+      ['n03'],
+    );
+    assert.equal(view.version, before);
+    assert.equal(view.startVersion, before);
+    // A nodes set damaged into another type reads as no node, not an error.
+    await redis.del(keys.nodes);
+    await redis.set(keys.nodes, 'x');
+    assert.deepEqual((await store.readView()).nodes, []);
+  });
+
   it('skips and reports a record edited into garbage, and keeps reading the rest', async () => {
     const { keys, store } = await fixture();
     await store.upsertNode({ id: 'fs1', sip: 'h:5080', weight: 1 });

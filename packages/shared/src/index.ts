@@ -6,6 +6,7 @@ export {
   ClusterStore,
   SlotStatus,
   UnknownNodeError,
+  VIEW_CHUNK,
   type InvalidRecord,
   type LimitHold,
   type LiveCall,

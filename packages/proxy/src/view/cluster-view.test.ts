@@ -164,6 +164,22 @@ describe('ClusterView', () => {
     assert.equal(v.get('a')?.eligible, false);
   });
 
+  it('keeps a node that a read in chunks may have passed: one added after the read began', () => {
+    const v = new ClusterView();
+    v.applySnapshot(snapshot(1000, 5, [[rec('a', 5), true, 0]]), 1);
+    // The read began at version 6; node b came by event at version 7 while it ran.
+    assert.equal(
+      v.applyEvent({ type: 'node', id: 'b', version: 7, record: rec('b', 7) }, 2),
+      EventEffect.Gap,
+    );
+    const r = v.applySnapshot({ ...snapshot(2000, 8, [[rec('a', 5), true, 0]]), startVersion: 6 }, 3);
+    assert.deepEqual(r.removed, []);
+    assert.ok(v.get('b'));
+    // Absent from a read that began after its version: gone.
+    const later = v.applySnapshot({ ...snapshot(3000, 9, [[rec('a', 5), true, 0]]), startVersion: 8 }, 4);
+    assert.deepEqual(later.removed, ['b']);
+  });
+
   it('trusts a snapshot whose counter went backwards (the version key was lost)', () => {
     const v = new ClusterView();
     v.applySnapshot(snapshot(1000, 500, [[rec('a', 500), true, 0]]), 1);

@@ -178,6 +178,8 @@ export class ClusterView {
     }
     for (const [id, held] of [...this.#byId]) {
       if (seen.has(id)) continue;
+      // Added (or changed) after a read in chunks began: the read may have passed its place.
+      if (!amnesia && s.startVersion !== undefined && held.version > s.startVersion) continue;
       if (this.#carry(held, amnesia, now, false)) {
         report.carried.push(id);
         continue;
