@@ -50,6 +50,8 @@ const FIGURES = [
   ['redis_cpu_us_per_call', 'redis-cost', 'µs', null],
   ['redis_calls_per_s_per_core', 'redis-cost', 'calls/s', null],
   ['read_view_block_ms_1000_nodes', 'redis-cost', 'ms', '≤ 1', (v) => v <= 1],
+  ['fleet_reservations_per_s_one_redis', 'redis-fleet', 'res/s', null],
+  ['fleet_reservations_per_s_cluster', 'redis-fleet', 'res/s', null],
 ];
 
 /** The ten-minute soak, and the benchmarks that run beside it (see below). */

@@ -128,6 +128,11 @@ export class TestRedisCluster {
     }
   }
 
+  /** The process id of one member, while it runs. */
+  pidOf(port: number): number | undefined {
+    return this.#children.get(port)?.pid;
+  }
+
   /** A plain client on one member (no redirections followed). */
   node(port: number): Redis {
     const r = new Redis({ port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1 });
