@@ -84,30 +84,44 @@ local changed = false
 
 -- Membership: remove-node deletes the record and the membership together, so a node missing from
 -- the set with its record gone too was removed; one missing with its record there is damage.
-if not ensureType(KEYS[4], 'set') then return { -3, unpack(notes) } end
-if redis.call('SISMEMBER', KEYS[4], id) == 0 then
+-- Damage is looked for on the error path: a key of another type fails its command.
+local member = redis.pcall('SISMEMBER', KEYS[4], id)
+if type(member) ~= 'number' then
+  ensureType(KEYS[4], 'set')
+  return { -3, unpack(notes) }
+end
+if member == 0 and redis.call('EXISTS', KEYS[4]) == 0 then return { -3, unpack(notes) } end
+if member == 0 then
   if redis.call('EXISTS', KEYS[1]) == 0 then return { -2 } end
   redis.call('SADD', KEYS[4], id)
   note(KEYS[4], id .. ' was missing; added again')
   changed = true
 end
 
-local aliveKind = redis.call('TYPE', KEYS[3]).ok
-if aliveKind == 'none' then
+local alivePttl = redis.call('PTTL', KEYS[3])
+if alivePttl == -2 then
   if ARGV[14] == '1' then note(KEYS[3], 'missing before its time; written again') end
-elseif aliveKind ~= 'string' then
-  note(KEYS[3], 'a ' .. aliveKind .. ' where a string belongs; written again')
-elseif redis.call('PTTL', KEYS[3]) == -1 then
-  note(KEYS[3], 'no expiry; written again with one')
+elseif alivePttl == -1 then
+  local aliveKind = redis.call('TYPE', KEYS[3]).ok
+  if aliveKind ~= 'string' then
+    note(KEYS[3], 'a ' .. aliveKind .. ' where a string belongs; written again')
+  else
+    note(KEYS[3], 'no expiry; written again with one')
+  end
 end
 redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
 
 -- The record as it is, then what a reader could not use in it (see node-record.ts).
 local old = {}
-if ensureType(KEYS[1], 'hash') then
-  local flat = redis.call('HGETALL', KEYS[1])
-  for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+local oldFlat = redis.pcall('HGETALL', KEYS[1])
+if oldFlat.err then
+  ensureType(KEYS[1], 'hash')
+else
+  for i = 1, #oldFlat, 2 do old[oldFlat[i]] = oldFlat[i + 1] end
 end
+-- The record after this write, kept beside the writes so that the event needs no read back.
+local record = {}
+for f, v in pairs(old) do record[f] = v end
 local function whole(v) return v ~= nil and #v <= 15 and string.match(v, '^%d+$') ~= nil end
 local function decimal(v) return v ~= nil and (whole(v) or string.match(v, '^%d+%.%d+$') ~= nil) end
 local fix = {}
@@ -152,6 +166,7 @@ for f, v in pairs(fix) do
   -- A configured value passed as '' is not known to this writer: left as it is.
   if v ~= '' or f == 'admin' then
     redis.call('HSET', KEYS[1], f, v)
+    record[f] = v
     changed = true
   end
 end
@@ -163,12 +178,16 @@ if old.owner ~= ARGV[2] then changed = true end
 for i = 15, loudEnd, 2 do
   if old[ARGV[i]] ~= ARGV[i + 1] then changed = true end
 end
-for i = 15, fieldsEnd, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if fieldsEnd >= 15 then redis.call('HSET', KEYS[1], unpack(ARGV, 15, fieldsEnd)) end
+for i = 15, fieldsEnd, 2 do record[ARGV[i]] = ARGV[i + 1] end
 
 local t = redis.call('TIME')
 local nowMs = t[1] * 1000 + math.floor(t[2] / 1000)
-ensureType(KEYS[6], 'zset')
-local far = redis.call('ZREMRANGEBYSCORE', KEYS[6], '(' .. (nowMs + 600000), '+inf')
+local far = redis.pcall('ZREMRANGEBYSCORE', KEYS[6], '(' .. (nowMs + 600000), '+inf')
+if type(far) ~= 'number' then
+  ensureType(KEYS[6], 'zset')
+  far = 0
+end
 if far > 0 then
   note(KEYS[6], far .. ' reservations lapsing more than 10 minutes ahead; removed')
   changed = true
@@ -199,7 +218,7 @@ for i = fieldsEnd + 1, #ARGV do
 end
 
 if not changed then
-  return { 0, redis.call('HGET', KEYS[1], 'admin') or '', unpack(notes) }
+  return { 0, record.admin or '', unpack(notes) }
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', nowMs)
@@ -217,9 +236,7 @@ elseif version <= heldVersion then
   redis.call('SET', KEYS[5], version)
 end
 redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'updatedAt', tostring(nowMs), 'version', tostring(version))
-local record = {}
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do record[flat[i]] = flat[i + 1] end
+record.owner, record.updatedAt, record.version = ARGV[2], tostring(nowMs), tostring(version)
 local publish, channel = string.match(ARGV[4], '^(%u+) (.+)$')
 redis.call(publish, channel, cjson.encode({ v = 1, type = 'node', id = id, version = version,
   at = t[1] .. string.format('%06d', tonumber(t[2])), resv = resv, record = record }))
