@@ -39,6 +39,8 @@ import { entryPoint } from './support/runtime.js';
 const CALLS = Number(process.env.BENCH_FAIRNESS_CALLS ?? 1000);
 /** proxy.reserveTimeoutMs for every run when set (default: the proxy's own, 250 ms). */
 const RESERVE_TIMEOUT_MS = process.env.BENCH_RESERVE_TIMEOUT_MS;
+/** `proxy.loadPublishMs` for the proxies (an hour: no `load` messages), to weigh what they bring. */
+const LOAD_PUBLISH_MS = process.env.BENCH_LOAD_PUBLISH_MS;
 const NODES = 10;
 const PROXIES = 4;
 /** The proxies run from the built JS (built first when stale), as operators run them. */
@@ -145,6 +147,7 @@ async function run(redis: { url: string; client: Redis }, s: Scenario, mode: Mod
     proxy: {
       provisionalTimeout: '30s',
       ...(RESERVE_TIMEOUT_MS === undefined ? {} : { reserveTimeoutMs: Number(RESERVE_TIMEOUT_MS) }),
+      ...(LOAD_PUBLISH_MS === undefined ? {} : { loadPublishMs: Number(LOAD_PUBLISH_MS) }),
       ...modes[mode],
     },
     monitor: { probeIntervalMs: 1000, probeTimeoutMs: 3000, leaseTtlMs: 10_000 },

@@ -104,9 +104,40 @@ describe('fslb-proxy routing and accounting', () => {
     assert.equal(line.accounting, 'redis');
   });
 
-  it('lets a reservation made by one proxy change the next choice of another', async (t) => {
-    // Periodic resyncs far away: what proxy B learns, it learns from the events channel.
+  it("counts one proxy's reservation in another's next choice, in Redis, with no load messages", async (t) => {
     const s = await proxyScene(t, r, { count: 2, random: first, proxy: { resyncIntervalMs: 600_000 } });
+    const dxB = await DrachtioDouble.start();
+    t.after(() => dxB.close());
+    const b = await startProxy(
+      proxyConfig({
+        redisUrl: r.server.url,
+        prefix: s.prefix,
+        nodes: s.sims.nodes,
+        drachtioPort: dxB.port,
+        proxyId: 'proxy-b',
+        proxy: { resyncIntervalMs: 600_000 },
+      }),
+      first,
+    );
+    t.after(() => b.close());
+    await dxB.routed(['invite']);
+    s.dx.onProxy(() => ({ kind: 'hold' }));
+    dxB.onProxy(() => ({ kind: 'hold' }));
+    const fromA = await s.dx.inject({ method: 'INVITE', sdp: true }).proxied();
+    assert.equal(fromA.destinations[0], uriOf(s, 0));
+    // B's view still has both nodes empty and puts fs1 first; Redis counts A's slot there.
+    assert.equal(b.view.get('fs1')?.reservations, 0);
+    const fromB = await dxB.inject({ method: 'INVITE', sdp: true }).proxied();
+    assert.equal(fromB.destinations[0], uriOf(s, 1));
+  });
+
+  it('with proxy.loadPublishMs, lets another proxy learn a reservation from its load message', async (t) => {
+    // Periodic resyncs far away: what proxy B learns, it learns from the events channel.
+    const s = await proxyScene(t, r, {
+      count: 2,
+      random: first,
+      proxy: { resyncIntervalMs: 600_000, loadPublishMs: 20 },
+    });
     const dxB = await DrachtioDouble.start();
     t.after(() => dxB.close());
     const b = await startProxy(

@@ -81,7 +81,7 @@ export interface AccountingSettings {
   timeoutMs: number;
   /** Lifetime of a slot (a little above the provisional timeout). */
   ttlMs: number;
-  /** Load figures learnt from replies are published at most this often. */
+  /** Load figures learnt from replies are published at most this often; 0: never. */
   publishMs: number;
   proxyId: string;
   /**
@@ -463,9 +463,9 @@ export class CallAccounting {
     this.#queue(f);
   }
 
-  /** Queues a load figure for the coalesced `load` message. */
+  /** Queues a load figure for the coalesced `load` message (none when publishing is off). */
   #queue(f: LoadFigure): void {
-    if (this.#closed) return;
+    if (this.#closed || this.#settings.publishMs === 0) return;
     const held = this.#outbox.get(f.id);
     if (!held || held.at < f.at) this.#outbox.set(f.id, f);
     this.#flush ??= setTimeout(() => {

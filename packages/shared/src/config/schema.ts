@@ -215,8 +215,12 @@ const proxySchema = z
     reserveTimeoutMs: positiveMs.default(250),
     /** A reservation outlives the provisional timeout by this much before it lapses. */
     reservationMarginMs: positiveMs.default(1000),
-    /** Load figures learnt from reservations are published at most this often. */
-    loadPublishMs: z.number().int().min(1).default(20),
+    /**
+     * Load figures learnt from reservations are published for the other proxies at most this
+     * often; 0 (the default): not at all. Redis makes the final choice of every slot, and the
+     * fairness bench is the same without them, while each proxy would hear every other's.
+     */
+    loadPublishMs: z.number().int().min(0).default(0),
     /** SIGTERM waits this long at most for calls in progress to finish. */
     shutdownTimeoutMs: positiveMs.default(40_000),
     provisionalTimeout: duration.default(2000),
