@@ -31,7 +31,10 @@
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them it
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
- * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs.
+ * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs, and, at 75 % of the
+ * bare app's highest clean rate (the highest step at or below it where both were clean),
+ * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
+ * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
  * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
@@ -69,7 +72,7 @@ import { config, startMonitor, waitForNode } from '../test/monitor/support.js';
 import { proxyRawConfig } from '../test/proxy/support.js';
 import { alive, Children } from './support/children.js';
 import { startBenchRedis, type BenchRedis } from './support/redis.js';
-import { machine as machineInfo, table } from './support/results.js';
+import { machine as machineInfo, quantile, table } from './support/results.js';
 import { childEnv, entryPoint, type Entry } from './support/runtime.js';
 import {
   busiestThreadDelta,
@@ -191,6 +194,8 @@ interface Lane {
 }
 
 interface Step {
+  /** Setup time (INVITE sent to 200 received) of the answered calls, ms, from SIPp. */
+  setup_ms: { p50: number; p99: number; calls: number } | null;
   rate: number;
   /** drachtio-server + app pairs, each called at rate / pairs. */
   pairs: number;
@@ -598,7 +603,16 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
       ((self.user + self.system) / 1e6) * TCK,
   );
   const firstError = uacs.map((u) => u.firstError).find((e) => e !== '');
+  const setups = uacs.flatMap((u) => u.setupMs).sort((a, b) => a - b);
   const step: Step = {
+    setup_ms:
+      setups.length === 0
+        ? null
+        : {
+            p50: round(quantile(setups, 0.5), 2),
+            p99: round(quantile(setups, 0.99), 2),
+            calls: setups.length,
+          },
     rate,
     pairs: lanes.length,
     calls_offered: calls,
@@ -833,6 +847,27 @@ function cpuLine(v: unknown): string {
   return `Host CPU per call at ${c.rate}/s (both clean): fslb ${c.fslb.total} ms (${parts(c.fslb)}), bare ${c.bare.total} ms (${parts(c.bare)}).\n\n`;
 }
 
+/** The proxy's CPU and the setup time it adds against the bare app at 75 % of the bare app's best. */
+function compareLine(r: Record<string, unknown>): string {
+  const a = r.setup_added_ms as
+    | {
+        rate: number;
+        p50: number;
+        p99: number;
+        fslb: { p50: number; p99: number };
+        bare: { p50: number; p99: number };
+      }
+    | null
+    | undefined;
+  if (!a) return '';
+  return (
+    `At ${a.rate}/s (75 % of the bare app's highest clean rate, or the step below): the proxy's CPU per call ` +
+    `${String(r.proxy_cpu_ratio_to_bare)} x the bare app's (fslb at its default log level); setup time (SIPp, INVITE to 200) ` +
+    `p50/p99 ${a.fslb.p50}/${a.fslb.p99} ms through fslb against ${a.bare.p50}/${a.bare.p99} ms through the bare app: ` +
+    `fslb adds ${a.p50} ms at p50 and ${a.p99} ms at p99.\n\n`
+  );
+}
+
 /** The per-bench summary for summary.md. */
 function markdown(r: Record<string, unknown>): string {
   if (typeof r.skipped === 'string') return `## proxy-real-cps: skipped\n\n${r.skipped}`;
@@ -866,14 +901,14 @@ ${table(
     'first step not clean',
   ],
   [
-    line('fslb', 'fslb-proxy (warn)'),
+    line('fslb', 'fslb-proxy (info, the default)'),
     line('fslb_no_reservations', 'fslb-proxy, no reservations'),
     line('bare', 'bare srf app'),
     line('two_pairs', '2 x (drachtio + fslb-proxy)'),
   ],
 )}
 
-${cpuLine(r.cpu_ms_per_call_where_both_clean)}Contended steps: ${Array.isArray(r.contended_steps) && r.contended_steps.length > 0 ? r.contended_steps.join(', ') : 'none'}. Took ${String(r.duration_s)} s.`;
+${cpuLine(r.cpu_ms_per_call_where_both_clean)}${compareLine(r)}Contended steps: ${Array.isArray(r.contended_steps) && r.contended_steps.length > 0 ? r.contended_steps.join(', ') : 'none'}. Took ${String(r.duration_s)} s.`;
 }
 
 // ---------------------------------------------------------------------------------- run
@@ -942,14 +977,14 @@ try {
     `drachtio-server ${drachtioVersion}, SIPp ${sippVersion}, redis ${redisServer.kind}, callees on ${uasPorts.join(', ')}`,
   );
 
-  // fslb-proxy, log level warn, every rate, then its best rate sustained.
+  // fslb-proxy at the default log level (info: a line per call), every rate, then its best rate sustained.
   const steps: Record<string, unknown> = {};
   result.steps = steps;
-  console.log('fslb-proxy (log level warn):');
+  console.log('fslb-proxy (default log level, info):');
   const lane: Lane = {
     server: first.server,
     serverPid: first.pid,
-    app: await startFslb('warn', first.server, 'pair-1'),
+    app: await startFslb('info', first.server, 'pair-1'),
   };
   const fslbSteps = SERIES.has('fslb') ? await series([lane], 'fslb', RATES) : [];
   steps.fslb = fslbSteps;
@@ -1040,6 +1075,35 @@ try {
     return { ...parts, total: round(parts.app + parts.drachtio_server + parts.redis + parts.sipp) };
   };
   const cpuAtCommon = { rate: common ?? null, fslb: perCall(fslbSteps), bare: perCall(bareSteps) };
+  // Against the bare app at 75 % of its highest clean rate (the highest step at or below it where
+  // both were clean): the proxy's CPU per call, and the setup time fslb adds (SIPp's INVITE->200).
+  const compareRate = ran(fslbSteps)
+    .filter(
+      (s) =>
+        s.clean &&
+        bareClean !== null &&
+        s.rate <= 0.75 * bareClean &&
+        ran(bareSteps).some((b) => b.clean && b.rate === s.rate),
+    )
+    .at(-1)?.rate;
+  const atCompare = (list: readonly (Step | Skipped)[]): Step | undefined =>
+    ran(list).find((x) => x.rate === compareRate);
+  const fslbAt = atCompare(fslbSteps);
+  const bareAt = atCompare(bareSteps);
+  const proxyCpuRatio =
+    fslbAt && bareAt && bareAt.proxy_cpu_ms_per_call > 0
+      ? round(fslbAt.proxy_cpu_ms_per_call / bareAt.proxy_cpu_ms_per_call, 2)
+      : null;
+  const setupAdded =
+    fslbAt?.setup_ms && bareAt?.setup_ms
+      ? {
+          rate: compareRate,
+          p50: round(fslbAt.setup_ms.p50 - bareAt.setup_ms.p50, 2),
+          p99: round(fslbAt.setup_ms.p99 - bareAt.setup_ms.p99, 2),
+          fslb: fslbAt.setup_ms,
+          bare: bareAt.setup_ms,
+        }
+      : null;
   const notes: Record<string, string> = {};
   if (fslbClean === null) notes.real_cps_fslb = 'no rate was clean, not even the lowest';
   if (bareClean === null) notes.real_cps_bare = 'no rate was clean, not even the lowest';
@@ -1070,6 +1134,10 @@ try {
     real_cps_fslb: fslbClean,
     real_cps_bare: bareClean,
     real_cps_ratio: ratio,
+    proxy_cpu_ratio_to_bare: proxyCpuRatio,
+    setup_p99_added_ms: setupAdded?.p99 ?? null,
+    setup_added_ms: setupAdded,
+    compare_rate: compareRate ?? null,
     real_cps_two_pairs: twoConfirmed.rate,
     real_cps_fslb_no_reservations: noResvClean,
     cpu_ms_per_call_where_both_clean: cpuAtCommon,

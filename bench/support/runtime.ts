@@ -56,12 +56,14 @@ export function entryPoint(pkg: 'proxy' | 'monitor'): Entry {
     }
   }
   const main = `packages/${pkg}/dist/main.js`;
+  // Node.js flags for this child only (BENCH_PROXY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/p").
+  const flags = (process.env[`BENCH_${pkg.toUpperCase()}_NODE_ARGS`] ?? '').split(' ').filter(Boolean);
   if (stale.length === 0 && existsSync(join(ROOT, main))) {
-    return { runtime: `built JS: node ${main}${note}`, args: (...a) => [main, ...a] };
+    return { runtime: `built JS: node ${main}${note}`, args: (...a) => [...flags, main, ...a] };
   }
   return {
     runtime: `source: node --import tsx packages/${pkg}/src/main.ts (the build was stale or missing${note})`,
-    args: (...a) => fromSource(`packages/${pkg}/src/main.ts`, ...a),
+    args: (...a) => [...flags, ...fromSource(`packages/${pkg}/src/main.ts`, ...a)],
   };
 }
 

@@ -3,7 +3,7 @@
  * (UAC) per step, with the figures SIPp writes to its -trace_stat file and the CPU it used.
  */
 import type { ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { alive, exitOf, type Children } from './children.js';
 import { processTicks, udpBound } from '../../test/support/proc-stat.js';
@@ -127,6 +127,11 @@ export interface UacRun {
   firstError: string;
   /** SIPp's per-message table (from its final screen): where calls stalled. */
   messages: MessageRow[];
+  /**
+   * Setup times (INVITE sent to 200 received, ms) of the calls that were answered, from SIPp's
+   * -trace_rtt file, when the scenario marks them (start_rtd / rtd).
+   */
+  setupMs: number[];
 }
 
 export interface MessageRow {
@@ -210,9 +215,13 @@ export async function runUac(
       '-timeout',
       `${budgetS}s`,
       '-timeout_error',
+      '-trace_rtt',
+      '-rtt_freq',
+      '1',
       ...commonArgs({ statFile, errorFile, screenFile, statEverySec: 1 }),
     ],
-    { stdio: 'ignore' },
+    // The -trace_rtt file is written in the working directory.
+    { stdio: 'ignore', cwd: o.dir },
   );
   let cpuTicks = 0;
   const pid = child.pid;
@@ -232,7 +241,9 @@ export async function runUac(
   for (const [k, v] of Object.entries(s ?? {})) {
     if (/^Failed.+\(C\)$/.test(k) && Number(v) > 0) failures[k.slice(6, -3)] = Number(v);
   }
+  const setupMs = pid === undefined ? [] : readRtt(o.dir, pid);
   return {
+    setupMs,
     exitCode: code,
     attempted,
     successful,
@@ -256,4 +267,17 @@ function firstEvent(file: string): string {
 
 function tail(file: string): string {
   return existsSync(file) ? readFileSync(file, 'utf8').slice(-500) : '';
+}
+
+/** The response times (ms) of a SIPp -trace_rtt file (`<scenario>_<pid>_rtt.csv`) in `dir`. */
+function readRtt(dir: string, pid: number): number[] {
+  const file = readdirSync(dir).find((f) => f.endsWith(`_${pid}_rtt.csv`));
+  if (file === undefined) return [];
+  const out: number[] = [];
+  for (const line of readFileSync(join(dir, file), 'utf8').split('\n')) {
+    // Date_ms;response_time_ms;rtd_no
+    const v = Number(line.split(';')[1]);
+    if (line !== '' && Number.isFinite(v) && !line.startsWith('Date')) out.push(v);
+  }
+  return out;
 }
