@@ -65,6 +65,19 @@ describe('faults: Redis Cluster', () => {
       ['fs1 up', 'fs2 up', 'fs3 up'],
     );
 
+    // Drain and wait through the cluster (sharded pub/sub wakes the wait), then undrain.
+    const cli = (...args: string[]) =>
+      run(process.execPath, fromSource('packages/cli/src/main.ts', ...args, '--config', rig.configFile), {
+        cwd: root,
+        env: { ...process.env, FSLB_CONFIG: '' },
+        timeout: 30_000,
+      });
+    const drained = await cli('drain', 'fs3', '--wait', '--timeout', '20s');
+    assert.match(drained.stdout, /fs3 (drained|was already drained)/);
+    assert.equal(await client.hget(rig.keys.node('fs3'), 'admin'), 'drain');
+    await cli('undrain', 'fs3');
+    assert.equal(await client.hget(rig.keys.node('fs3'), 'admin'), '');
+
     // A reshard: the slot moves to another master while calls are reserved and settled in it.
     const from = await cluster.masterOf(slot);
     const to = (await cluster.masters()).find((p) => p !== from) ?? from;
