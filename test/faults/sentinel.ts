@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freeTcpPort } from '../support/net.js';
-import { ping } from '../support/redis.js';
+import { ping, redisServerArgs } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { Proc } from './rig.js';
 
@@ -31,18 +31,7 @@ export class SentinelSet {
       const masterPort = await freeTcpPort();
       for (const [i, port] of [masterPort, await freeTcpPort()].entries()) {
         // Replication writes an RDB for the replica's sync: into the set's own directory.
-        const args = [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--save',
-          '',
-          '--appendonly',
-          'no',
-          '--dir',
-          dir,
-        ];
+        const args = [...redisServerArgs(port), '--dir', dir];
         if (i > 0) args.push('--replicaof', '127.0.0.1', String(masterPort));
         servers.push({
           port,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { FsNode } from '@fslb/fs-sim';
 import { captureLogger } from '../support/log-capture.js';
 import { useRedis } from '../support/redis.js';
@@ -104,39 +104,16 @@ describe('fslb-proxy routing and accounting', () => {
     assert.equal(line.accounting, 'redis');
   });
 
-  it("counts one proxy's reservation in another's next choice, in Redis, with no load messages", async (t) => {
-    const s = await proxyScene(t, r, { count: 2, random: first, proxy: { resyncIntervalMs: 600_000 } });
-    const dxB = await DrachtioDouble.start();
-    t.after(() => dxB.close());
-    const b = await startProxy(
-      proxyConfig({
-        redisUrl: r.server.url,
-        prefix: s.prefix,
-        nodes: s.sims.nodes,
-        drachtioPort: dxB.port,
-        proxyId: 'proxy-b',
-        proxy: { resyncIntervalMs: 600_000 },
-      }),
-      first,
-    );
-    t.after(() => b.close());
-    await dxB.routed(['invite']);
-    s.dx.onProxy(() => ({ kind: 'hold' }));
-    dxB.onProxy(() => ({ kind: 'hold' }));
-    const fromA = await s.dx.inject({ method: 'INVITE', sdp: true }).proxied();
-    assert.equal(fromA.destinations[0], uriOf(s, 0));
-    // B's view still has both nodes empty and puts fs1 first; Redis counts A's slot there.
-    assert.equal(b.view.get('fs1')?.reservations, 0);
-    const fromB = await dxB.inject({ method: 'INVITE', sdp: true }).proxied();
-    assert.equal(fromB.destinations[0], uriOf(s, 1));
-  });
-
-  it('with proxy.loadPublishMs, lets another proxy learn a reservation from its load message', async (t) => {
-    // Periodic resyncs far away: what proxy B learns, it learns from the events channel.
+  /**
+   * Proxy A (the scene's) and a proxy B on a double of its own over the same Redis and nodes,
+   * periodic resyncs far away (what B learns, it learns from the events channel); both hold what
+   * they proxy. A's first INVITE goes to fs1; returns B and where its next INVITE went.
+   */
+  async function twoProxies(t: TestContext, proxyA: Record<string, unknown>) {
     const s = await proxyScene(t, r, {
       count: 2,
       random: first,
-      proxy: { resyncIntervalMs: 600_000, loadPublishMs: 20 },
+      proxy: { resyncIntervalMs: 600_000, ...proxyA },
     });
     const dxB = await DrachtioDouble.start();
     t.after(() => dxB.close());
@@ -157,9 +134,20 @@ describe('fslb-proxy routing and accounting', () => {
     dxB.onProxy(() => ({ kind: 'hold' }));
     const fromA = await s.dx.inject({ method: 'INVITE', sdp: true }).proxied();
     assert.equal(fromA.destinations[0], uriOf(s, 0));
+    return { s, b, inviteFromB: () => dxB.inject({ method: 'INVITE', sdp: true }).proxied() };
+  }
+
+  it("counts one proxy's reservation in another's next choice, in Redis, with no load messages", async (t) => {
+    const { s, b, inviteFromB } = await twoProxies(t, {});
+    // B's view still has both nodes empty and puts fs1 first; Redis counts A's slot there.
+    assert.equal(b.view.get('fs1')?.reservations, 0);
+    assert.equal((await inviteFromB()).destinations[0], uriOf(s, 1));
+  });
+
+  it('with proxy.loadPublishMs, lets another proxy learn a reservation from its load message', async (t) => {
+    const { s, b, inviteFromB } = await twoProxies(t, { loadPublishMs: 20 });
     await waitFor('proxy B sees the slot A took', () => b.view.get('fs1')?.reservations === 1);
-    const fromB = await dxB.inject({ method: 'INVITE', sdp: true }).proxied();
-    assert.equal(fromB.destinations[0], uriOf(s, 1));
+    assert.equal((await inviteFromB()).destinations[0], uriOf(s, 1));
   });
 
   it('answers 503 with Retry-After when no node has room, and OPTIONS follows', async (t) => {

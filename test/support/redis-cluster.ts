@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { listening } from './net.js';
+import { redisServerArgs } from './redis.js';
 
 const run = promisify(execFile);
 
@@ -79,10 +80,7 @@ export class TestRedisCluster {
     const child = spawn(
       process.env.REDIS_SERVER_BIN ?? 'redis-server',
       [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
+        ...redisServerArgs(port),
         '--cluster-enabled',
         'yes',
         '--cluster-config-file',
@@ -94,14 +92,6 @@ export class TestRedisCluster {
         '0',
         '--dir',
         this.#dir,
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--protected-mode',
-        'no',
-        '--loglevel',
-        'warning',
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );

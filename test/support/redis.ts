@@ -152,24 +152,7 @@ class SpawnedRedis implements TestRedis {
 
   async #launch(): Promise<void> {
     const bin = process.env.REDIS_SERVER_BIN ?? 'redis-server';
-    const child = spawn(
-      bin,
-      [
-        '--port',
-        String(this.#port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--protected-mode',
-        'no',
-        '--loglevel',
-        'warning',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(bin, redisServerArgs(this.#port), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
@@ -226,6 +209,24 @@ class SpawnedRedis implements TestRedis {
     this.#closed = true;
     await this.#signal('SIGKILL');
   }
+}
+
+/** A test's redis-server on a loopback port: nothing kept on disk, warnings only. */
+export function redisServerArgs(port: number): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--protected-mode',
+    'no',
+    '--loglevel',
+    'warning',
+  ];
 }
 
 /** Whether a Redis answers PING at `url` now (one attempt, 500 ms to connect). */
