@@ -31,14 +31,16 @@
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them it
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
- * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs, and, at 75 % of the
+ * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs, real_cps_ratio_rr (both
+ * apps record-routing, the callers sending ACK and BYE along the route set: bench/sipp/uac-rr.xml,
+ * uas-rr.xml), and, at 75 % of the
  * bare app's highest clean rate (the highest step at or below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
  * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
  * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
- * BENCH_CPS_SERIES (fslb,nores,bare,two: which series run; the figures of a series left out are
+ * BENCH_CPS_SERIES (fslb,nores,bare,two,rr: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
@@ -110,7 +112,7 @@ const HELD = CONFIRM_S > 0 ? `, then held ${CONFIRM_S} s (else the next lower cl
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
 /** Which series run (experiments): fslb, nores, bare, two (all by default). */
-const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,nores,bare,two').split(','));
+const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,nores,bare,two,rr').split(','));
 const CLEAN_PCT = 0.1;
 /** A step kept pace when its calls completed at 95 % of the offered rate or better. */
 const PACE = 0.95;
@@ -124,6 +126,11 @@ const UDP_BUFFER = 8_388_608;
 const NODES = 2;
 const UAC_SCENARIO = join(ROOT, 'test/e2e/sipp/uac-contact.xml');
 const UAS_SCENARIO = join(ROOT, 'bench/sipp/uas-via.xml');
+/** The record-route series' caller and callees: ACK and BYE along the route set. */
+const UAC_RR_SCENARIO = join(ROOT, 'bench/sipp/uac-rr.xml');
+const UAS_RR_SCENARIO = join(ROOT, 'bench/sipp/uas-rr.xml');
+/** The scenarios the steps run now: switched for the record-route series. */
+let scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
 const BARE_APP = join(ROOT, 'bench/support/bare-srf-proxy.mjs');
 /** Monitor timings as the defaults have them (HTTP off, so nothing to bind). */
 const MONITOR = {
@@ -167,6 +174,9 @@ if (skip !== undefined) {
     real_cps_bare: null,
     real_cps_ratio: null,
     real_cps_two_pairs: null,
+    real_cps_ratio_rr: null,
+    proxy_cpu_ratio_to_bare: null,
+    setup_p99_added_ms: null,
     real_cps_fslb_no_reservations: null,
     notes: Object.fromEntries(
       ['real_cps_fslb', 'real_cps_bare', 'real_cps_ratio', 'real_cps_two_pairs'].map((k) => [k, skip]),
@@ -377,12 +387,19 @@ async function startFslb(
   return { kind: 'fslb', label: id, level, child, pid: child.pid ?? 0, logFile, httpPort };
 }
 
-async function startBare(server: RealDrachtio): Promise<App> {
+async function startBare(server: RealDrachtio, recordRoute = false): Promise<App> {
   const logFile = join(work, 'bare.log');
   const out = openSync(logFile, 'w');
   const child = children.spawn(
     process.execPath,
-    [BARE_APP, '127.0.0.1', String(server.appPort), server.secret, `127.0.0.1:${uasPorts[0] ?? 0}`],
+    [
+      BARE_APP,
+      '127.0.0.1',
+      String(server.appPort),
+      server.secret,
+      `127.0.0.1:${uasPorts[0] ?? 0}`,
+      ...(recordRoute ? ['record-route'] : []),
+    ],
     { cwd: ROOT, stdio: ['ignore', out, out], env: childEnv() },
   );
   closeSync(out);
@@ -529,7 +546,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const before = await waitQuiet();
   const dir = mkdtempSync(join(work, `step-${lanes[0]?.app.kind ?? 'x'}-${lanes.length}x-${rate}-`));
   const uas: Uas[] = [];
-  for (const port of uasPorts) uas.push(await startUas(children, sipp as string, UAS_SCENARIO, port, dir));
+  for (const port of uasPorts) uas.push(await startUas(children, sipp as string, scenarios.uas, port, dir));
   const apps = lanes.map((l) => l.app);
   const c0 = await scrapeAll(lanes);
   const self0 = process.cpuUsage();
@@ -547,7 +564,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
       mkdirSync(laneDir);
       return runUac(children, {
         sipp: sipp as string,
-        scenario: UAC_SCENARIO,
+        scenario: scenarios.uac,
         target: `127.0.0.1:${l.server.sipPort}`,
         port: await freeUdpPort(),
         rate: rate / lanes.length,
@@ -889,7 +906,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
 
 ${table(
   [
@@ -905,6 +922,8 @@ ${table(
     line('fslb_no_reservations', 'fslb-proxy, no reservations'),
     line('bare', 'bare srf app'),
     line('two_pairs', '2 x (drachtio + fslb-proxy)'),
+    line('fslb_rr', 'fslb-proxy, record-routing'),
+    line('bare_rr', 'bare srf app, record-routing'),
   ],
 )}
 
@@ -1037,6 +1056,33 @@ try {
   await stopApp(lane.app);
   const bareClean = bareConfirmed.rate;
 
+  // Record-routing on, for fslb-proxy and the bare app alike: ACK and BYE come back through
+  // drachtio-server along the route set (bench/sipp/uac-rr.xml, uas-rr.xml).
+  let rrFslbSteps: (Step | Skipped)[] = [];
+  let rrBareSteps: (Step | Skipped)[] = [];
+  let rrFslbClean: number | null = null;
+  let rrBareClean: number | null = null;
+  if (SERIES.has('rr')) {
+    scenarios = { uac: UAC_RR_SCENARIO, uas: UAS_RR_SCENARIO };
+    console.log('fslb-proxy, record-routing (default log level, info):');
+    lane.app = await startFslb('info', first.server, 'pair-1-rr', { recordRoute: true });
+    rrFslbSteps = await series([lane], 'fslb rr', RATES);
+    steps.fslb_rr = rrFslbSteps;
+    const cf = await confirm([lane], 'fslb rr', rrFslbSteps);
+    steps.fslb_rr_confirm = cf.tries;
+    rrFslbClean = cf.rate;
+    await stopApp(lane.app);
+    console.log('bare drachtio-srf proxy app, record-routing:');
+    lane.app = await startBare(first.server, true);
+    rrBareSteps = await series([lane], 'bare rr', RATES);
+    steps.bare_rr = rrBareSteps;
+    const cb = await confirm([lane], 'bare rr', rrBareSteps);
+    steps.bare_rr_confirm = cb.tries;
+    rrBareClean = cb.rate;
+    await stopApp(lane.app);
+    scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
+  }
+
   // Two drachtio-server + fslb-proxy pairs, one SIPp caller each at half the summed rate.
   console.log('two drachtio-server + fslb-proxy pairs (rates summed):');
   const second = await startServer();
@@ -1134,6 +1180,9 @@ try {
     real_cps_fslb: fslbClean,
     real_cps_bare: bareClean,
     real_cps_ratio: ratio,
+    real_cps_fslb_rr: rrFslbClean,
+    real_cps_bare_rr: rrBareClean,
+    real_cps_ratio_rr: rrFslbClean !== null && rrBareClean ? round(rrFslbClean / rrBareClean, 2) : null,
     proxy_cpu_ratio_to_bare: proxyCpuRatio,
     setup_p99_added_ms: setupAdded?.p99 ?? null,
     setup_added_ms: setupAdded,

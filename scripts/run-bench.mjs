@@ -42,6 +42,7 @@ const FIGURES = [
   ['real_cps_bare', 'proxy-real-cps', 'calls/s', null],
   ['real_cps_ratio', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
   ['real_cps_two_pairs', 'proxy-real-cps', 'calls/s', null],
+  ['real_cps_ratio_rr', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
   ['proxy_cpu_ratio_to_bare', 'proxy-real-cps', '', '≤ 1.2', (v) => v <= 1.2],
   ['setup_p99_added_ms', 'proxy-real-cps', 'ms', '≤ 5', (v) => v <= 5],
   ['routing_decision_p99_us', 'proxy-routing', 'µs', '≤ 20', (v) => v <= 20],
