@@ -1046,40 +1046,59 @@ try {
     await stopApp(lane.app);
   }
 
+  /** One app on the first lane through every rate, then its best rate held: steps under `key`. */
+  const measure = async (
+    title: string,
+    label: string,
+    key: string,
+    start: () => Promise<App>,
+    run: boolean,
+  ): Promise<{ steps: (Step | Skipped)[]; clean: number | null }> => {
+    console.log(`${title}:`);
+    lane.app = await start();
+    const list = run ? await series([lane], label, RATES) : [];
+    steps[key] = list;
+    const c = await confirm([lane], label, list);
+    steps[`${key}_confirm`] = c.tries;
+    await stopApp(lane.app);
+    return { steps: list, clean: c.rate };
+  };
+
   // The baseline: a bare srf proxy app on the same drachtio-server.
-  console.log('bare drachtio-srf proxy app:');
-  lane.app = await startBare(first.server);
-  const bareSteps = SERIES.has('bare') ? await series([lane], 'bare', RATES) : [];
-  steps.bare = bareSteps;
-  const bareConfirmed = await confirm([lane], 'bare', bareSteps);
-  steps.bare_confirm = bareConfirmed.tries;
-  await stopApp(lane.app);
-  const bareClean = bareConfirmed.rate;
+  const bare = await measure(
+    'bare drachtio-srf proxy app',
+    'bare',
+    'bare',
+    () => startBare(first.server),
+    SERIES.has('bare'),
+  );
+  const bareSteps = bare.steps;
+  const bareClean = bare.clean;
 
   // Record-routing on, for fslb-proxy and the bare app alike: ACK and BYE come back through
   // drachtio-server along the route set (bench/sipp/uac-rr.xml, uas-rr.xml).
-  let rrFslbSteps: (Step | Skipped)[] = [];
-  let rrBareSteps: (Step | Skipped)[] = [];
   let rrFslbClean: number | null = null;
   let rrBareClean: number | null = null;
   if (SERIES.has('rr')) {
     scenarios = { uac: UAC_RR_SCENARIO, uas: UAS_RR_SCENARIO };
-    console.log('fslb-proxy, record-routing (default log level, info):');
-    lane.app = await startFslb('info', first.server, 'pair-1-rr', { recordRoute: true });
-    rrFslbSteps = await series([lane], 'fslb rr', RATES);
-    steps.fslb_rr = rrFslbSteps;
-    const cf = await confirm([lane], 'fslb rr', rrFslbSteps);
-    steps.fslb_rr_confirm = cf.tries;
-    rrFslbClean = cf.rate;
-    await stopApp(lane.app);
-    console.log('bare drachtio-srf proxy app, record-routing:');
-    lane.app = await startBare(first.server, true);
-    rrBareSteps = await series([lane], 'bare rr', RATES);
-    steps.bare_rr = rrBareSteps;
-    const cb = await confirm([lane], 'bare rr', rrBareSteps);
-    steps.bare_rr_confirm = cb.tries;
-    rrBareClean = cb.rate;
-    await stopApp(lane.app);
+    rrFslbClean = (
+      await measure(
+        'fslb-proxy, record-routing (default log level, info)',
+        'fslb rr',
+        'fslb_rr',
+        () => startFslb('info', first.server, 'pair-1-rr', { recordRoute: true }),
+        true,
+      )
+    ).clean;
+    rrBareClean = (
+      await measure(
+        'bare drachtio-srf proxy app, record-routing',
+        'bare rr',
+        'bare_rr',
+        () => startBare(first.server, true),
+        true,
+      )
+    ).clean;
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
   }
 

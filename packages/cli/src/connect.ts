@@ -156,7 +156,7 @@ export async function connect(t: Target, reconnect: boolean): Promise<{ redis: R
   }
   return {
     redis,
-    store: new ClusterStore(redis, new ClusterKeys(t.prefix, { sharded: t.redis.cluster !== undefined })),
+    store: new ClusterStore(redis, ClusterKeys.forRedis(t.prefix, t.redis)),
   };
 }
 

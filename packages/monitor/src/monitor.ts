@@ -92,7 +92,7 @@ export class Monitor extends EventEmitter<Events> {
     });
     this.#store = new ClusterStore(
       this.#conns.client,
-      new ClusterKeys(opts.config.prefix, { sharded: opts.config.redis.cluster !== undefined }),
+      ClusterKeys.forRedis(opts.config.prefix, opts.config.redis),
       {
         onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
       },

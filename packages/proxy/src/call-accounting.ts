@@ -340,7 +340,7 @@ export class CallAccounting {
 
   /**
    * Failover targets from the view: the chosen node's pool's other candidates that have room
-   * there and that Redis did not just find full or unusable, in the candidates' order.
+   * there and that Redis did not just find full or unusable (`refused`), in the candidates' order.
    */
   #spares(
     chosen: ViewNode,
@@ -418,19 +418,10 @@ export class CallAccounting {
       this.#observer.reservation('over-limit', ms());
       return { kind: 'over-limit', use: refusing, what: 'unavailable', ms: ms() };
     }
-    const targets: ViewNode[] = [];
-    let group: number | undefined;
-    candidates.forEach((n, i) => {
-      const g = groups?.[i] ?? 1;
-      if (targets.length > failovers || (group !== undefined && g !== group)) return;
-      if (n.sessions + n.reservations < n.maxSessions) {
-        group = g;
-        targets.push(n);
-      }
-    });
     this.#observer.reservation(why, ms());
-    const chosen = targets[0];
+    const chosen = candidates.find(hasRoom);
     if (!chosen) return { kind: 'full', ms: ms() };
+    const targets = [chosen, ...this.#spares(chosen, candidates, groups, failovers, new Set())];
     const previous = this.#local.get(call);
     if (previous) this.release(previous);
     chosen.local++;

@@ -81,13 +81,9 @@ export class FslbProxy extends EventEmitter<Events> {
     // Not ioredis auto-pipelining: tried, it left reservation replies waiting past their
     // timeout in bursts (1000 INVITEs over 4 proxies: 74 % fell back to local accounting).
     this.#conns = new RedisConnections(config.redis, { name: `fslb-proxy-${this.id}`, log: this.#log });
-    this.#store = new ClusterStore(
-      this.#conns.client,
-      new ClusterKeys(config.prefix, { sharded: config.redis.cluster !== undefined }),
-      {
-        onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
-      },
-    );
+    this.#store = new ClusterStore(this.#conns.client, ClusterKeys.forRedis(config.prefix, config.redis), {
+      onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
+    });
     this.#sync = new ViewSync({
       view: this.view,
       store: this.#store,

@@ -76,6 +76,11 @@ export class ClusterKeys {
     this.prefix = this.sharded ? hashTagged(prefix) : prefix;
   }
 
+  /** The keys of `prefix` where `redis` (a config's `redis` section) keeps them. */
+  static forRedis(prefix: string, redis: { cluster?: readonly unknown[] | undefined }): ClusterKeys {
+    return new ClusterKeys(prefix, { sharded: redis.cluster !== undefined });
+  }
+
   /**
    * The events channel as the scripts take it: the publish command, a space, the channel
    * (`PUBLISH fslb:events`, or `SPUBLISH {fslb}:events` on a Redis Cluster).

@@ -172,15 +172,6 @@ function watch(client: Redis, log: Logger): void {
     log.warn({ err }, 'redis connection error');
   });
   client.on('end', () => log.debug('redis connection ended'));
-  if (client.isCluster) {
-    // A failover or a reshard: ioredis follows it; say so once per change of the layout.
-    client.on('+node', (node: SingleRedis) =>
-      log.debug(
-        { node: `${node.options.host ?? ''}:${String(node.options.port ?? '')}` },
-        'redis cluster node added',
-      ),
-    );
-  }
 }
 
 /**
