@@ -14,15 +14,30 @@
  * Writes bench/results/redis-cost.json and .md: redis_cpu_us_per_reservation,
  * redis_cpu_us_per_call, redis_calls_per_s_per_core, read_view_block_ms_1000_nodes.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { ClusterKeys, ClusterStore, VIEW_CHUNK } from '@fslb/shared';
-import { RESERVE_BATCH } from '@fslb/proxy';
+import { ClusterKeys, ClusterStore, createLogger, VIEW_CHUNK } from '@fslb/shared';
+import {
+  ADVANCE_REFRESH_MS,
+  ADVANCE_SHARE,
+  CallAccounting,
+  ClusterView,
+  RESERVE_BATCH,
+  selectLeastLoaded,
+  SlotMode,
+  type CallSlots,
+} from '@fslb/proxy';
 import { deletePrefix, testPrefix } from '../test/support/redis.js';
 import { Children } from './support/children.js';
 import { benchNodes, startBenchRedis } from './support/redis.js';
 import { machine, round, table, writeBench } from './support/results.js';
 
 const RESERVATIONS = Number(process.env.BENCH_RESERVATIONS ?? 5000);
+/** Calls per second offered to the proxy's own accounting in the advance-slot shape. */
+const ADVANCE_CPS = Number(process.env.BENCH_ADVANCE_CPS ?? 2000);
+/** The proxy's defaults (proxy.advanceSlots, the provisional timeout plus the margin). */
+const ADVANCE_MAX = 16;
+const SLOT_TTL_MS = 3000;
 const NODES = 100;
 const started = performance.now();
 
@@ -85,6 +100,85 @@ async function reservations(shape: Shape, tag: string): Promise<number> {
 }
 
 /**
+ * Redis CPU per reservation (µs) as a proxy makes them by default: its own CallAccounting with
+ * advance slots, calls offered at ADVANCE_CPS (ticks of 5 ms) to the view's least-loaded
+ * choice, each connected at once. Every script the proxy runs counts: advance-slot book-keeping
+ * (grants, refreshes) and the reservations of calls that found no advance slot held. `advance`:
+ * the share of calls proxied on one. With `settle`, each call's slot is also settled by the
+ * owner's write and the call ended by another (a whole call).
+ */
+async function advanceCalls(tag: string, settle: boolean): Promise<{ us: number; advance: number }> {
+  const view = new ClusterView();
+  view.applySnapshot(await store.readView(), performance.now());
+  const accounting = new CallAccounting({
+    store,
+    view,
+    settings: {
+      maxTargets: 3,
+      timeoutMs: 250,
+      ttlMs: SLOT_TTL_MS,
+      publishMs: 0,
+      proxyId: `bench-${tag}`,
+      limitHoldMs: SLOT_TTL_MS,
+      advance: {
+        max: ADVANCE_MAX,
+        share: ADVANCE_SHARE,
+        refreshMs: ADVANCE_REFRESH_MS,
+        ttlMs: SLOT_TTL_MS + 2 * ADVANCE_REFRESH_MS,
+      },
+    },
+    observer: { reservation: () => undefined },
+    log: createLogger({ level: 'silent', name: 'bench' }),
+    redisReady: () => redis.status === 'ready',
+  });
+  const sessions = new Map<string, number>(ids.map((id) => [id, 0]));
+  const write = (id: string, delta: number, settled?: string) => {
+    const n = (sessions.get(id) ?? 0) + delta;
+    sessions.set(id, n);
+    return store.writeNode({
+      id,
+      token: 'tok',
+      owner: 'bench',
+      livenessTtlMs: 600_000,
+      loud: { state: 'up', sessions: n, maxSessions: 1_000_000 },
+      ...(settled ? { settle: [settled] } : {}),
+    });
+  };
+  const perTick = Math.max(1, Math.round((ADVANCE_CPS * 5) / 1000));
+  // Warm: the proxy learns the demand and takes its first slots, unmeasured.
+  const run = async (count: number, prefix: string): Promise<number> => {
+    let onSlot = 0;
+    const ends: Promise<unknown>[] = [];
+    for (let i = 0; i < count;) {
+      const tick = performance.now();
+      for (let j = 0; j < perTick && i < count; j++, i++) {
+        const call = `${prefix}-${i}@bench;ft`;
+        const candidates = selectLeastLoaded(view.nodes, { maxTargets: 6, random: Math.random });
+        const r = await accounting.reserve(call, candidates);
+        if (r.kind !== 'reserved') throw new Error(`no slot: ${r.kind}`);
+        const slots: CallSlots = r.slots;
+        if (slots.mode === SlotMode.Advance) onSlot++;
+        accounting.connected(slots);
+        if (settle) {
+          const member = slots.slot ?? call;
+          ends.push(write(slots.node.id, 1, member).then(() => write(slots.node.id, -1)));
+        }
+      }
+      const wait = 5 - (performance.now() - tick);
+      if (wait > 0) await sleep(wait);
+    }
+    await Promise.all(ends);
+    return onSlot;
+  };
+  await run(Math.min(1000, RESERVATIONS), `${tag}-warm`);
+  await redis.config('RESETSTAT');
+  const onSlot = await run(RESERVATIONS, tag);
+  const stats = await commandStats();
+  accounting.close();
+  return { us: stats.usec / RESERVATIONS, advance: onSlot / RESERVATIONS };
+}
+
+/**
  * Redis CPU per whole call (µs): reserve, then the owner's settle write (sessions + 1, the call's
  * slot ended, an event published), then its write when the call ends (sessions - 1).
  */
@@ -116,13 +210,22 @@ async function wholeCalls(tag: string): Promise<number> {
   return stats.usec / RESERVATIONS;
 }
 
-const perReservation = new Map<string, number[]>(shapes.map((s) => [s.name, []]));
+const perReservation = new Map<string, number[]>([
+  ...shapes.map((s): [string, number[]] => [s.name, []]),
+  ['advance', []],
+]);
 const perCall: number[] = [];
+const perCallAdvance: number[] = [];
+const advanceShare: number[] = [];
 for (const shape of shapes) await reservations(shape, `warm-${shape.name}`);
 for (let r = 0; r < 3; r++) {
   for (const shape of shapes)
     perReservation.get(shape.name)?.push(await reservations(shape, `${shape.name}-${r}`));
+  const a = await advanceCalls(`advance-${r}`, false);
+  perReservation.get('advance')?.push(a.us);
+  advanceShare.push(a.advance);
   perCall.push(await wholeCalls(`call-${r}`));
+  perCallAdvance.push((await advanceCalls(`advance-call-${r}`, true)).us);
 }
 
 /**
@@ -154,45 +257,60 @@ await server.close();
 await children.stopAll();
 
 const us = (name: string): number => round(median(perReservation.get(name) ?? []), 2);
-const callUs = round(median(perCall), 2);
+const callUsRoundTrip = round(median(perCall), 2);
+const callUs = round(median(perCallAdvance), 2);
+const onSlotPct = round(median(advanceShare) * 100, 1);
 const result = {
   machine: machine(),
   date: new Date().toISOString(),
   nodes: NODES,
   reservations: RESERVATIONS,
   reserve_batch: RESERVE_BATCH,
-  redis_cpu_us_per_reservation: us('default'),
+  advance_cps: ADVANCE_CPS,
+  redis_cpu_us_per_reservation: us('advance'),
+  calls_on_advance_slots_pct: onSlotPct,
+  redis_cpu_us_per_reservation_round_trip: us('default'),
   redis_cpu_us_per_reservation_before: us('before'),
   redis_cpu_us_per_call: callUs,
+  redis_cpu_us_per_call_round_trip: callUsRoundTrip,
   redis_calls_per_s_per_core: Math.round(1_000_000 / callUs),
   read_view_block_ms_1000_nodes: viewChunkMs,
   read_view_whole_ms_1000_nodes: viewWholeMs,
-  runs: { per_reservation: Object.fromEntries(perReservation), per_call: perCall },
+  runs: {
+    per_reservation: Object.fromEntries(perReservation),
+    per_call: perCallAdvance,
+    per_call_round_trip: perCall,
+    on_advance_slots: advanceShare,
+  },
   redis: server.kind,
   duration_s: round((performance.now() - started) / 1000, 1),
 };
 console.log(
-  `Redis CPU per reservation: ${result.redis_cpu_us_per_reservation} µs (${RESERVE_BATCH} candidates) vs ` +
-    `${result.redis_cpu_us_per_reservation_before} µs (6 candidates, 2 failovers); per whole call ${callUs} µs ` +
-    `(${result.redis_calls_per_s_per_core} calls/s per Redis core); a full resync at 1000 nodes holds Redis ` +
-    `${viewChunkMs} ms at a time in chunks of ${VIEW_CHUNK} (${viewWholeMs} ms as one script)`,
+  `Redis CPU per reservation at defaults (advance slots, ${ADVANCE_CPS} calls/s, ${onSlotPct} % of calls on one): ` +
+    `${result.redis_cpu_us_per_reservation} µs; one round trip per call: ${us('default')} µs (${RESERVE_BATCH} ` +
+    `candidates), ${result.redis_cpu_us_per_reservation_before} µs (6 candidates, 2 failovers); per whole call ` +
+    `${callUs} µs (${callUsRoundTrip} with a round trip per call; ${result.redis_calls_per_s_per_core} calls/s per ` +
+    `Redis core); a full resync at 1000 nodes holds Redis ${viewChunkMs} ms at a time in chunks of ${VIEW_CHUNK} ` +
+    `(${viewWholeMs} ms as one script)`,
 );
 writeBench(
   'redis-cost',
   result,
   `## redis-cost: what a call costs Redis
 
-${NODES} nodes in a local Redis; ${RESERVATIONS} calls per shape and round, three rounds taking turns; medians of EVALSHA time / calls (INFO commandstats):
+${NODES} nodes in a local Redis; ${RESERVATIONS} calls per shape and round, three rounds taking turns; medians of Redis CPU / calls (INFO commandstats). At defaults a proxy holds advance slots: its own CallAccounting offered ${ADVANCE_CPS} calls/s put ${onSlotPct} % of them on one, and every script it ran (book-keeping, and reservations of calls that found none) counts.
 
 ${table(
   ['what', 'Redis CPU µs'],
   [
+    [`reservation at defaults (advance slots, ${ADVANCE_CPS} calls/s)`, us('advance')],
     [
-      `reservation as sent by default (${RESERVE_BATCH} candidates, failover targets from the view)`,
+      `reservation as one round trip per call (${RESERVE_BATCH} candidates, failover targets from the view)`,
       us('default'),
     ],
     ['reservation as sent before (6 candidates, 2 failover targets named by Redis)', us('before')],
-    ['a whole call: reservation + settle write (with its event) + end write', callUs],
+    ['a whole call at defaults: advance slot + settle write (with its event) + end write', callUs],
+    ['a whole call with a round trip per call: reservation + settle write + end write', callUsRoundTrip],
   ],
 )}
 

@@ -213,7 +213,12 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
   it('ends the slot at once and counts the call cancelled when the caller cancels while Redis is slow', async (t) => {
     const relay = await redisRelay(new URL(r.server.url), 400, false);
     t.after(() => relay.close());
-    const s = await rig(t, r, { count: 1, redisUrl: relay.url, proxy: { reserveTimeoutMs: 2000 } });
+    // The caller cancels during the reservation's round trip: no advance slot to skip it.
+    const s = await rig(t, r, {
+      count: 1,
+      redisUrl: relay.url,
+      proxy: { reserveTimeoutMs: 2000, advanceSlots: 0 },
+    });
     relay.slow = true;
     const run = await runSipp(t, {
       sipPort: s.sipPort,

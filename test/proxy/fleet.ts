@@ -28,7 +28,7 @@ import {
 } from '../drachtio-double/index.js';
 import { rawConfig, startMonitor, waitForNode } from '../monitor/support.js';
 import { freeTcpPort } from '../support/net.js';
-import { deletePrefix, testPrefix } from '../support/redis.js';
+import { deletePrefix, liveSlots, testPrefix } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { memoryMiB, processCpuMicros } from '../support/proc-stat.js';
 import { fromSource } from '../support/source-process.js';
@@ -412,15 +412,16 @@ export class ProxyFleet {
     return this.sims.stats();
   }
 
-  /** Live reservations per node (members of `<prefix>:resv:<id>` that have not lapsed). */
+  /**
+   * Calls' live reservations per node (members of `<prefix>:resv:<id>` that have not lapsed),
+   * advance slots that proxies hold ahead of time left out.
+   */
   async reservations(): Promise<Record<string, number>> {
     // Live ones: a lapsed member stays until the node's owner sweeps it at its next write.
     const [sec, usec] = await this.redis.time();
     const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-    const counts = await Promise.all(
-      this.ids.map((id) => this.redis.zcount(this.keys.resv(id), `(${now}`, '+inf')),
-    );
-    return Object.fromEntries(this.ids.map((id, i) => [id, counts[i] ?? 0]));
+    const counts = await Promise.all(this.ids.map((id) => liveSlots(this.redis, this.keys.resv(id), now)));
+    return Object.fromEntries(this.ids.map((id, i) => [id, counts[i]?.calls ?? 0]));
   }
 
   /** `sessions` and `maxSessions` of every node's record in Redis. */

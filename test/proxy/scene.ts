@@ -69,7 +69,10 @@ export async function proxyScene(
   const cfg = proxyConfig({
     ...base,
     drachtioPort: dx.port,
-    proxy: { rateLimit: { perSourcePerSec: 10_000, burst: 10_000 }, ...o.proxy },
+    // These scenes look at each call's own slot in Redis (`<Call-ID>;<From tag>`), which a call
+    // takes when no advance slot is held: advance slots are off here unless a test turns them on
+    // (test/proxy/advance.int.test.ts).
+    proxy: { rateLimit: { perSourcePerSec: 10_000, burst: 10_000 }, advanceSlots: 0, ...o.proxy },
   });
   const proxy = await startProxy(cfg, o.random, o.log);
   t.after(() => proxy.close());

@@ -212,6 +212,21 @@ class SpawnedRedis implements TestRedis {
 }
 
 /** A test's redis-server on a loopback port: nothing kept on disk, warnings only. */
+/**
+ * Live members of a node's reservation set (`<prefix>:resv:<id>`, not lapsed at `nowMs`), told
+ * apart: calls' own slots (`<Call-ID>;<From tag>`) and proxies' advance slots (`#...`), which a
+ * proxy holds ahead of time and hands back when nobody chooses the node for a while.
+ */
+export async function liveSlots(
+  client: Pick<Redis, 'zrangebyscore'>,
+  key: string,
+  nowMs = Date.now(),
+): Promise<{ calls: number; advance: number }> {
+  const members = await client.zrangebyscore(key, `(${nowMs}`, '+inf');
+  const advance = members.filter((m) => m.startsWith('#')).length;
+  return { calls: members.length - advance, advance };
+}
+
 export function redisServerArgs(port: number): string[] {
   return [
     '--port',

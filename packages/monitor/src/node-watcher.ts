@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events';
 import {
   callIdentity,
   LIMITS_HEADER,
+  SLOT_HEADER,
+  advanceSlotOf,
   parseLimitEntries,
   type LiveCall,
   type Logger,
@@ -380,6 +382,9 @@ export class NodeWatcher extends EventEmitter<Events> {
         if (callId && e.header('Call-Direction') === 'inbound') {
           const call = callIdentity(callId, e.header('variable_sip_from_tag'));
           this.emit('counted', call);
+          // A call proxied on an advance slot names it: the slot is settled with the call.
+          const slot = advanceSlotOf(e.header(`variable_sip_h_${SLOT_HEADER}`));
+          if (slot !== undefined) this.emit('counted', slot);
           // The proxy named the limit counters the call holds in a header of the INVITE.
           const entries = parseLimitEntries(e.header(`variable_sip_h_${LIMITS_HEADER}`));
           if (id && this.#channels.created(id, call, entries, Date.now()) && entries.length > 0) {

@@ -8,6 +8,7 @@ import {
   type Logger,
   type ReserveResult,
 } from '@fslb/shared';
+import { AdvanceSlots, type AdvanceSettings } from './advance-slots.js';
 import { hasRoom } from './selection/select.js';
 import type { LimitUse } from './routing/route-table.js';
 import type { ClusterView } from './view/cluster-view.js';
@@ -30,6 +31,8 @@ export const RESERVE_BATCH = 2;
 export const SlotMode = {
   /** Reserved in Redis, atomically across every proxy. */
   Redis: 'redis',
+  /** One of this proxy's advance slots on the node, held in Redis ahead of time. */
+  Advance: 'advance',
   /** Redis was slow or unreachable: counted in this proxy only. */
   Local: 'local',
 } as const;
@@ -46,6 +49,8 @@ export interface CallSlots {
   readonly limits: readonly string[];
   /** Local mode: when these slots lapse by themselves (monotonic ms), unless the call connected. */
   readonly expiresAt: number;
+  /** Advance mode: the slot's member name, sent to the node in the INVITE's X-Fslb-Slot. */
+  readonly slot?: string;
 }
 
 export type ReserveOutcome =
@@ -83,6 +88,8 @@ export interface AccountingSettings {
   ttlMs: number;
   /** Load figures learnt from replies are published at most this often; 0: never. */
   publishMs: number;
+  /** Advance slots (`max` 0: off): held ahead of time, taken with no round trip. */
+  advance?: AdvanceSettings;
   proxyId: string;
   /**
    * How long a limit holds a call in setup: past the slot's TTL, until the node's monitor has
@@ -94,7 +101,7 @@ export interface AccountingSettings {
 type LocalWhy = 'local-timeout' | 'local-error' | 'local-offline' | 'local-rebuilding';
 
 export interface AccountingObserver {
-  reservation(result: 'redis' | 'full' | 'over-limit' | LocalWhy, ms: number): void;
+  reservation(result: 'redis' | 'advance' | 'full' | 'over-limit' | LocalWhy, ms: number): void;
 }
 
 /**
@@ -125,6 +132,7 @@ export class CallAccounting {
   /** When Redis last answered a reservation (monotonic ms). */
   #lastAnswerAt = -Infinity;
   readonly #busyWaitMs: number;
+  readonly #advance: AdvanceSlots | undefined;
 
   constructor(opts: {
     store: ClusterStore;
@@ -144,6 +152,34 @@ export class CallAccounting {
     this.#log = opts.log;
     this.#redisReady = opts.redisReady;
     this.#busyWaitMs = Math.max(BUSY_REDIS_WAIT_MS, opts.settings.timeoutMs);
+    const advance = opts.settings.advance;
+    if (advance && advance.max > 0) {
+      this.#advance = new AdvanceSlots({
+        store: opts.store,
+        settings: advance,
+        proxyId: opts.settings.proxyId,
+        log: opts.log,
+        redisReady: opts.redisReady,
+        node: (id) => this.#view.get(id),
+        learn: (at, rows) => {
+          this.#view.learnRedisTime(at, performance.now());
+          for (const r of rows) {
+            if (r.status === SlotStatus.Lost) continue;
+            if (r.status === SlotStatus.Ineligible) this.#view.markUnavailable(r.id);
+            this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at });
+          }
+        },
+        onLost: () => {
+          this.#advance?.lost();
+          this.#onLost();
+        },
+      });
+    }
+  }
+
+  /** Unused advance slots this proxy holds (for tests and metrics). */
+  get advanceHeld(): number {
+    return this.#advance?.held ?? 0;
   }
 
   /** Local-mode slots held now (for metrics and tests). */
@@ -176,6 +212,21 @@ export class CallAccounting {
     // which nodes exist) are incomplete for a moment, so count this call here.
     if (this.#view.rebuilding) return local('local-rebuilding');
     const primary = candidates[0];
+    // An advance slot on the first choice: proxied at once. Not for limits (counted in Redis,
+    // call by call) nor for a fixed order (affinity, round robin), which Redis decides.
+    if (this.#advance && primary && limits.length === 0 && !inOrder) {
+      const slot = this.#advance.take(primary, started);
+      if (slot !== undefined) {
+        const ms = performance.now() - started;
+        this.#observer.reservation('advance', ms);
+        return {
+          kind: 'reserved',
+          ms,
+          slots: { call, mode: SlotMode.Advance, node: primary, limits: [], expiresAt: 0, slot },
+          targets: [primary, ...this.#spares(primary, candidates, opts.groups, failovers, new Set())],
+        };
+      }
+    }
     if (primary) primary.pending++;
     const clock = { timedOut: false, done: false };
     let timer: NodeJS.Timeout | undefined;
@@ -366,6 +417,10 @@ export class CallAccounting {
    * delays the caller: Redis work runs in the background.
    */
   release(slots: CallSlots): void {
+    if (slots.mode === SlotMode.Advance) {
+      if (slots.slot !== undefined) this.#advance?.finish(slots.node.id, slots.slot, false);
+      return;
+    }
     if (slots.mode === SlotMode.Local) {
       if (this.#local.get(slots.call) === slots) {
         this.#local.delete(slots.call);
@@ -385,6 +440,9 @@ export class CallAccounting {
    */
   connected(slots: CallSlots): void {
     if (slots.mode === SlotMode.Local) this.release(slots);
+    else if (slots.mode === SlotMode.Advance && slots.slot !== undefined) {
+      this.#advance?.finish(slots.node.id, slots.slot, true);
+    }
   }
 
   async #releaseRedis(call: string, ids: readonly string[], limits: readonly string[]): Promise<void> {
@@ -477,6 +535,7 @@ export class CallAccounting {
 
   close(): void {
     this.#closed = true;
+    this.#advance?.close();
     clearInterval(this.#sweep);
     clearTimeout(this.#flush);
     this.#outbox.clear();

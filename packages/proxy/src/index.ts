@@ -1,3 +1,4 @@
+export { ADVANCE_REFRESH_MS, ADVANCE_SHARE, AdvanceSlots, type AdvanceSettings } from './advance-slots.js';
 export {
   CallAccounting,
   RESERVE_BATCH,

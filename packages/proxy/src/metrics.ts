@@ -19,7 +19,7 @@ export class ProxyMetrics {
       'Requests refused before routing, by reason: forbidden (outside proxy.acl), rate-limited ' +
       '(its source over proxy.rateLimit), in-dialog (481), loop (482, from a node), overloaded ' +
       '(replica over proxy.maxCps), shutting-down, error (a fault inside fslb, 500), own-header ' +
-      '(an INVITE from outside carrying X-Fslb-Limits, 403)',
+      '(an INVITE from outside carrying X-Fslb-Limits or X-Fslb-Slot, 403)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
@@ -39,7 +39,8 @@ export class ProxyMetrics {
   readonly reservations = new Counter({
     name: 'fslb_proxy_reservations_total',
     help:
-      'Reservations by outcome: redis (slots taken atomically), full (every candidate full in ' +
+      'Reservations by outcome: redis (slots taken atomically), advance (an advance slot held ' +
+      'ahead of time, no round trip), full (every candidate full in ' +
       'Redis), local-timeout, local-error, local-offline, local-rebuilding (counted in this proxy only)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],

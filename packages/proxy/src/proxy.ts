@@ -10,6 +10,7 @@ import {
   type FslbConfig,
   type Logger,
 } from '@fslb/shared';
+import { ADVANCE_REFRESH_MS, ADVANCE_SHARE } from './advance-slots.js';
 import { CallAccounting } from './call-accounting.js';
 import { DrachtioLink } from './drachtio/drachtio-link.js';
 import { SourceAcl } from './guards/acl.js';
@@ -102,6 +103,13 @@ export class FslbProxy extends EventEmitter<Events> {
         ttlMs: p.provisionalTimeout + p.reservationMarginMs,
         publishMs: p.loadPublishMs,
         proxyId: this.id,
+        advance: {
+          max: p.reservations ? p.advanceSlots : 0,
+          share: ADVANCE_SHARE,
+          refreshMs: ADVANCE_REFRESH_MS,
+          // Never lapses while held: refreshed every second, with a slot's own TTL to spare.
+          ttlMs: p.provisionalTimeout + p.reservationMarginMs + 2 * ADVANCE_REFRESH_MS,
+        },
         // Until the node's owner has seen the channel, a takeover and a reconcile included.
         limitHoldMs:
           p.provisionalTimeout +

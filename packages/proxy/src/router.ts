@@ -1,4 +1,4 @@
-import { callIdentity, LIMITS_HEADER, type Logger } from '@fslb/shared';
+import { callIdentity, LIMITS_HEADER, SLOT_HEADER, type Logger } from '@fslb/shared';
 import { SlotMode, type CallAccounting, type CallSlots } from './call-accounting.js';
 import { CHALLENGE_MEMORY_MS, ChallengeMemo, type Challenge } from './challenges.js';
 import type { InboundRequest, ProxyResult } from './drachtio/drachtio-link.js';
@@ -87,7 +87,7 @@ const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
   [Refusal.InDialog]: 'INVITE with a To tag for a dialog this proxy does not hold: answered 481',
   [Refusal.Loop]: 'INVITE sent by a cluster node (proxy.fromNodes: reject): answered 482',
   [Refusal.Error]: 'request failed inside fslb: answered 500',
-  [Refusal.OwnHeader]: `INVITE carrying fslb's own ${LIMITS_HEADER} header: answered 403`,
+  [Refusal.OwnHeader]: `INVITE carrying fslb's own ${LIMITS_HEADER} or ${SLOT_HEADER} header: answered 403`,
 };
 
 /**
@@ -313,10 +313,11 @@ export class Router {
     ) {
       return Refusal.Loop;
     }
-    // fslb's own header tells a node's monitor which limit counters a call holds; drachtio-server
-    // appends the proxy's copy after any the caller sent, so a caller's copy could mislead it.
+    // fslb's own headers tell a node's monitor which limit counters and which advance slot a
+    // call holds; drachtio-server appends the proxy's copy after any the caller sent, so a
+    // caller's copy could mislead it.
     if (
-      req.header(LIMITS_HEADER) !== undefined &&
+      (req.header(LIMITS_HEADER) !== undefined || req.header(SLOT_HEADER) !== undefined) &&
       this.#view.nodeAt(req.sourceAddress, req.sourcePort, req.protocol) === undefined
     ) {
       return Refusal.OwnHeader;
@@ -518,10 +519,13 @@ export class Router {
           recordRoute: s.recordRoute,
           provisionalTimeout: `${s.provisionalTimeoutMs}ms`,
           finalTimeout: `${s.finalTimeoutMs}ms`,
-          // The node's monitor learns from FreeSWITCH which limit counters the call holds.
+          // The node's monitor learns from FreeSWITCH which limit counters, or which advance
+          // slot, the call holds.
           ...(limits.length > 0
             ? { headers: { [LIMITS_HEADER]: limits.map((u) => u.entry).join(' ') } }
-            : {}),
+            : slots?.slot !== undefined
+              ? { headers: { [SLOT_HEADER]: slots.slot } }
+              : {}),
         }),
         abandoned,
       ]);

@@ -61,7 +61,7 @@ export function refusalAnswer(refusal: Refusal, retryAfterSec: number): SipAnswe
       return {
         status: 403,
         reason: 'Forbidden',
-        headers: { Reason: 'SIP;cause=403;text="X-Fslb-Limits is set by fslb only"' },
+        headers: { Reason: 'SIP;cause=403;text="X-Fslb-Limits and X-Fslb-Slot are set by fslb only"' },
       };
     case Refusal.NoRoute:
       return { status: 404, reason: 'Not Found', headers: { Reason: 'SIP;cause=404;text="no fslb route"' } };

@@ -47,7 +47,8 @@
   ARGV[14] '1' when the owner's last write is recent enough that the liveness key must exist
   ARGV[15 .. 14+2n]         loud field, value, ...
   ARGV[15+2n .. 14+2n+2m]   quiet field, value, ...
-  ARGV[15+2n+2m ..]         calls to settle (`<Call-ID>;<From tag>`)
+  ARGV[15+2n+2m ..]         calls to settle (`<Call-ID>;<From tag>`), and advance slots
+                            (`#<proxy tag>:<n>`) that calls were proxied on
 
   Returns: { code, admin, note, ... }
     code   the new version when something loud changed, a reservation was settled or the record
@@ -196,8 +197,9 @@ end
 for i = fieldsEnd + 1, #ARGV do
   local callId = ARGV[i]
   if redis.call('ZREM', KEYS[6], callId) == 1 then changed = true end
+  -- A proxy's advance slot (`#...`) is a member of this set only: no call key names it.
   local callKey = ARGV[9] .. callId
-  local held = redis.pcall('GET', callKey)
+  local held = string.sub(callId, 1, 1) ~= '#' and redis.pcall('GET', callKey)
   if type(held) == 'table' then
     note(callKey, 'not a string; deleted')
   elseif held then
@@ -214,7 +216,7 @@ for i = fieldsEnd + 1, #ARGV do
     end
     if junk then note(callKey, 'node ids that cannot be in ' .. shown(held) .. ' skipped; deleted') end
   end
-  redis.call('DEL', callKey)
+  if held ~= false then redis.call('DEL', callKey) end
 end
 
 if not changed then

@@ -14,6 +14,7 @@ const scriptFiles = [
   'presence-2',
   'reserve-call',
   'release-call',
+  'advance-slots',
   'read-view-2',
   'set-admin-3',
   'read-leases',

@@ -131,6 +131,33 @@ export interface ReserveRequest {
   limitHoldMs?: number;
 }
 
+/** One node's book of advance slots, as a proxy hands it to `advanceSlots`. */
+export interface AdvanceBook {
+  id: string;
+  /** Unused slots the proxy would like to hold there, within its share of the node's room. */
+  want: number;
+  /** The number in the first new member's name (`prefix + first`, then +1 for each). */
+  first: number;
+  /** Slots spent on calls that no node took: removed. */
+  drop: readonly string[];
+  /** Slots in use by calls still in setup: refreshed while they are there. */
+  busy: readonly string[];
+  /** Unused slots held: refreshed; those gone are reported. */
+  keep: readonly string[];
+}
+
+/** What `advanceSlots` found and did on one node. */
+export interface AdvanceRow extends NodeLoad {
+  /** 1 can take calls, 0 full, -1 cannot take calls, -3 no monitor's record (Redis lost it). */
+  status: SlotStatus;
+  /** Unused slots the proxy may hold there now. */
+  allowed: number;
+  /** New members added, named `prefix + (first + 0 .. granted - 1)`. */
+  granted: number;
+  /** Indices into `keep` of members no longer there. */
+  missing: number[];
+}
+
 /** One node in a consistent snapshot of the cluster. */
 export type ViewEntry =
   | { id: string; ok: true; record: NodeRecord; alive: boolean; reservations: number }
@@ -419,6 +446,53 @@ export class ClusterStore {
         reservations: Number(row[1]),
       })),
     };
+  }
+
+  /**
+   * A proxy's advance slots on a few nodes, in one script call (`advance-slots.lua`): spent
+   * slots removed, slots in use and unused ones refreshed (`ttlMs` from now), new ones added
+   * within the proxy's share (`share`) of each node's room. The nodes' keys must share a slot.
+   */
+  async advanceSlots(
+    books: readonly AdvanceBook[],
+    opts: { ttlMs: number; share: number; prefix: string },
+  ): Promise<{ at: number; nodes: AdvanceRow[] }> {
+    const k = this.keys;
+    const keys: string[] = [];
+    const argv: (string | number)[] = [Math.ceil(opts.ttlMs), opts.share, opts.prefix, books.length];
+    for (const b of books) {
+      keys.push(k.node(b.id), k.resv(b.id), k.alive(b.id));
+      argv.push(
+        b.want,
+        b.first,
+        b.drop.length,
+        b.busy.length,
+        b.keep.length,
+        ...b.drop,
+        ...b.busy,
+        ...b.keep,
+      );
+    }
+    const reply = await runScript(this.redis, 'advance-slots', keys, argv);
+    if (!Array.isArray(reply) || reply.length < books.length + 2) {
+      throw new TypeError('advance-slots: unexpected reply');
+    }
+    this.#repaired(reply.slice(books.length + 2));
+    const nodes = books.map((b, i): AdvanceRow => {
+      const row = reply[i + 2] as unknown;
+      if (!Array.isArray(row) || row.length < 6) throw new TypeError('advance-slots: unexpected reply');
+      return {
+        id: b.id,
+        status: Number(row[0]) as SlotStatus,
+        sessions: Number(row[1]),
+        reservations: Number(row[2]),
+        maxSessions: Number(row[3]),
+        allowed: Number(row[4]),
+        granted: Number(row[5]),
+        missing: row.slice(6).map(Number),
+      };
+    });
+    return { at: redisMicros(reply[0], reply[1]), nodes };
   }
 
   /**

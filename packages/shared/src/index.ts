@@ -1,4 +1,5 @@
 export { callIdentity } from './call-identity.js';
+export { advanceSlotOf, advanceSlotPrefix, SLOT_HEADER } from './advance-slot.js';
 export { limitEntry, limitIdOf, LIMITS_HEADER, parseLimitEntries } from './limit-entry.js';
 export { DEFAULT_POOL } from './config/routing.js';
 export { ClusterKeys, globEscape, isValidPrefix, nodeIdRe } from './cluster-keys.js';
@@ -7,6 +8,8 @@ export {
   SlotStatus,
   UnknownNodeError,
   VIEW_CHUNK,
+  type AdvanceBook,
+  type AdvanceRow,
   type InvalidRecord,
   type LimitHold,
   type LiveCall,

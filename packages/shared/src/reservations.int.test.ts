@@ -5,7 +5,7 @@ import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../../../t
 import { waitFor } from '../../../test/support/wait.js';
 import { decodeClusterEvent, type ClusterEvent } from './cluster-event.js';
 import { ClusterKeys } from './cluster-keys.js';
-import { ClusterStore, SlotStatus } from './cluster-store.js';
+import { ClusterStore, SlotStatus, type AdvanceBook } from './cluster-store.js';
 
 /**
  * The reservation scripts against a real Redis: exact slots across concurrent callers, the
@@ -259,6 +259,101 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     } finally {
       sub.disconnect();
     }
+  });
+
+  describe('advance slots', () => {
+    const opts = { ttlMs: 5000, share: 4, prefix: '#px.t:' };
+    const book = (id: string, o: Partial<AdvanceBook> = {}): AdvanceBook => ({
+      id,
+      want: 16,
+      first: 1,
+      drop: [],
+      busy: [],
+      keep: [],
+      ...o,
+    });
+
+    it('grants what the proxy wants within its share of the room above the margin, and nothing near full', async () => {
+      const { keys, store } = await cluster({
+        big: { sessions: 0, max: 1000 },
+        mid: { sessions: 0, max: 40 },
+        small: { sessions: 0, max: 12 },
+        busy: { sessions: 900, max: 1000 },
+        drained: { sessions: 0, max: 1000, admin: 'drain' },
+        down: { sessions: 0, max: 1000, state: 'down' },
+      });
+      const r = await store.advanceSlots(
+        ['big', 'mid', 'small', 'busy', 'drained', 'down'].map((id) => book(id)),
+        opts,
+      );
+      const rows = Object.fromEntries(r.nodes.map((n) => [n.id, [n.status, n.allowed, n.granted]]));
+      // big: want 16 of (1000 - 250) / 4; mid: (40 - 16) / 4 = 6; small: 12 is under the margin
+      // of 16; busy: (100 - 250) / 4 is nothing; drained and down take no calls.
+      assert.deepEqual(rows, {
+        big: [1, 16, 16],
+        mid: [1, 6, 6],
+        small: [1, 0, 0],
+        busy: [1, 0, 0],
+        drained: [SlotStatus.Ineligible, 0, 0],
+        down: [SlotStatus.Ineligible, 0, 0],
+      });
+      // Members of the reservation set like any call's slot: counted by everyone.
+      const members = await redis.zrange(keys.resv('mid'), 0, -1);
+      assert.deepEqual(members.sort(), ['#px.t:1', '#px.t:2', '#px.t:3', '#px.t:4', '#px.t:5', '#px.t:6']);
+      const reserved = await reserve(store, 'c1;t', ['mid'], 0);
+      assert.deepEqual(
+        reserved.nodes.map((n) => n.reservations),
+        [7],
+      );
+    });
+
+    it('refreshes what is held, reports what is gone, drops what was spent, and keeps the share when asked again', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 40 } });
+      await store.advanceSlots([book('a', { want: 3 })], opts);
+      await redis.zrem(keys.resv('a'), '#px.t:2');
+      await redis.zadd(keys.resv('a'), Date.now() + 100, '#px.t:3');
+      const r = await store.advanceSlots(
+        [book('a', { want: 3, first: 10, drop: ['#px.t:1'], keep: ['#px.t:2', '#px.t:3'] })],
+        opts,
+      );
+      const row = r.nodes[0]!;
+      // #2 is gone, #3 refreshed, #1 removed; two new ones (#10, #11) make the 3 wanted.
+      assert.deepEqual([row.missing, row.allowed, row.granted], [[1], 3, 2]);
+      const scores = await redis.zrange(keys.resv('a'), 0, -1, 'WITHSCORES');
+      const byMember = new Map<string, number>();
+      for (let i = 0; i < scores.length; i += 2) byMember.set(scores[i]!, Number(scores[i + 1]));
+      assert.deepEqual([...byMember.keys()].sort(), ['#px.t:10', '#px.t:11', '#px.t:3']);
+      assert.ok((byMember.get('#px.t:3') ?? 0) > Date.now() + 4000, 'refreshed for the TTL');
+      assert.equal(row.reservations, 3);
+    });
+
+    it('is settled by the owner with the call it was proxied on', async () => {
+      const { keys, store } = await cluster({ a: { sessions: 0, max: 1000 } });
+      await store.advanceSlots([book('a', { want: 2 })], opts);
+      const w = await store.writeNode({
+        id: 'a',
+        token: 'tok-a',
+        owner: 'mon',
+        livenessTtlMs: 30_000,
+        loud: { state: 'up', sessions: 1, maxSessions: 1000 },
+        settle: ['call-1;t', '#px.t:1'],
+      });
+      assert.equal(w.kind, 'changed');
+      assert.deepEqual(await redis.zrange(keys.resv('a'), 0, -1), ['#px.t:2']);
+      assert.equal(await redis.exists(keys.call('#px.t:1')), 0);
+    });
+
+    it('starts a reservation set of another type afresh, with a note', async () => {
+      const { keys } = await cluster({ a: { sessions: 0, max: 1000 } });
+      await redis.set(keys.resv('a'), 'junk');
+      const notes: string[] = [];
+      const store = new ClusterStore(redis, keys, { onRepaired: (n) => notes.push(...n) });
+      const r = await store.advanceSlots([book('a', { want: 2, keep: ['#px.t:7'] })], opts);
+      assert.deepEqual([r.nodes[0]?.missing, r.nodes[0]?.granted], [[1], 2]);
+      assert.equal(await redis.type(keys.resv('a')), 'zset');
+      assert.equal(notes.length, 1);
+      assert.match(notes[0] ?? '', /a string where a zset belongs; deleted/);
+    });
   });
 
   it('keeps node versions rising when the version counter is lost', async () => {

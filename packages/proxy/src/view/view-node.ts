@@ -27,6 +27,11 @@ export class ViewNode implements SelectNode {
   pending = 0;
   /** Reservations this proxy made on its own while Redis could not be reached. */
   local = 0;
+  /**
+   * Unused advance slots this proxy holds on the node: counted in `redisReservations` (they are
+   * members of its reservation set), but room this proxy may still use, so not load to it.
+   */
+  advance = 0;
   /** Redis time (µs) of the newest load figures applied; older ones are ignored. */
   loadAt: number;
   /**
@@ -48,7 +53,8 @@ export class ViewNode implements SelectNode {
   }
 
   get reservations(): number {
-    return this.redisReservations + this.pending + this.local;
+    const r = this.redisReservations + this.pending + this.local - this.advance;
+    return r > 0 ? r : 0;
   }
   get maxSessions(): number {
     return this.record.maxSessions;

@@ -204,6 +204,13 @@ const proxySchema = z
      * monitors' view alone, a Redis round trip less per call, at the risk of herding and overbooking.
      */
     reservations: z.boolean().default(true),
+    /**
+     * Advance slots per node a proxy may hold unused at most (0: none). Each is a reservation in
+     * Redis taken ahead of time, so an INVITE whose first choice has one is proxied with no round
+     * trip on its path. How many a proxy asks for follows the node's recent demand, within a
+     * quarter of its room: near capacity none are held and every call reserves in Redis.
+     */
+    advanceSlots: z.number().int().min(0).max(256).default(16),
     /** Full reload of the view from the keys, whatever the events said. */
     resyncIntervalMs: positiveMs.default(5000),
     /** OPTIONS answers 503 when the view has not heard from Redis for this long. */

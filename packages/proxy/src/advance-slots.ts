@@ -1,0 +1,264 @@
+import {
+  advanceSlotPrefix,
+  SlotStatus,
+  type AdvanceBook,
+  type AdvanceRow,
+  type ClusterStore,
+  type Logger,
+} from '@fslb/shared';
+import type { ViewNode } from './view/view-node.js';
+
+/** A proxy holds at most a node's room (not counting its own unused slots) divided by this. */
+export const ADVANCE_SHARE = 4;
+/** How often every advance slot held is refreshed, ms. */
+export const ADVANCE_REFRESH_MS = 1000;
+
+/** How an advance slot's demand estimate forgets: the time constant of its moving rate, ms. */
+const RATE_TAU_MS = 1000;
+/** Slots wanted on a node cover this much of its recent demand, ms, plus one. */
+const HORIZON_MS = 200;
+/** A node that was nobody's first choice for this long wants no slots: its unused ones go back. */
+const IDLE_MS = 5000;
+/** Book-keeping calls asked for by demand are this far apart at least, ms. */
+const MIN_GAP_MS = 5;
+
+export interface AdvanceSettings {
+  /** Unused advance slots held per node at most; 0 turns advance slots off. */
+  max: number;
+  /** A proxy holds at most the node's room (not counting its own unused slots) / share. */
+  share: number;
+  /** How often every slot held is refreshed, even with no demand, ms. */
+  refreshMs: number;
+  /** A slot lives this long after each refresh, ms (a call's slot TTL plus refreshes' slack). */
+  ttlMs: number;
+}
+
+export interface AdvanceDeps {
+  store: ClusterStore;
+  settings: AdvanceSettings;
+  proxyId: string;
+  log: Logger;
+  redisReady: () => boolean;
+  node: (id: string) => ViewNode | undefined;
+  /** Load figures of a reply (`at`: Redis time, µs). */
+  learn: (at: number, rows: readonly AdvanceRow[]) => void;
+  /** Redis has no monitor's record of a node the proxy holds slots on: it lost its state. */
+  onLost: () => void;
+}
+
+/** One node's slots, as this proxy holds them. */
+class Book {
+  /** Unused slots, newest last. */
+  unused: string[] = [];
+  /** Slots calls in setup were proxied on: refreshed until the call's outcome is known. */
+  readonly busy = new Set<string>();
+  /** Slots spent on calls that no node took: removed at the next book-keeping call. */
+  spent: string[] = [];
+  /** Calls per second that had this node first, as a moving rate, at `at` (monotonic ms). */
+  rate = 0;
+  at = -Infinity;
+  constructor(readonly id: string) {}
+}
+
+/**
+ * Advance slots: a few reservations per node held by this proxy ahead of time
+ * (`advance-slots.lua`), so that an INVITE whose first choice holds one is proxied at once, with
+ * no round trip on its path. They are members of the node's reservation set, counted by every
+ * proxy's reservations and by the monitors, so exactness does not depend on them: a proxy holds
+ * at most a share of a node's room, so near capacity it holds none and calls take their slot in
+ * Redis one by one. How many it asks for follows the node's recent demand; unused slots of a
+ * node that nobody chose for a while go back.
+ *
+ * One book-keeping call at a time, for every node at once: asked for when a node's unused slots
+ * run low or a slot was spent on a call that failed (at most every MIN_GAP_MS), and every
+ * refreshMs regardless, so slots in use or unused never lapse while held.
+ */
+export class AdvanceSlots {
+  readonly #books = new Map<string, Book>();
+  readonly #prefix: string;
+  #seq = 1;
+  #running = false;
+  #again = false;
+  #lastRun = -Infinity;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #periodic: NodeJS.Timeout;
+  #closed = false;
+
+  readonly #deps: AdvanceDeps;
+
+  constructor(deps: AdvanceDeps) {
+    this.#deps = deps;
+    this.#prefix = advanceSlotPrefix(deps.proxyId);
+    this.#periodic = setInterval(() => this.#ask(), deps.settings.refreshMs);
+    this.#periodic.unref();
+  }
+
+  /** Unused slots held on every node (for tests and metrics). */
+  get held(): number {
+    let n = 0;
+    for (const b of this.#books.values()) n += b.unused.length;
+    return n;
+  }
+
+  /**
+   * An INVITE has `node` first: takes one of its unused slots if this proxy holds one (the member
+   * name, for the INVITE's header), and counts the demand either way.
+   */
+  take(node: ViewNode, now: number): string | undefined {
+    let b = this.#books.get(node.id);
+    if (!b) {
+      b = new Book(node.id);
+      this.#books.set(node.id, b);
+    }
+    b.rate = this.#rateAt(b, now) + 1000 / RATE_TAU_MS;
+    b.at = now;
+    const slot = b.unused.pop();
+    if (slot !== undefined) {
+      b.busy.add(slot);
+      node.advance = b.unused.length;
+    }
+    if (b.unused.length * 2 <= this.#want(b, now)) this.#ask();
+    return slot;
+  }
+
+  /**
+   * The outcome of a call proxied on `slot` is known. Connected: the slot stays in Redis until
+   * the node's monitor settles it with the call (or it lapses), as a reserved call's does.
+   * Failed: no node holds the call, so the slot is removed.
+   */
+  finish(nodeId: string, slot: string, connected: boolean): void {
+    const b = this.#books.get(nodeId);
+    if (!b?.busy.delete(slot)) return;
+    if (!connected) {
+      b.spent.push(slot);
+      this.#ask();
+    }
+  }
+
+  #rateAt(b: Book, now: number): number {
+    return b.rate === 0 ? 0 : b.rate * Math.exp(-(now - b.at) / RATE_TAU_MS);
+  }
+
+  #want(b: Book, now: number): number {
+    if (now - b.at > IDLE_MS) return 0;
+    const want = Math.ceil((this.#rateAt(b, now) * HORIZON_MS) / 1000) + 1;
+    return Math.min(this.#deps.settings.max, want);
+  }
+
+  /** Asks for a book-keeping call: now, or once the one under way answers. */
+  #ask(): void {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    if (this.#timer) return;
+    const wait = Math.max(0, this.#lastRun + MIN_GAP_MS - performance.now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#run();
+    }, wait);
+  }
+
+  async #run(): Promise<void> {
+    if (this.#closed || this.#running) return;
+    const started = performance.now();
+    if (!this.#deps.redisReady()) {
+      // Whatever Redis holds now is unknown to this proxy: hold nothing (they lapse there).
+      this.#forgetAll();
+      return;
+    }
+    const books: AdvanceBook[] = [];
+    for (const b of this.#books.values()) {
+      const node = this.#deps.node(b.id);
+      const want = node?.eligible ? this.#want(b, started) : 0;
+      if (want === 0 && b.unused.length === 0 && b.busy.size === 0 && b.spent.length === 0) {
+        if (started - b.at > IDLE_MS) this.#books.delete(b.id);
+        continue;
+      }
+      const first = this.#seq;
+      this.#seq += Math.max(0, want - b.unused.length);
+      books.push({ id: b.id, want, first, drop: b.spent, busy: [...b.busy], keep: [...b.unused] });
+      b.spent = [];
+    }
+    if (books.length === 0) return;
+    this.#running = true;
+    this.#lastRun = started;
+    try {
+      const s = this.#deps.settings;
+      const r = await this.#deps.store.advanceSlots(books, {
+        ttlMs: s.ttlMs,
+        share: s.share,
+        prefix: this.#prefix,
+      });
+      let lost = false;
+      for (const [i, row] of r.nodes.entries()) {
+        const asked = books[i];
+        const b = this.#books.get(row.id);
+        if (!asked || !b) continue;
+        if (row.status === SlotStatus.Lost) lost = true;
+        if (row.missing.length > 0) {
+          const gone = new Set(row.missing.map((j) => asked.keep[j - 1]));
+          b.unused = b.unused.filter((m) => !gone.has(m));
+        }
+        for (let j = 0; j < row.granted; j++) b.unused.push(`${this.#prefix}${asked.first + j}`);
+        if (b.unused.length > row.allowed) {
+          // Above this proxy's share now (the node filled, or nobody chooses it): oldest go back.
+          b.spent.push(...b.unused.splice(0, b.unused.length - row.allowed));
+          this.#again = true;
+        }
+        const node = this.#deps.node(row.id);
+        if (node) node.advance = b.unused.length;
+      }
+      this.#deps.learn(r.at, r.nodes);
+      if (lost) this.#deps.onLost();
+    } catch (err) {
+      // Unknown which slots Redis holds now: use none of them (they lapse there by their TTL).
+      this.#deps.log.debug({ err }, 'advance slots: book-keeping failed; holding none until it works again');
+      this.#forgetAll();
+    } finally {
+      this.#running = false;
+      if (this.#again) {
+        this.#again = false;
+        this.#ask();
+      }
+    }
+  }
+
+  /** Holds no unused slot any more (Redis unreachable, or lost its state). */
+  #forgetAll(): void {
+    for (const b of this.#books.values()) {
+      b.unused = [];
+      b.spent = [];
+      const node = this.#deps.node(b.id);
+      if (node) node.advance = 0;
+    }
+  }
+
+  /**
+   * Redis lost its state (a restart without persistence, a FLUSH): the slots held are gone with
+   * it. Calls take their slot one by one until the monitors have written their nodes again.
+   */
+  lost(): void {
+    this.#forgetAll();
+  }
+
+  /** Stops, handing the unused slots back (best effort: they lapse by their TTL otherwise). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#periodic);
+    clearTimeout(this.#timer);
+    const books: AdvanceBook[] = [];
+    for (const b of this.#books.values()) {
+      const drop = [...b.spent, ...b.unused];
+      if (drop.length > 0) books.push({ id: b.id, want: 0, first: 0, drop, busy: [], keep: [] });
+    }
+    this.#forgetAll();
+    if (books.length === 0 || !this.#deps.redisReady()) return;
+    const s = this.#deps.settings;
+    this.#deps.store
+      .advanceSlots(books, { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix })
+      .catch(() => undefined);
+  }
+}
