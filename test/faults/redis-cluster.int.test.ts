@@ -106,14 +106,7 @@ describe('faults: Redis Cluster', () => {
     await clusterHealthy(rig, { timeoutMs: 15_000 });
     const healedMs = Date.now() - killedAt;
     await Promise.all(rig.proxies.map((p) => rig.proxyReady(p)));
-    // Slots taken in Redis: one by one, or ahead of time (advance slots).
-    const redisReserved = async (): Promise<number> => {
-      const m = await rig.proxies[0]?.metrics();
-      return (
-        (m?.get('fslb_proxy_reservations_total{outcome="redis"}') ?? 0) +
-        (m?.get('fslb_proxy_reservations_total{outcome="advance"}') ?? 0)
-      );
-    };
+    const redisReserved = async (): Promise<number> => (await rig.proxies[0]?.slotsTakenInRedis()) ?? 0;
     before = await redisReserved();
     await waitFor(
       'reservations taken in the promoted master',

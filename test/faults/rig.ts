@@ -251,7 +251,10 @@ export class FaultRig {
 
   /** Starts a steady load: one INVITE every `intervalMs`, round robin over the live proxies. */
   load(intervalMs = 20): Load {
-    return new Load(this, intervalMs);
+    const load = new Load(this, intervalMs);
+    // A test that fails before stopping its load must not keep its process alive.
+    this.#cleanup.push(() => load.halt());
+    return load;
   }
 
   /** Injects one INVITE on the next proxy that is still running. */
@@ -280,9 +283,14 @@ export class Load {
     }, intervalMs);
   }
 
+  /** Stops sending, at once. */
+  halt(): void {
+    clearInterval(this.#timer);
+  }
+
   /** Stops sending and waits (bounded) for every call sent to have its final answer. */
   async stop(timeoutMs = 20_000): Promise<void> {
-    clearInterval(this.#timer);
+    this.halt();
     await waitFor(
       `final answers to ${this.calls.length} calls`,
       () => this.calls.every((c) => c.req.finalResponse !== undefined) || undefined,

@@ -45,12 +45,9 @@ describe('faults: Redis Sentinel', () => {
     const healedMs = Date.now() - killedAt;
     // Reservations are taken in Redis again: the proxies' view is live on the new master.
     await Promise.all(rig.proxies.map((p) => rig.proxyReady(p)));
-    const before = await rig.proxies[0]?.metrics();
-    const redisBefore = before?.get('fslb_proxy_reservations_total{outcome="redis"}') ?? 0;
-    await waitFor('reservations in the new master', async () => {
-      const m = await rig.proxies[0]?.metrics();
-      return (m?.get('fslb_proxy_reservations_total{outcome="redis"}') ?? 0) >= redisBefore + 10;
-    });
+    const taken = async (): Promise<number> => (await rig.proxies[0]?.slotsTakenInRedis()) ?? 0;
+    const redisBefore = await taken();
+    await waitFor('reservations in the new master', async () => (await taken()) >= redisBefore + 10);
     await load.stop();
     report('sentinel failover', { promotedMs, healedMs, outcomes: load.summary(killedAt) });
     for (const m of rig.monitors) assert.equal(m.exit, undefined, `${m.name} still runs`);

@@ -160,6 +160,15 @@ export class ProxyProcess {
     return out;
   }
 
+  /** Slots this proxy has taken in Redis so far: one by one, or ahead of time (advance slots). */
+  async slotsTakenInRedis(): Promise<number> {
+    const m = await this.metrics();
+    return (
+      (m.get('fslb_proxy_reservations_total{outcome="redis"}') ?? 0) +
+      (m.get('fslb_proxy_reservations_total{outcome="advance"}') ?? 0)
+    );
+  }
+
   /** CPU time (user + system, every thread) the process has used, in µs, from /proc/<pid>/stat. */
   cpuMicros(): number {
     return processCpuMicros(this.pid);
