@@ -16,7 +16,7 @@ export const ADVANCE_REFRESH_MS = 1000;
 /** How an advance slot's demand estimate forgets: the time constant of its moving rate, ms. */
 const RATE_TAU_MS = 1000;
 /** Slots wanted on a node cover this much of its recent demand, ms, plus one. */
-const HORIZON_MS = 200;
+const HORIZON_MS = 500;
 /** A node that was nobody's first choice for this long wants no slots: its unused ones go back. */
 const IDLE_MS = 5000;
 /** Book-keeping calls asked for by demand are this far apart at least, ms. */
@@ -57,6 +57,8 @@ class Book {
   /** Calls per second that had this node first, as a moving rate, at `at` (monotonic ms). */
   rate = 0;
   at = -Infinity;
+  /** When its slots were last refreshed (monotonic ms). */
+  refreshedAt = -Infinity;
   constructor(readonly id: string) {}
 }
 
@@ -83,13 +85,18 @@ export class AdvanceSlots {
   #timer: NodeJS.Timeout | undefined;
   readonly #periodic: NodeJS.Timeout;
   #closed = false;
+  /** The next book-keeping call refreshes every slot held, not only the nodes that need slots. */
+  #refreshAll = false;
 
   readonly #deps: AdvanceDeps;
 
   constructor(deps: AdvanceDeps) {
     this.#deps = deps;
     this.#prefix = advanceSlotPrefix(deps.proxyId);
-    this.#periodic = setInterval(() => this.#ask(), deps.settings.refreshMs);
+    this.#periodic = setInterval(() => {
+      this.#refreshAll = true;
+      this.#ask();
+    }, deps.settings.refreshMs);
     this.#periodic.unref();
   }
 
@@ -117,7 +124,7 @@ export class AdvanceSlots {
       b.busy.add(slot);
       node.advance = b.unused.length;
     }
-    if (b.unused.length * 2 <= this.#want(b, now)) this.#ask();
+    if (b.unused.length * 4 <= this.#want(b, now)) this.#ask();
     return slot;
   }
 
@@ -168,6 +175,10 @@ export class AdvanceSlots {
       this.#forgetAll();
       return;
     }
+    // Only the nodes whose slots run low or were spent, and every refreshMs those not refreshed
+    // for half of it: most calls cost Redis nothing of their own, and a slot held never lapses.
+    const all = this.#refreshAll;
+    this.#refreshAll = false;
     const books: AdvanceBook[] = [];
     for (const b of this.#books.values()) {
       const node = this.#deps.node(b.id);
@@ -176,10 +187,23 @@ export class AdvanceSlots {
         if (started - b.at > IDLE_MS) this.#books.delete(b.id);
         continue;
       }
+      // Low on slots, or holding some nobody wants any more (the node went idle or unusable).
+      const due = b.unused.length * 4 <= want || (want === 0 && b.unused.length > 0);
+      const stale = all && started - b.refreshedAt >= this.#deps.settings.refreshMs / 2;
+      if (!stale && !due && b.spent.length === 0) continue;
       const first = this.#seq;
       this.#seq += Math.max(0, want - b.unused.length);
-      books.push({ id: b.id, want, first, drop: b.spent, busy: [...b.busy], keep: [...b.unused] });
+      books.push({
+        id: b.id,
+        want,
+        first,
+        held: b.unused.length,
+        drop: b.spent,
+        busy: [...b.busy],
+        keep: [...b.unused],
+      });
       b.spent = [];
+      b.refreshedAt = started;
     }
     if (books.length === 0) return;
     this.#running = true;
@@ -202,9 +226,12 @@ export class AdvanceSlots {
           b.unused = b.unused.filter((m) => !gone.has(m));
         }
         for (let j = 0; j < row.granted; j++) b.unused.push(`${this.#prefix}${asked.first + j}`);
-        if (b.unused.length > row.allowed) {
-          // Above this proxy's share now (the node filled, or nobody chooses it): oldest go back.
-          b.spent.push(...b.unused.splice(0, b.unused.length - row.allowed));
+        // Above this proxy's share now (the node filled), or wanted no more (nobody chose it for
+        // a while, or it cannot take calls): the oldest go back. A want that merely dipped keeps
+        // what is held, so slots are not handed back and taken again as demand wobbles.
+        const keep = asked.want === 0 ? 0 : row.allowed;
+        if (b.unused.length > keep) {
+          b.spent.push(...b.unused.splice(0, b.unused.length - keep));
           this.#again = true;
         }
         const node = this.#deps.node(row.id);
@@ -252,7 +279,7 @@ export class AdvanceSlots {
     const books: AdvanceBook[] = [];
     for (const b of this.#books.values()) {
       const drop = [...b.spent, ...b.unused];
-      if (drop.length > 0) books.push({ id: b.id, want: 0, first: 0, drop, busy: [], keep: [] });
+      if (drop.length > 0) books.push({ id: b.id, want: 0, first: 0, held: 0, drop, busy: [], keep: [] });
     }
     this.#forgetAll();
     if (books.length === 0 || !this.#deps.redisReady()) return;

@@ -12,7 +12,7 @@
     - slots in use by calls still in setup are refreshed if still there (`busy`, ZADD XX);
     - unused slots the proxy holds are refreshed, and those no longer there are reported
       (`keep`: lapsed, or Redis lost its state);
-    - new slots are added up to what the proxy wants, within a share of the node's room: the
+    - new slots are added up to what the proxy wants (`want`), within a share of the node's room: the
       proxy holds at most (room not counting its own unused slots - margin) / ARGV[2], where the
       margin is max(4 x share, maxSessions / share). So as a node fills, what each proxy may hold
       shrinks to nothing well before it is full, and calls near capacity take their slot in
@@ -27,15 +27,16 @@
   ARGV[2] share: a proxy holds at most the node's room / share in advance
   ARGV[3] member prefix (`#<proxy tag>:`)
   ARGV[4] n, the number of nodes
-  ARGV[5..] for each node in turn: want, first number for new members, #drop, #busy, #keep,
-            then the drop, busy and keep members
+  ARGV[5..] for each node in turn: want, first number for new members, held (unused slots the
+            proxy holds there), #drop, #busy, #keep, then the drop, busy and keep members (`keep`
+            may name only some of the held ones, or none: those named are refreshed and checked)
 
   Returns: { seconds, microseconds (Redis TIME),
              { status, sessions, reservations, maxSessions, allowed, granted, missing... } per node,
              then a note (a string) for each key repaired }
     status        1 can take calls; 0 full; -1 cannot take calls; -3 no monitor's record
     reservations  live members of the reservation set after this call (every proxy's slots)
-    allowed       how many unused slots the proxy may hold there now
+    allowed       how many unused slots the proxy may hold there now, whatever it wants
     granted       new members added: prefix .. (first + 0 .. granted - 1)
     missing       1-based indices into `keep` of members no longer there
 ]]
@@ -60,9 +61,9 @@ local out = { t[1], t[2] }
 local p = 5
 for i = 1, n do
   local hashKey, resvKey, aliveKey = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
-  local want, first = tonumber(ARGV[p]), tonumber(ARGV[p + 1])
-  local nd, nb, nk = tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])
-  local d0, b0, k0 = p + 5, p + 5 + nd, p + 5 + nd + nb
+  local want, first, heldArg = tonumber(ARGV[p]), tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+  local nd, nb, nk = tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4]), tonumber(ARGV[p + 5])
+  local d0, b0, k0 = p + 6, p + 6 + nd, p + 6 + nd + nb
   p = k0 + nk
 
   if nd > 0 and type(redis.pcall('ZREM', resvKey, unpack(ARGV, d0, b0 - 1))) ~= 'number' then
@@ -89,7 +90,8 @@ for i = 1, n do
       end
     end
   end
-  local held = nk - #missing
+  local held = heldArg - #missing
+  if held < 0 then held = 0 end
 
   local h = redis.pcall('HMGET', hashKey, 'state', 'admin', 'sessions', 'maxSessions')
   if h.err then h = {} end
@@ -110,11 +112,11 @@ for i = 1, n do
     -- Room kept free of advance slots: a node this close to full takes its calls one by one.
     local margin = math.max(4 * share, math.ceil(max / share))
     allowed = math.floor((max - s - r + held - margin) / share)
-    if allowed > want then allowed = want end
     if allowed < 0 then allowed = 0 end
-    if allowed > held then
+    local target = want < allowed and want or allowed
+    if target > held then
       local args = {}
-      for j = 0, allowed - held - 1 do
+      for j = 0, target - held - 1 do
         args[#args + 1] = score
         args[#args + 1] = prefix .. (first + j)
       end

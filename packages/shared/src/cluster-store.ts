@@ -142,7 +142,9 @@ export interface AdvanceBook {
   drop: readonly string[];
   /** Slots in use by calls still in setup: refreshed while they are there. */
   busy: readonly string[];
-  /** Unused slots held: refreshed; those gone are reported. */
+  /** Unused slots the proxy holds there. */
+  held: number;
+  /** Unused slots to refresh and check (all held ones, some, or none): those gone are reported. */
   keep: readonly string[];
 }
 
@@ -465,6 +467,7 @@ export class ClusterStore {
       argv.push(
         b.want,
         b.first,
+        b.held,
         b.drop.length,
         b.busy.length,
         b.keep.length,

@@ -267,6 +267,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
       id,
       want: 16,
       first: 1,
+      held: 0,
       drop: [],
       busy: [],
       keep: [],
@@ -287,10 +288,10 @@ describe('reservations (Lua scripts against a real Redis)', () => {
         opts,
       );
       const rows = Object.fromEntries(r.nodes.map((n) => [n.id, [n.status, n.allowed, n.granted]]));
-      // big: want 16 of (1000 - 250) / 4; mid: (40 - 16) / 4 = 6; small: 12 is under the margin
-      // of 16; busy: (100 - 250) / 4 is nothing; drained and down take no calls.
+      // big: may hold (1000 - 250) / 4, wants 16; mid: (40 - 16) / 4 = 6; small: 12 is under the
+      // margin of 16; busy: (100 - 250) / 4 is nothing; drained and down take no calls.
       assert.deepEqual(rows, {
-        big: [1, 16, 16],
+        big: [1, 187, 16],
         mid: [1, 6, 6],
         small: [1, 0, 0],
         busy: [1, 0, 0],
@@ -313,12 +314,12 @@ describe('reservations (Lua scripts against a real Redis)', () => {
       await redis.zrem(keys.resv('a'), '#px.t:2');
       await redis.zadd(keys.resv('a'), Date.now() + 100, '#px.t:3');
       const r = await store.advanceSlots(
-        [book('a', { want: 3, first: 10, drop: ['#px.t:1'], keep: ['#px.t:2', '#px.t:3'] })],
+        [book('a', { want: 3, first: 10, held: 2, drop: ['#px.t:1'], keep: ['#px.t:2', '#px.t:3'] })],
         opts,
       );
       const row = r.nodes[0]!;
       // #2 is gone, #3 refreshed, #1 removed; two new ones (#10, #11) make the 3 wanted.
-      assert.deepEqual([row.missing, row.allowed, row.granted], [[1], 3, 2]);
+      assert.deepEqual([row.missing, row.allowed, row.granted], [[1], 6, 2]);
       const scores = await redis.zrange(keys.resv('a'), 0, -1, 'WITHSCORES');
       const byMember = new Map<string, number>();
       for (let i = 0; i < scores.length; i += 2) byMember.set(scores[i]!, Number(scores[i + 1]));
@@ -348,7 +349,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
       await redis.set(keys.resv('a'), 'junk');
       const notes: string[] = [];
       const store = new ClusterStore(redis, keys, { onRepaired: (n) => notes.push(...n) });
-      const r = await store.advanceSlots([book('a', { want: 2, keep: ['#px.t:7'] })], opts);
+      const r = await store.advanceSlots([book('a', { want: 2, held: 1, keep: ['#px.t:7'] })], opts);
       assert.deepEqual([r.nodes[0]?.missing, r.nodes[0]?.granted], [[1], 2]);
       assert.equal(await redis.type(keys.resv('a')), 'zset');
       assert.equal(notes.length, 1);
