@@ -74,6 +74,41 @@ const envelope = z.discriminatedUnion('type', [
   }),
 ]);
 
+const microsRe = /^\d{1,16}$/;
+
+/**
+ * A well-formed node event, read without the schema (every proxy reads every one); undefined for
+ * any other message, which the schema then reads. Accepts exactly what the schema accepts.
+ */
+function quickNodeEvent(raw: unknown): DecodeResult<ClusterEvent> | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const m = raw as Record<string, unknown>;
+  const { id, version, record, at, resv, cause } = m;
+  if (m.v !== 1 || m.type !== 'node' || typeof id !== 'string' || !nodeIdRe.test(id)) return undefined;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version <= 0) return undefined;
+  if (typeof record !== 'object' || record === null || Array.isArray(record)) return undefined;
+  for (const v of Object.values(record)) if (typeof v !== 'string') return undefined;
+  if (at !== undefined && (typeof at !== 'string' || !microsRe.test(at))) return undefined;
+  if (resv !== undefined && (typeof resv !== 'number' || !Number.isInteger(resv) || resv < 0))
+    return undefined;
+  if (cause !== undefined && cause !== 'drained' && cause !== 'undrained') return undefined;
+  const rec = decodeNodeRecord(record as Record<string, string>);
+  if (!rec.ok) return undefined;
+  if (rec.value.id !== id) return { ok: false, problems: ['record.id differs from id'] };
+  return {
+    ok: true,
+    value: {
+      type: 'node',
+      id,
+      version,
+      record: rec.value,
+      ...(at === undefined ? {} : { at: Number(at) }),
+      ...(resv === undefined ? {} : { reservations: resv }),
+      ...(cause === undefined ? {} : { cause }),
+    },
+  };
+}
+
 /** Reads one message; garbage (bad JSON, unknown shape, a bad record) is a problem, never a throw. */
 export function decodeClusterEvent(message: string): DecodeResult<ClusterEvent> {
   let raw: unknown;
@@ -82,6 +117,8 @@ export function decodeClusterEvent(message: string): DecodeResult<ClusterEvent> 
   } catch {
     return { ok: false, problems: ['not JSON'] };
   }
+  const quick = quickNodeEvent(raw);
+  if (quick) return quick;
   const e = envelope.safeParse(raw);
   if (!e.success) {
     return {

@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClusterKeys } from './cluster-keys.js';
 import { decodeClusterEvent, encodeClusterEvent } from './cluster-event.js';
-import { decodeNodeRecord, encodeNodeRecord, type NodeRecord } from './node-record.js';
+import {
+  decodeNodeRecord,
+  decodeNodeRecordBySchema,
+  encodeNodeRecord,
+  type NodeRecord,
+} from './node-record.js';
 
 const record: NodeRecord = {
   id: 'fs1',
@@ -46,6 +51,49 @@ describe('node record codec', () => {
     const { sip: _sip, ...noSip } = encodeNodeRecord(record);
     const r = decodeNodeRecord(noSip);
     assert.ok(!r.ok && r.problems[0]?.startsWith('sip'));
+  });
+
+  it('reads every record exactly as the schema does, the quick path included', () => {
+    const values = [
+      '',
+      '0',
+      '7',
+      '-1',
+      '1.5',
+      '-0.5',
+      '01',
+      '1e3',
+      ' 1',
+      '1 ',
+      'NaN',
+      'Infinity',
+      '0x10',
+      '9007199254740991',
+      '9007199254740993',
+      'up',
+      'down',
+      'draining',
+      'unknown',
+      'UP',
+      'drain',
+      'fs1',
+      'fs 1',
+      'x'.repeat(70),
+    ];
+    const base = encodeNodeRecord(record);
+    let agreed = 0;
+    for (const field of Object.keys(base)) {
+      for (const v of [...values, undefined]) {
+        const hash: Record<string, string> = { ...base };
+        if (v === undefined) delete hash[field];
+        else hash[field] = v;
+        const quick = decodeNodeRecord(hash);
+        const schema = decodeNodeRecordBySchema(hash);
+        assert.deepEqual(quick, schema, `${field}=${String(v)}`);
+        agreed++;
+      }
+    }
+    assert.equal(agreed, Object.keys(base).length * (values.length + 1));
   });
 
   it('fills optional fields that an older writer left out', () => {
