@@ -105,6 +105,26 @@ async function reservations(shape: Shape, tag: string): Promise<number> {
 }
 
 /**
+ * The nodes' owners' writes, as a monitor makes them: `sessions` moved by `delta`, and the calls
+ * (or advance slots) FreeSWITCH counted settled in the same write.
+ */
+function ownerWrites(): (id: string, delta: number, settle?: string) => Promise<unknown> {
+  const sessions = new Map<string, number>(ids.map((id) => [id, 0]));
+  return (id, delta, settle) => {
+    const n = (sessions.get(id) ?? 0) + delta;
+    sessions.set(id, n);
+    return store.writeNode({
+      id,
+      token: 'tok',
+      owner: 'bench',
+      livenessTtlMs: 600_000,
+      loud: { state: 'up', sessions: n, maxSessions: 1_000_000 },
+      ...(settle ? { settle: [settle] } : {}),
+    });
+  };
+}
+
+/**
  * Redis CPU per reservation (µs) as a proxy makes them by default: its own CallAccounting with
  * advance slots, calls offered at ADVANCE_CPS (ticks of 5 ms) to the view's least-loaded
  * choice, each connected at once. Every script the proxy runs counts: advance-slot book-keeping
@@ -136,19 +156,7 @@ async function advanceCalls(tag: string, settle: boolean): Promise<{ us: number;
     log: createLogger({ level: 'silent', name: 'bench' }),
     redisReady: () => redis.status === 'ready',
   });
-  const sessions = new Map<string, number>(ids.map((id) => [id, 0]));
-  const write = (id: string, delta: number, settled?: string) => {
-    const n = (sessions.get(id) ?? 0) + delta;
-    sessions.set(id, n);
-    return store.writeNode({
-      id,
-      token: 'tok',
-      owner: 'bench',
-      livenessTtlMs: 600_000,
-      loud: { state: 'up', sessions: n, maxSessions: 1_000_000 },
-      ...(settled ? { settle: [settled] } : {}),
-    });
-  };
+  const write = ownerWrites();
   const perTick = Math.max(1, Math.round((ADVANCE_CPS * 5) / 1000));
   // Warm: the proxy learns the demand and takes its first slots, unmeasured.
   const run = async (count: number, prefix: string): Promise<number> => {
@@ -188,19 +196,7 @@ async function advanceCalls(tag: string, settle: boolean): Promise<{ us: number;
  * slot ended, an event published), then its write when the call ends (sessions - 1).
  */
 async function wholeCalls(tag: string): Promise<number> {
-  const sessions = new Map<string, number>(ids.map((id) => [id, 0]));
-  const write = (id: string, delta: number, settle?: string) => {
-    const n = (sessions.get(id) ?? 0) + delta;
-    sessions.set(id, n);
-    return store.writeNode({
-      id,
-      token: 'tok',
-      owner: 'bench',
-      livenessTtlMs: 600_000,
-      loud: { state: 'up', sessions: n, maxSessions: 1_000_000 },
-      ...(settle ? { settle: [settle] } : {}),
-    });
-  };
+  const write = ownerWrites();
   await redis.config('RESETSTAT');
   for (let i = 0; i < RESERVATIONS; i++) {
     const call = `${tag}-${i}@bench;ft`;
