@@ -220,7 +220,10 @@ export class AdvanceSlots {
         const asked = books[i];
         const b = this.#books.get(row.id);
         if (!asked || !b) continue;
-        if (row.status === SlotStatus.Lost) lost = true;
+        // No monitor's record of a node this proxy still sees: Redis lost its state. A node that
+        // left the view (removed from the cluster) has no record either: its slots just go back.
+        const node = this.#deps.node(row.id);
+        if (row.status === SlotStatus.Lost && node) lost = true;
         if (row.missing.length > 0) {
           const gone = new Set(row.missing.map((j) => asked.keep[j - 1]));
           b.unused = b.unused.filter((m) => !gone.has(m));
@@ -234,7 +237,6 @@ export class AdvanceSlots {
           b.spent.push(...b.unused.splice(0, b.unused.length - keep));
           this.#again = true;
         }
-        const node = this.#deps.node(row.id);
         if (node) node.advance = b.unused.length;
       }
       this.#deps.learn(r.at, r.nodes);

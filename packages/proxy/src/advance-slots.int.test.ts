@@ -1,0 +1,72 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
+import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
+import { waitFor } from '../../../test/support/wait.js';
+import { AdvanceSlots } from './advance-slots.js';
+import { ClusterView } from './view/cluster-view.js';
+
+/** A proxy's advance slots against a real Redis, apart from the rest of the proxy. */
+describe('advance slots (against a real Redis)', () => {
+  const r = useRedis({ before, after });
+
+  it('hands back the slots of a node that left the cluster, and keeps the others', async (t) => {
+    const redis = r.client;
+    const prefix = testPrefix();
+    t.after(() => deletePrefix(redis, prefix));
+    const keys = new ClusterKeys(prefix);
+    const store = new ClusterStore(redis, keys);
+    for (const id of ['a', 'b']) {
+      await store.upsertNode({ id, sip: `127.0.0.1:${id === 'a' ? 5070 : 5071}`, weight: 1 });
+      await redis.set(keys.lease(id), `tok-${id}`, 'PX', 30_000);
+      await store.writeNode({
+        id,
+        token: `tok-${id}`,
+        owner: 'mon',
+        livenessTtlMs: 30_000,
+        loud: { state: 'up', sessions: 0, maxSessions: 1000 },
+      });
+    }
+    const view = new ClusterView();
+    view.applySnapshot(await store.readView(), performance.now());
+    const left = new Set<string>();
+    let lost = 0;
+    const slots = new AdvanceSlots({
+      store,
+      settings: { max: 8, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
+      proxyId: 'px',
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => redis.status === 'ready',
+      node: (id) => (left.has(id) ? undefined : view.get(id)),
+      learn: () => undefined,
+      onLost: () => lost++,
+    });
+    t.after(() => slots.close());
+    const [a, b] = [view.get('a'), view.get('b')];
+    assert.ok(a && b);
+    const members = async (id: string) =>
+      (await redis.zrange(keys.resv(id), 0, -1)).filter((m) => m.startsWith('#'));
+
+    slots.take(a, performance.now());
+    slots.take(b, performance.now());
+    await waitFor(
+      'slots held on both nodes',
+      async () => (await members('a')).length > 0 && (await members('b')).length > 0,
+    );
+    const onA = await members('a');
+
+    // b is removed from the cluster (its keys go with it) and leaves this proxy's view.
+    await store.removeNode('b');
+    left.add('b');
+    slots.take(a, performance.now());
+    slots.take(a, performance.now());
+    await waitFor('b handed back', () => slots.held === a.advance);
+    assert.equal(lost, 0, 'a node that left is not taken for a Redis that lost its state');
+    const still = await members('a');
+    assert.ok(
+      onA.some((m) => still.includes(m)),
+      "a's slots are still held in Redis",
+    );
+    assert.ok(a.advance > 0);
+  });
+});
