@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
 import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
+import { seedNodes } from '../../../test/support/seed-nodes.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { AdvanceSlots } from './advance-slots.js';
 import { ClusterView } from './view/cluster-view.js';
@@ -16,17 +17,7 @@ describe('advance slots (against a real Redis)', () => {
     t.after(() => deletePrefix(redis, prefix));
     const keys = new ClusterKeys(prefix);
     const store = new ClusterStore(redis, keys);
-    for (const id of ['a', 'b']) {
-      await store.upsertNode({ id, sip: `127.0.0.1:${id === 'a' ? 5070 : 5071}`, weight: 1 });
-      await redis.set(keys.lease(id), `tok-${id}`, 'PX', 30_000);
-      await store.writeNode({
-        id,
-        token: `tok-${id}`,
-        owner: 'mon',
-        livenessTtlMs: 30_000,
-        loud: { state: 'up', sessions: 0, maxSessions: 1000 },
-      });
-    }
+    await seedNodes(store, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
     const view = new ClusterView();
     view.applySnapshot(await store.readView(), performance.now());
     const left = new Set<string>();

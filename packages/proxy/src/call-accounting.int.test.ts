@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
 import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
 import { redisRelay } from '../../../test/support/redis-relay.js';
+import { seedNodes } from '../../../test/support/seed-nodes.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
@@ -24,17 +25,7 @@ describe('call accounting: a late Redis reply', () => {
     t.after(() => deletePrefix(redis, prefix));
     const keys = new ClusterKeys(prefix);
     const seed = new ClusterStore(redis, keys);
-    for (const id of ['a', 'b']) {
-      await seed.upsertNode({ id, sip: `127.0.0.1:${id === 'a' ? 5070 : 5071}`, weight: 1 });
-      await redis.set(keys.lease(id), `tok-${id}`, 'PX', 30_000);
-      await seed.writeNode({
-        id,
-        token: `tok-${id}`,
-        owner: 'mon',
-        livenessTtlMs: 30_000,
-        loud: { state: 'up', sessions: 0, maxSessions: 1000 },
-      });
-    }
+    await seedNodes(seed, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
     const view = new ClusterView();
     view.applySnapshot(await seed.readView(), performance.now());
     const store = new ClusterStore(client, keys);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { deletePrefix, startRedis, testPrefix, type TestRedis } from '../../../test/support/redis.js';
+import { seedNodes } from '../../../test/support/seed-nodes.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { decodeClusterEvent, type ClusterEvent } from './cluster-event.js';
 import { ClusterKeys } from './cluster-keys.js';
@@ -34,18 +35,7 @@ describe('reservations (Lua scripts against a real Redis)', () => {
     prefixes.push(prefix);
     const keys = new ClusterKeys(prefix);
     const store = new ClusterStore(redis, keys);
-    for (const [id, n] of Object.entries(nodes)) {
-      await store.upsertNode({ id, sip: `127.0.0.1:${5000 + Object.keys(nodes).indexOf(id)}`, weight: 1 });
-      await redis.set(keys.lease(id), `tok-${id}`, 'PX', 30_000);
-      await store.writeNode({
-        id,
-        token: `tok-${id}`,
-        owner: 'mon',
-        livenessTtlMs: 30_000,
-        loud: { state: n.state ?? 'up', sessions: n.sessions, maxSessions: n.max },
-      });
-      if (n.admin) await redis.hset(keys.node(id), 'admin', n.admin);
-    }
+    await seedNodes(store, nodes);
     return { keys, store };
   }
 
