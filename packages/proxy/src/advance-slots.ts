@@ -42,7 +42,10 @@ export interface AdvanceDeps {
   node: (id: string) => ViewNode | undefined;
   /** Load figures of a reply (`at`: Redis time, µs). */
   learn: (at: number, rows: readonly AdvanceRow[]) => void;
-  /** Redis has no monitor's record of a node the proxy holds slots on: it lost its state. */
+  /**
+   * Redis has no monitor's record of a node the proxy holds slots on: it lost its state (the
+   * slots held are gone with it and already forgotten).
+   */
   onLost: () => void;
 }
 
@@ -209,12 +212,7 @@ export class AdvanceSlots {
     this.#running = true;
     this.#lastRun = started;
     try {
-      const s = this.#deps.settings;
-      const r = await this.#deps.store.advanceSlots(books, {
-        ttlMs: s.ttlMs,
-        share: s.share,
-        prefix: this.#prefix,
-      });
+      const r = await this.#send(books);
       let lost = false;
       for (const [i, row] of r.nodes.entries()) {
         const asked = books[i];
@@ -240,7 +238,12 @@ export class AdvanceSlots {
         if (node) node.advance = b.unused.length;
       }
       this.#deps.learn(r.at, r.nodes);
-      if (lost) this.#deps.onLost();
+      if (lost) {
+        // Redis restarted empty or was flushed: calls take their slot one by one until the
+        // monitors have written their nodes again.
+        this.#forgetAll();
+        this.#deps.onLost();
+      }
     } catch (err) {
       // Unknown which slots Redis holds now: use none of them (they lapse there by their TTL).
       this.#deps.log.debug({ err }, 'advance slots: book-keeping failed; holding none until it works again');
@@ -264,14 +267,6 @@ export class AdvanceSlots {
     }
   }
 
-  /**
-   * Redis lost its state (a restart without persistence, a FLUSH): the slots held are gone with
-   * it. Calls take their slot one by one until the monitors have written their nodes again.
-   */
-  lost(): void {
-    this.#forgetAll();
-  }
-
   /** Stops, handing the unused slots back (best effort: they lapse by their TTL otherwise). */
   close(): void {
     if (this.#closed) return;
@@ -285,9 +280,11 @@ export class AdvanceSlots {
     }
     this.#forgetAll();
     if (books.length === 0 || !this.#deps.redisReady()) return;
+    this.#send(books).catch(() => undefined);
+  }
+
+  #send(books: readonly AdvanceBook[]): ReturnType<ClusterStore['advanceSlots']> {
     const s = this.#deps.settings;
-    this.#deps.store
-      .advanceSlots(books, { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix })
-      .catch(() => undefined);
+    return this.#deps.store.advanceSlots(books, { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix });
   }
 }

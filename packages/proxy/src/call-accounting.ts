@@ -27,6 +27,9 @@ export const BUSY_REDIS_WAIT_MS = 1000;
  */
 export const RESERVE_BATCH = 2;
 
+/** No node refused in Redis (a slot taken without asking it): failover targets from the view alone. */
+const NONE_REFUSED: ReadonlySet<string> = new Set();
+
 /** How a call's slots were taken. */
 export const SlotMode = {
   /** Reserved in Redis, atomically across every proxy. */
@@ -169,17 +172,9 @@ export class CallAccounting {
             this.#learn({ id: r.id, sessions: r.sessions, reservations: r.reservations, at });
           }
         },
-        onLost: () => {
-          this.#advance?.lost();
-          this.#onLost();
-        },
+        onLost: () => this.#onLost(),
       });
     }
-  }
-
-  /** Unused advance slots this proxy holds (for tests and metrics). */
-  get advanceHeld(): number {
-    return this.#advance?.held ?? 0;
   }
 
   /** Local-mode slots held now (for metrics and tests). */
@@ -223,7 +218,7 @@ export class CallAccounting {
           kind: 'reserved',
           ms,
           slots: { call, mode: SlotMode.Advance, node: primary, limits: [], expiresAt: 0, slot },
-          targets: [primary, ...this.#spares(primary, candidates, opts.groups, failovers, new Set())],
+          targets: [primary, ...this.#spares(primary, candidates, opts.groups, failovers, NONE_REFUSED)],
         };
       }
     }
@@ -479,7 +474,7 @@ export class CallAccounting {
     this.#observer.reservation(why, ms());
     const chosen = candidates.find(hasRoom);
     if (!chosen) return { kind: 'full', ms: ms() };
-    const targets = [chosen, ...this.#spares(chosen, candidates, groups, failovers, new Set())];
+    const targets = [chosen, ...this.#spares(chosen, candidates, groups, failovers, NONE_REFUSED)];
     const previous = this.#local.get(call);
     if (previous) this.release(previous);
     chosen.local++;
