@@ -12,8 +12,9 @@ function schemaKeys(): string[] {
   const k = new ClusterKeys();
   const proto = ClusterKeys.prototype as unknown as Record<string, unknown>;
   const names = Object.getOwnPropertyNames(ClusterKeys.prototype).filter(
-    // `pattern` is a SCAN glob and `eventsPublish` the scripts' publish command: neither is a key.
-    (n) => n !== 'constructor' && n !== 'pattern' && n !== 'eventsPublish',
+    // `pattern` is a SCAN glob, `eventsPublish` the scripts' publish command and `shard` another
+    // shard's keys: none is a key.
+    (n) => n !== 'constructor' && n !== 'pattern' && n !== 'eventsPublish' && n !== 'shard',
   );
   return names
     .map((n) => {

@@ -151,4 +151,170 @@ describe('faults: Redis Cluster', () => {
       'no CROSSSLOT error logged',
     );
   });
+
+  it('pool shards: the state of each shard on its own master, calls routed and settled in each, the CLI across them', async (t) => {
+    const why = await clusterUnavailable();
+    if (why) {
+      process.stdout.write(`# skipped: ${why}\n`);
+      t.skip(why);
+      return;
+    }
+    const cluster = await TestRedisCluster.start(3);
+    t.after(() => cluster.close());
+    const client = new Cluster(cluster.seeds, {
+      clusterRetryStrategy: () => 50,
+      redisOptions: { maxRetriesPerRequest: 1 },
+    });
+    client.on('error', () => undefined);
+    t.after(() => client.disconnect());
+    // Two tenants' pools, each routed by a header, in two shards: east's calls count against a
+    // limit (one reservation script each), west's take advance slots.
+    const route = (pool: string) => ({
+      id: pool,
+      match: { header: { name: 'X-Tenant', value: `^${pool}$` } },
+      pools: [pool],
+      limits: pool === 'east' ? ['cap-east'] : [],
+    });
+    const rig = await FaultRig.start(
+      t,
+      {
+        redis: { section: { cluster: cluster.seeds, maxRetryDelayMs: 200 } },
+        nodes: 2,
+        monitors: 1,
+        proxies: 1,
+        config: {
+          pools: [
+            { id: 'east', nodes: ['fs1'], shard: 'east' },
+            { id: 'west', nodes: ['fs2'], shard: 'west' },
+          ],
+          routes: [route('east'), route('west')],
+          limits: [{ id: 'cap-east', key: 'all', maxCalls: 50 }],
+        },
+      },
+      client,
+    );
+    const east = rig.keys.shard('east');
+    const west = rig.keys.shard('west');
+    assert.match(east.node('fs1'), /^\{fault-[0-9a-f]+:east\}:node:fs1$/);
+    const keyslot = (key: string): Promise<number> => client.cluster('KEYSLOT', key);
+    const eastSlot = await keyslot(east.nodes);
+    const westSlot = await keyslot(west.nodes);
+    const baseSlot = await keyslot(rig.keys.proxies);
+    assert.notEqual(eastSlot, westSlot);
+    // The two tags may hash to slots of one master: then one moves, as a reshard would.
+    const eastAt = await cluster.masterOf(eastSlot);
+    if ((await cluster.masterOf(westSlot)) === eastAt) {
+      const to = (await cluster.masters()).find((p) => p !== eastAt);
+      assert.ok(to !== undefined, 'another master');
+      await cluster.migrateSlot(westSlot, to);
+    }
+    const [eastMaster, westMaster] = [await cluster.masterOf(eastSlot), await cluster.masterOf(westSlot)];
+    assert.notEqual(eastMaster, westMaster, 'the shards are served by two masters');
+    const onMaster = async (port: number, key: string): Promise<number> => {
+      const r = cluster.node(port);
+      try {
+        return await r.exists(key);
+      } finally {
+        r.disconnect();
+      }
+    };
+    assert.equal(await onMaster(eastMaster, east.node('fs1')), 1, "fs1's record on east's master");
+    assert.equal(await onMaster(westMaster, west.node('fs2')), 1, "fs2's record on west's master");
+    assert.equal(
+      await client.exists(rig.keys.node('fs1'), rig.keys.node('fs2')),
+      0,
+      'nothing under the prefix itself',
+    );
+    assert.deepEqual((await client.smembers(rig.keys.shards)).sort(), ['east', 'west']);
+
+    // Calls of each tenant go to its pool, take their slot and limit in its shard, and settle there.
+    const send = (tenant: string) => ({ tenant, req: rig.invite({ 'X-Tenant': tenant }) });
+    // West's first call asks for advance slots, which the proxy books in west's shard.
+    const calls = [send('west')];
+    await waitFor("advance slots held in west's shard", async () =>
+      (await client.zrange(west.resv('fs2'), 0, -1)).some((m) => m.startsWith('#')),
+    );
+    for (let i = 0; i < 39; i++) calls.push(send(i % 2 === 0 ? 'east' : 'west'));
+    await waitFor('every call answered', () => calls.every((c) => c.req?.finalResponse !== undefined), {
+      timeoutMs: 20_000,
+    });
+    for (const c of calls) {
+      assert.equal(c.req?.finalResponse?.status, 200, `${c.tenant} call connected`);
+      const node = rig.nodeOf(c.req.proxyCommands[0]?.destinations[0]);
+      assert.equal(node, c.tenant === 'east' ? 'fs1' : 'fs2', `${c.tenant} call sent to its pool`);
+    }
+    const byOutcome = await rig.proxies[0]?.metrics();
+    const advance = byOutcome?.get('fslb_proxy_reservations_total{outcome="advance"}') ?? 0;
+    assert.ok(advance > 0, `west's calls took advance slots, booked in west's shard (${advance})`);
+    const status = await run(
+      process.execPath,
+      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
+      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
+    );
+    const view = JSON.parse(status.stdout) as { nodes: { id: string; state: string }[] };
+    assert.deepEqual(
+      view.nodes.map((n) => `${n.id} ${n.state}`),
+      ['fs1 up', 'fs2 up'],
+      'the CLI reads every shard',
+    );
+    const cli = (...args: string[]) =>
+      run(process.execPath, fromSource('packages/cli/src/main.ts', ...args, '--config', rig.configFile), {
+        cwd: root,
+        env: { ...process.env, FSLB_CONFIG: '' },
+        timeout: 30_000,
+      });
+    const drained = await cli('drain', 'fs2', '--wait', '--timeout', '20s');
+    assert.match(drained.stdout, /fs2 drained/);
+    assert.equal(await client.hget(west.node('fs2'), 'admin'), 'drain');
+    await waitFor('the proxy sees fs2 drained', async () => {
+      const r = await rig.proxies[0]?.readyz();
+      return r?.body.view?.eligible === 1;
+    });
+    await cli('undrain', 'fs2');
+    await rig.proxyReady(rig.proxies[0] ?? assert.fail('no proxy'));
+
+    // Every call ended: no call's slot and no limit count left in either shard.
+    await waitFor(
+      'no reservation and no limit count left',
+      async () => {
+        const now = Date.now();
+        const slots = await Promise.all([
+          liveSlots(client, east.resv('fs1'), now),
+          liveSlots(client, west.resv('fs2'), now),
+        ]);
+        const counted = await client.zcard(east.limit('cap-east:all'));
+        return slots.every((c) => c.calls === 0) && counted === 0;
+      },
+      { timeoutMs: 10_000 },
+    );
+    // The shards list damaged: the CLI still reads every shard its file names, and a monitor
+    // starting again writes the list anew, with one line saying so.
+    await client.set(rig.keys.shards, 'garbage');
+    const again = await run(
+      process.execPath,
+      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
+      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
+    );
+    assert.deepEqual(
+      (JSON.parse(again.stdout) as { nodes: { id: string }[] }).nodes.map((n) => n.id),
+      ['fs1', 'fs2'],
+    );
+    await rig.monitors[0]?.stop('SIGKILL');
+    const restarted = await rig.restartMonitor(0);
+    const repairs = () => restarted.grep(/repaired damaged keys/).filter((l) => l.includes(':shards'));
+    await waitFor('the shards list written again, and the repair logged', async () => {
+      const type = await client.type(rig.keys.shards);
+      const members = type === 'set' ? (await client.smembers(rig.keys.shards)).sort().join() : type;
+      return members === 'east,west' && repairs().length > 0;
+    });
+    assert.equal(repairs().length, 1, 'one line');
+
+    report('redis cluster shards', { eastSlot, westSlot, baseSlot, eastMaster, westMaster });
+    const lines = [...rig.logLines(), ...rig.proxies.flatMap((p) => [...p.warnings, p.stderr])];
+    assert.deepEqual(
+      lines.filter((l) => /CROSSSLOT|"level":"error"/i.test(l)),
+      [],
+      'no CROSSSLOT error, no error logged',
+    );
+  });
 });

@@ -136,7 +136,8 @@ export interface LoadCall {
 }
 
 export class FaultRig {
-  readonly #cleanup: (() => Promise<void> | void)[] = [];
+  /** What the test's end undoes, in reverse: the very list `start` registered with the test. */
+  #cleanup: (() => Promise<void> | void)[] = [];
   #turn = 0;
 
   private constructor(
@@ -204,7 +205,8 @@ export class FaultRig {
       proxies.push(p);
     }
     const rig = new FaultRig(prefix, keys, client, nodes, monitors, proxies, configFile);
-    rig.#cleanup.push(...cleanup);
+    // Whatever the rig starts later (a monitor again, a load) is undone with the rest.
+    rig.#cleanup = cleanup;
     for (const p of proxies) await rig.proxyReady(p);
     return rig;
   }

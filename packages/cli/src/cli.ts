@@ -17,6 +17,7 @@ import {
   type Target,
 } from './connect.js';
 import { describeLeft, setDrain, waitDrained } from './drain.js';
+import { shardStores } from './shards.js';
 import { instancesJson, readInstances, renderInstances } from './instances.js';
 import { limitsJson, readLimits, renderLimits } from './limits.js';
 import { painter, wantsColour } from './render.js';
@@ -312,7 +313,7 @@ async function runDrain(c: Context): Promise<number> {
     onMessage(sub, (_ch: string, msg: string) => {
       if (msg.includes(`"id":${JSON.stringify(id)}`) || msg.includes('"type":"load"')) wake?.();
     });
-    await subscribe(sub, store.keys.events).catch(() => undefined);
+    for (const s of await shardStores(store)) await subscribe(sub, s.keys.events).catch(() => undefined);
     try {
       const n = await waitDrained(store, id, {
         timeoutMs,

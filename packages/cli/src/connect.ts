@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { knownShards } from './shards.js';
 import {
   ClusterKeys,
   ClusterStore,
@@ -9,6 +10,7 @@ import {
   createRedis,
   formatIssues,
   isValidPrefix,
+  nodeIdRe,
   parseConfig,
   redactUrl,
   type Redis,
@@ -34,6 +36,8 @@ export interface Target {
   prefix: string;
   /** The limits the config file defines (id and caps only), for `fslb limits`. */
   limits?: LimitDefinition[];
+  /** The pool shards the config file names (`pools[].shard`). */
+  shards?: string[];
 }
 
 /** What `fslb limits` shows of a limit's definition. */
@@ -52,6 +56,7 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
   const path = opts.config ?? configPathFrom([], env);
   let raw: Record<string, unknown> = {};
   let limits: LimitDefinition[] | undefined;
+  let shards: string[] | undefined;
   if (path !== undefined) {
     let text: string;
     try {
@@ -75,6 +80,7 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
     if (p.redis !== undefined) raw.redis = p.redis;
     if (p.prefix !== undefined) raw.prefix = p.prefix;
     if (Array.isArray(p.limits)) limits = limitDefinitions(p.limits);
+    if (Array.isArray(p.pools)) shards = shardNames(p.pools);
   }
   if (opts.redis !== undefined)
     raw = { ...raw, redis: { ...(raw.redis as object | undefined), url: opts.redis } };
@@ -93,7 +99,12 @@ export function resolveTarget(opts: { config?: string; redis?: string; prefix?: 
   if (opts.prefix !== undefined) delete e.FSLB_PREFIX;
   try {
     const cfg = parseConfig(raw, e);
-    return { redis: cfg.redis, prefix: cfg.prefix, ...(limits ? { limits } : {}) };
+    return {
+      redis: cfg.redis,
+      prefix: cfg.prefix,
+      ...(limits ? { limits } : {}),
+      ...(shards && shards.length > 0 ? { shards } : {}),
+    };
   } catch (err) {
     if (err instanceof ConfigError) {
       const issues = err.issues.map((i) =>
@@ -121,6 +132,16 @@ function limitDefinitions(list: unknown[]): LimitDefinition[] {
     });
   }
   return out;
+}
+
+/** The pool shards a config file's pools name, as written (the monitors validate the rest). */
+function shardNames(list: unknown[]): string[] {
+  const out = new Set<string>();
+  for (const item of list) {
+    const shard = (item as { shard?: unknown } | null)?.shard;
+    if (typeof shard === 'string' && nodeIdRe.test(shard)) out.add(shard);
+  }
+  return [...out].sort();
 }
 
 /** Where a target points, for messages: the URL without credentials, or the Sentinel master. */
@@ -154,10 +175,9 @@ export async function connect(t: Target, reconnect: boolean): Promise<{ redis: R
     redis.disconnect();
     throw new CliError(`cannot reach Redis at ${describeTarget(t)}: ${reasonOf(first ?? err)}`);
   }
-  return {
-    redis,
-    store: new ClusterStore(redis, ClusterKeys.forRedis(t.prefix, t.redis)),
-  };
+  const store = new ClusterStore(redis, ClusterKeys.forRedis(t.prefix, t.redis));
+  knownShards(store, t.shards ?? []);
+  return { redis, store };
 }
 
 export function reasonOf(err: unknown): string {

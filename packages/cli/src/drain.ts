@@ -1,5 +1,6 @@
 import { AdminState, UnknownNodeError, type ClusterStore } from '@fslb/shared';
 import { CliError } from './connect.js';
+import { shardStores, storeOfNode } from './shards.js';
 import { readStatus, type NodeRow } from './status.js';
 
 type OkRow = Extract<NodeRow, { ok: true }>;
@@ -11,7 +12,7 @@ export async function setDrain(
   drain: boolean,
 ): Promise<{ changed: boolean; node: OkRow }> {
   try {
-    const r = await store.setAdmin(id, drain ? AdminState.Drain : AdminState.None);
+    const r = await (await storeOfNode(store, id)).setAdmin(id, drain ? AdminState.Drain : AdminState.None);
     return { changed: r.changed, node: await nodeRow(store, id) };
   } catch (err) {
     if (err instanceof UnknownNodeError) throw new CliError(`${err.message}${await known(store)}`);
@@ -20,8 +21,10 @@ export async function setDrain(
 }
 
 async function known(store: ClusterStore): Promise<string> {
-  const ids = await store.nodeIds().catch(() => []);
-  return ids.length === 0 ? ' (no nodes are configured)' : ` (known: ${ids.join(', ')})`;
+  const ids: string[] = [];
+  for (const s of await shardStores(store).catch(() => [store]))
+    ids.push(...(await s.nodeIds().catch(() => [])));
+  return ids.length === 0 ? ' (no nodes are configured)' : ` (known: ${ids.sort().join(', ')})`;
 }
 
 async function nodeRow(store: ClusterStore, id: string): Promise<OkRow> {

@@ -1,6 +1,7 @@
 import { globEscape, limitIdOf, scanKeys, type ClusterStore } from '@fslb/shared';
 import type { LimitDefinition } from './connect.js';
 import { table, type Paint } from './render.js';
+import { shardStores } from './shards.js';
 
 /** One counter of a limit: the calls counted on one key value. */
 export interface CounterRow {
@@ -32,26 +33,17 @@ export interface LimitsReport {
   limits: LimitUse[];
 }
 
-/**
- * Every limit's use, read with SCAN over `<prefix>:limit:*` and `<prefix>:rate:*` (reads only).
- * Limits the config defines appear even when nothing counts against them.
- */
-export async function readLimits(
-  store: ClusterStore,
-  defs: readonly LimitDefinition[] = [],
-  top = 10,
-): Promise<LimitsReport> {
+/** The counters of one shard with a call or an admission now, by limit id, into `rows`. */
+async function readCounters(store: ClusterStore, at: number, rows: Map<string, CounterRow[]>): Promise<void> {
   const redis = store.redis;
-  const [sec, usec] = await redis.time();
-  const at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const limitPrefix = store.keys.limit('');
   const ratePrefix = store.keys.rate('');
   const entries = new Set<string>();
   for (const prefix of [limitPrefix, ratePrefix]) {
     for (const k of await scanKeys(redis, `${globEscape(prefix)}*`)) entries.add(k.slice(prefix.length));
   }
-  const rows = new Map<string, CounterRow[]>();
   const list = [...entries];
+  if (list.length === 0) return;
   const pipe = redis.pipeline();
   for (const e of list) {
     pipe.zcount(store.keys.limit(e), `(${at}`, '+inf');
@@ -72,6 +64,22 @@ export async function readLimits(
     held.push(row);
     rows.set(id, held);
   });
+}
+
+/**
+ * Every limit's use, read with SCAN over `<prefix>:limit:*` and `<prefix>:rate:*` (reads only).
+ * Limits the config defines appear even when nothing counts against them.
+ */
+export async function readLimits(
+  store: ClusterStore,
+  defs: readonly LimitDefinition[] = [],
+  top = 10,
+): Promise<LimitsReport> {
+  const [sec, usec] = await store.redis.time();
+  const at = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  const rows = new Map<string, CounterRow[]>();
+  // Each pool shard keeps the counters of its routes' limits (one shard per limit).
+  for (const s of await shardStores(store)) await readCounters(s, at, rows);
   const ids = [...new Set([...defs.map((d) => d.id), ...rows.keys()])];
   const limits = ids.map((id): LimitUse => {
     const def = defs.find((d) => d.id === id);

@@ -1,5 +1,6 @@
 import { AdminState, NodeState, type ClusterStore, type NodeRecord } from '@fslb/shared';
 import { formatAge, loadBar, table, type Colour, type Paint } from './render.js';
+import { shardStores } from './shards.js';
 
 /** One node as `fslb status` shows it. */
 export type NodeRow =
@@ -38,7 +39,13 @@ export interface ClusterStatus {
 
 /** One consistent snapshot of every node, as the proxies would judge it. */
 export async function readStatus(store: ClusterStore): Promise<ClusterStatus> {
-  const view = await store.readView();
+  // One snapshot per shard (each is consistent in itself), merged in id order.
+  const views = await Promise.all((await shardStores(store)).map((s) => s.readView()));
+  const view = {
+    at: Math.max(...views.map((v) => v.at)),
+    version: Math.max(...views.map((v) => v.version)),
+    nodes: views.flatMap((v) => v.nodes).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+  };
   const at = Math.floor(view.at / 1000);
   const nodes = view.nodes.map((e): NodeRow => {
     if (!e.ok) return { id: e.id, ok: false, problems: e.problems };

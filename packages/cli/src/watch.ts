@@ -1,6 +1,7 @@
 import { onMessage, subscribe, type ClusterStore, type Redis } from '@fslb/shared';
 import { reasonOf } from './connect.js';
 import { formatAge, type Paint } from './render.js';
+import { shardStores } from './shards.js';
 import { readStatus, renderStatus, type ClusterStatus } from './status.js';
 
 export interface WatchOptions {
@@ -82,9 +83,11 @@ export async function watch(store: ClusterStore, subscriber: Redis, o: WatchOpti
   const unlisten = onMessage(subscriber, soon);
   // After a reconnect ioredis resubscribes by itself; reload at once rather than wait an interval.
   subscriber.on('ready', soon);
-  await subscribe(subscriber, store.keys.events).catch((err: unknown) => {
-    error = reasonOf(err);
-  });
+  for (const s of await shardStores(store).catch(() => [store])) {
+    await subscribe(subscriber, s.keys.events).catch((err: unknown) => {
+      error = reasonOf(err);
+    });
+  }
   if (o.screen) o.write('\x1b[?25l');
   const every = setInterval(() => void reload(), o.intervalMs);
   await reload();

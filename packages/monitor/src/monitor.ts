@@ -9,6 +9,7 @@ import {
   onMessage,
   publish,
   RedisConnections,
+  ShardMap,
   subscribe,
   type AdminState,
   type ConfigError,
@@ -54,6 +55,8 @@ export class Monitor extends EventEmitter<Events> {
   readonly #log: Logger;
   readonly #conns: RedisConnections;
   readonly #store: ClusterStore;
+  /** Where each node's state lives; replaced on reload when compatible. */
+  #shards: ShardMap;
   readonly #leases: LeaseClient;
   readonly #owned = new Map<string, OwnedNode>();
   readonly #freeSince = new Map<string, number>();
@@ -97,7 +100,18 @@ export class Monitor extends EventEmitter<Events> {
         onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
       },
     );
+    this.#shards = new ShardMap(this.#store.keys, opts.config.pools);
     this.#leases = new LeaseClient(this.#conns.client, this.#log);
+  }
+
+  /** The store of the shard a node's state lives in (see `ShardMap`). */
+  #storeOf(id: string): ClusterStore {
+    return this.#store.shard(this.#shards.of(id));
+  }
+
+  /** Every shard's store, the prefix's own first when nodes live there. */
+  #shardStores(): ClusterStore[] {
+    return this.#shards.all.map((k) => this.#store.shard(k));
   }
 
   /** Ids of the nodes this monitor holds the lease of. */
@@ -205,13 +219,22 @@ export class Monitor extends EventEmitter<Events> {
         'only nodes change on reload: restart the monitor to apply these',
       );
     }
+    const shards = new ShardMap(this.#store.keys, config.pools);
+    if (!this.#shards.compatible(shards)) {
+      this.#log.error(
+        'nodes not reloaded: the file adds or removes a pool shard, or moves a node to another; restart every monitor, proxy and CLI with the new file',
+      );
+      return;
+    }
+    const removedFrom = new Map([...before.keys()].map((id) => [id, this.#storeOf(id)]));
+    this.#shards = shards;
     this.#nodes = after;
     this.#config = { ...this.#config, nodes: config.nodes, pools: config.pools };
     const removed = [...before.keys()].filter((id) => !after.has(id));
     for (const id of removed) {
       this.#dropOwned(id);
       this.#admin.delete(id);
-      await this.#store.removeNode(id);
+      await (removedFrom.get(id) ?? this.#store).removeNode(id);
       this.#log.info({ nodeId: id }, 'node removed from the configuration');
     }
     await this.#syncNodes(config.nodes, { pruneOthers: false });
@@ -224,13 +247,58 @@ export class Monitor extends EventEmitter<Events> {
 
   async #syncNodes(nodes: readonly NodeConfig[], opts: { pruneOthers: boolean }): Promise<void> {
     for (const n of nodes)
-      await this.#store.upsertNode({ id: n.id, sip: n.sip, weight: n.weight, cap: n.maxSessions });
+      await this.#storeOf(n.id).upsertNode({ id: n.id, sip: n.sip, weight: n.weight, cap: n.maxSessions });
+    await this.#listShards(opts.pruneOthers);
     if (opts.pruneOthers) {
-      const stale = (await this.#store.nodeIds()).filter((id) => !this.#nodes.has(id));
-      for (const id of stale) {
-        await this.#store.removeNode(id);
-        this.#log.info({ nodeId: id }, 'removed a node that is no longer configured');
+      for (const store of this.#shardStores()) {
+        // Not configured, or configured in another shard: gone from this one.
+        const stale = (await store.nodeIds()).filter(
+          (id) => !this.#nodes.has(id) || this.#storeOf(id) !== store,
+        );
+        for (const id of stale) {
+          await store.removeNode(id);
+          this.#log.info(
+            { nodeId: id, keys: store.keys.prefix },
+            'removed a node that is no longer configured there',
+          );
+        }
       }
+    }
+  }
+
+  /**
+   * Lists the configured pool shards in `shards` (a Redis Cluster only), where the CLI finds
+   * them. `prune`: a shard listed there that this configuration no longer names loses its nodes
+   * and its entry, as a node no longer configured does.
+   */
+  async #listShards(prune: boolean): Promise<void> {
+    const base = this.#store.keys;
+    if (!base.sharded) return;
+    const names = this.#shards.names;
+    try {
+      if (names.length > 0) await this.#store.redis.sadd(base.shards, ...names);
+    } catch (err) {
+      if (!String(err).includes('WRONGTYPE')) throw err;
+      // Written over by hand: it holds nothing else of value, so it is written again.
+      await this.#store.redis.del(base.shards);
+      await this.#store.redis.sadd(base.shards, ...names);
+      this.#log.warn({ repaired: [`${base.shards}: not a set; written again`] }, 'repaired damaged keys');
+    }
+    if (!prune) return;
+    const listed = await this.#store.redis.smembers(base.shards).catch(() => [] as string[]);
+    for (const name of listed) {
+      if (names.includes(name)) continue;
+      const store = this.#store.shard(base.shard(name));
+      if (store !== this.#store) {
+        for (const id of await store.nodeIds()) {
+          await store.removeNode(id);
+          this.#log.info(
+            { nodeId: id, keys: store.keys.prefix },
+            'removed a node of a shard no longer configured',
+          );
+        }
+      }
+      await this.#store.redis.srem(base.shards, name);
     }
   }
 
@@ -243,7 +311,11 @@ export class Monitor extends EventEmitter<Events> {
       .then(
         () =>
           this.#log.warn(
-            { repaired: [`${this.#store.keys.nodes}: missing; the configured nodes written again`] },
+            {
+              repaired: [
+                `${this.#shards.all.map((k) => k.nodes).join(', ')}: missing; the configured nodes written again`,
+              ],
+            },
             'repaired damaged keys',
           ),
         (err: unknown) => this.#log.warn({ err }, 'could not write the configured nodes again'),
@@ -298,7 +370,7 @@ export class Monitor extends EventEmitter<Events> {
     const now = Date.now();
     await this.#dropStrays();
     const unowned = [...this.#nodes.keys()].filter((id) => !this.#owned.has(id));
-    const held = await this.#store.leasesHeld(unowned);
+    const held = await this.#leasesHeld(unowned);
     unowned.forEach((id, i) => {
       if (!held[i]) {
         if (!this.#freeSince.has(id)) this.#freeSince.set(id, now);
@@ -332,7 +404,7 @@ export class Monitor extends EventEmitter<Events> {
       if (this.#isClosing()) return;
       const node = this.#nodes.get(id);
       if (!node) continue;
-      const lease = await this.#leases.acquire(this.#store.keys.lease(id), m.leaseTtlMs);
+      const lease = await this.#leases.acquire(this.#storeOf(id).keys.lease(id), m.leaseTtlMs);
       if (!lease) continue;
       this.#freeSince.delete(id);
       this.#adopt(node, lease);
@@ -351,20 +423,40 @@ export class Monitor extends EventEmitter<Events> {
    * left to the owners' writes, which rebuild it.
    */
   async #dropStrays(): Promise<void> {
-    const nodes = this.#store.keys.nodes;
     try {
-      for (const id of await this.#store.nodeIds()) {
-        if (this.#nodes.has(id) || (await this.#store.removeNode(id, { strayOnly: true })) === 0) continue;
-        this.#log.warn(
-          {
-            repaired: [`${nodes}: ${JSON.stringify(id)} has no record and no monitor configures it; removed`],
-          },
-          'repaired damaged keys',
-        );
+      for (const store of this.#shardStores()) {
+        const nodes = store.keys.nodes;
+        for (const id of await store.nodeIds()) {
+          if (this.#nodes.has(id) || (await store.removeNode(id, { strayOnly: true })) === 0) continue;
+          this.#log.warn(
+            {
+              repaired: [
+                `${nodes}: ${JSON.stringify(id)} has no record and no monitor configures it; removed`,
+              ],
+            },
+            'repaired damaged keys',
+          );
+        }
       }
     } catch (err) {
       this.#log.debug({ err }, 'could not look for strays in the nodes set');
     }
+  }
+
+  /** Whether each node's lease is held, one script per shard (a script reaches one slot). */
+  async #leasesHeld(ids: readonly string[]): Promise<boolean[]> {
+    if (!this.#shards.split) return this.#storeOf(ids[0] ?? '').leasesHeld(ids);
+    const byStore = new Map<ClusterStore, string[]>();
+    for (const id of ids) {
+      const store = this.#storeOf(id);
+      byStore.set(store, [...(byStore.get(store) ?? []), id]);
+    }
+    const held = new Map<string, boolean>();
+    for (const [store, part] of byStore) {
+      const r = await store.leasesHeld(part);
+      part.forEach((id, i) => held.set(id, r[i] ?? false));
+    }
+    return ids.map((id) => held.get(id) ?? false);
   }
 
   /** Tells the other monitors that leases are free now, so that they claim at once. */
@@ -402,7 +494,7 @@ export class Monitor extends EventEmitter<Events> {
   #adopt(node: NodeConfig, lease: ConstructorParameters<typeof OwnedNode>[1]): void {
     const log = this.#log.child({ nodeId: node.id });
     const owned = new OwnedNode(node, lease, {
-      store: this.#store,
+      store: this.#storeOf(node.id),
       monitor: this.#config.monitor,
       metrics: this.metrics,
       log,

@@ -35,6 +35,8 @@ export interface AdvanceSettings {
 
 export interface AdvanceDeps {
   store: ClusterStore;
+  /** The store of a node's shard (see `ShardMap`); `store` for every node without it. */
+  storeOf?: (nodeId: string) => ClusterStore;
   settings: AdvanceSettings;
   proxyId: string;
   log: Logger;
@@ -212,10 +214,11 @@ export class AdvanceSlots {
     this.#running = true;
     this.#lastRun = started;
     try {
-      const r = await this.#send(books);
+      const rows = await this.#send(books);
       let lost = false;
-      for (const [i, row] of r.nodes.entries()) {
-        const asked = books[i];
+      const askedOf = new Map(books.map((b) => [b.id, b]));
+      for (const row of rows) {
+        const asked = askedOf.get(row.id);
         const b = this.#books.get(row.id);
         if (!asked || !b) continue;
         // No monitor's record of a node this proxy still sees: Redis lost its state. A node that
@@ -237,7 +240,6 @@ export class AdvanceSlots {
         }
         if (node) node.advance = b.unused.length;
       }
-      this.#deps.learn(r.at, r.nodes);
       if (lost) {
         // Redis restarted empty or was flushed: calls take their slot one by one until the
         // monitors have written their nodes again.
@@ -283,8 +285,26 @@ export class AdvanceSlots {
     this.#send(books).catch(() => undefined);
   }
 
-  #send(books: readonly AdvanceBook[]): ReturnType<ClusterStore['advanceSlots']> {
+  /**
+   * One book-keeping script per shard the books' nodes live in (one script reaches one slot of a
+   * Redis Cluster), at once; the load figures of each reply are learnt, and the rows come back
+   * in the books' order.
+   */
+  async #send(books: readonly AdvanceBook[]): Promise<AdvanceRow[]> {
     const s = this.#deps.settings;
-    return this.#deps.store.advanceSlots(books, { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix });
+    const opts = { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix };
+    const storeOf = this.#deps.storeOf;
+    const parts = new Map<ClusterStore, AdvanceBook[]>();
+    for (const b of books) {
+      const store = storeOf ? storeOf(b.id) : this.#deps.store;
+      const part = parts.get(store);
+      if (part) part.push(b);
+      else parts.set(store, [b]);
+    }
+    const replies = await Promise.all([...parts].map(([store, part]) => store.advanceSlots(part, opts)));
+    for (const r of replies) this.#deps.learn(r.at, r.nodes);
+    if (replies.length === 1) return replies[0]?.nodes ?? [];
+    const byId = new Map(replies.flatMap((r) => r.nodes.map((row) => [row.id, row] as const)));
+    return books.flatMap((b) => byId.get(b.id) ?? []);
   }
 }

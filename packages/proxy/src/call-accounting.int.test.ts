@@ -147,7 +147,7 @@ describe('call accounting: a node that left the view', () => {
     const candidates = [...view.nodes];
     // The node leaves this proxy's view while the script runs: an operator removed it, say.
     const pending = accounting.reserve('gone;t1', candidates);
-    view.applyEvent({ type: 'removed', id: 'a', version: view.version + 1 }, performance.now());
+    view.applyEvent({ type: 'removed', id: 'a', version: view.version() + 1 }, performance.now());
     const outcome = await pending;
     assert.equal(outcome.kind, 'full', 'the call cannot use a node the proxy does not know');
     await waitFor('the slot ended', async () => (await redis.zcard(keys.resv('a'))) === 0);

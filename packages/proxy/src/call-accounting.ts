@@ -119,7 +119,8 @@ export interface AccountingObserver {
  * call proceeds at once on local accounting: slots counted in this proxy's view only.
  */
 export class CallAccounting {
-  readonly #store: ClusterStore;
+  /** The store of a node's shard: a call's slots and limits live in its pools' shard. */
+  readonly #storeOf: (nodeId: string) => ClusterStore;
   readonly #view: ClusterView;
   readonly #settings: AccountingSettings;
   readonly #observer: AccountingObserver;
@@ -139,6 +140,8 @@ export class CallAccounting {
 
   constructor(opts: {
     store: ClusterStore;
+    /** The store of a node's shard (see `ShardMap`); `store` for every node without it. */
+    storeOf?: (nodeId: string) => ClusterStore;
     view: ClusterView;
     settings: AccountingSettings;
     observer: AccountingObserver;
@@ -148,7 +151,8 @@ export class CallAccounting {
     onLost?: () => void;
   }) {
     this.#onLost = opts.onLost ?? (() => undefined);
-    this.#store = opts.store;
+    const storeOf = opts.storeOf;
+    this.#storeOf = storeOf ?? (() => opts.store);
     this.#view = opts.view;
     this.#settings = opts.settings;
     this.#observer = opts.observer;
@@ -159,6 +163,7 @@ export class CallAccounting {
     if (advance && advance.max > 0) {
       this.#advance = new AdvanceSlots({
         store: opts.store,
+        ...(storeOf ? { storeOf } : {}),
         settings: advance,
         proxyId: opts.settings.proxyId,
         log: opts.log,
@@ -334,6 +339,7 @@ export class CallAccounting {
               call,
               late.taken,
               limits.map((u) => u.entry),
+              primary?.id,
             ),
           () => undefined,
         );
@@ -363,7 +369,9 @@ export class CallAccounting {
       const group = groups?.[i] ?? 1;
       let j = i + 1;
       while (j < candidates.length && j - i < RESERVE_BATCH && (groups?.[j] ?? 1) === group) j++;
-      const r = await this.#store.reserveCall({
+      const first = candidates[i];
+      if (!first) break;
+      const r = await this.#storeOf(first.id).reserveCall({
         call,
         candidates: candidates.slice(i, j).map((n) => n.id),
         slots: 1,
@@ -440,10 +448,16 @@ export class CallAccounting {
     }
   }
 
-  async #releaseRedis(call: string, ids: readonly string[], limits: readonly string[]): Promise<void> {
-    if ((ids.length === 0 && limits.length === 0) || this.#closed) return;
+  /** `ids` and `limits` live in one shard: the call's pools' (`shardOf` names a node of it). */
+  async #releaseRedis(
+    call: string,
+    ids: readonly string[],
+    limits: readonly string[],
+    shardOf: string | undefined = ids[0],
+  ): Promise<void> {
+    if ((ids.length === 0 && limits.length === 0) || this.#closed || shardOf === undefined) return;
     try {
-      const r = await this.#store.releaseCall(call, ids, limits);
+      const r = await this.#storeOf(shardOf).releaseCall(call, ids, limits);
       for (const n of r.nodes) {
         const held = this.#view.get(n.id);
         if (held) this.#learn({ id: n.id, sessions: held.sessions, reservations: n.reservations, at: r.at });
@@ -518,14 +532,23 @@ export class CallAccounting {
     }, this.#settings.publishMs);
   }
 
+  /** One `load` message per shard, on the events channel of the shard the nodes live in. */
   #publish(): void {
     if (this.#outbox.size === 0 || !this.#redisReady()) return;
-    const nodes = [...this.#outbox.values()];
+    const byShard = new Map<ClusterStore, LoadFigure[]>();
+    for (const f of this.#outbox.values()) {
+      const store = this.#storeOf(f.id);
+      const list = byShard.get(store);
+      if (list) list.push(f);
+      else byShard.set(store, [f]);
+    }
     this.#outbox.clear();
-    const message = encodeClusterEvent({ type: 'load', from: this.#settings.proxyId, nodes });
-    publish(this.#store.redis, this.#store.keys.events, message).catch((err: unknown) => {
-      this.#log.debug({ err }, 'could not publish load figures');
-    });
+    for (const [store, nodes] of byShard) {
+      const message = encodeClusterEvent({ type: 'load', from: this.#settings.proxyId, nodes });
+      publish(store.redis, store.keys.events, message).catch((err: unknown) => {
+        this.#log.debug({ err }, 'could not publish load figures');
+      });
+    }
   }
 
   close(): void {

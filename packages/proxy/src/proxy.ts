@@ -7,6 +7,7 @@ import {
   ConfigWatcher,
   HealthHttpServer,
   RedisConnections,
+  ShardMap,
   type FslbConfig,
   type Logger,
 } from '@fslb/shared';
@@ -58,6 +59,8 @@ export class FslbProxy extends EventEmitter<Events> {
   readonly #log: Logger;
   readonly #conns: RedisConnections;
   readonly #store: ClusterStore;
+  /** Which shard each node's state lives in; replaced on reload when compatible. */
+  #shards: ShardMap;
   readonly #sync: ViewSync;
   readonly #accounting: CallAccounting;
   readonly #router: Router;
@@ -85,9 +88,12 @@ export class FslbProxy extends EventEmitter<Events> {
     this.#store = new ClusterStore(this.#conns.client, ClusterKeys.forRedis(config.prefix, config.redis), {
       onRepaired: (notes) => this.#log.warn({ repaired: notes }, 'repaired damaged keys'),
     });
+    this.#shards = new ShardMap(this.#store.keys, config.pools);
+    const storeOf = (id: string): ClusterStore => this.#store.shard(this.#shards.of(id));
     this.#sync = new ViewSync({
       view: this.view,
       store: this.#store,
+      shards: this.#shards.all.map((k) => this.#store.shard(k)),
       subscriber: this.#conns.subscriber,
       resyncMs: p.resyncIntervalMs,
       log: this.#log,
@@ -96,6 +102,7 @@ export class FslbProxy extends EventEmitter<Events> {
     const metrics = this.metrics;
     this.#accounting = new CallAccounting({
       store: this.#store,
+      storeOf,
       view: this.view,
       settings: {
         maxTargets: p.maxTargets,
@@ -251,6 +258,15 @@ export class FslbProxy extends EventEmitter<Events> {
       (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
     );
     if (routing.length === 0) return;
+    const shards = new ShardMap(this.#store.keys, config.pools);
+    if (!this.#shards.compatible(shards)) {
+      this.#log.error(
+        { changed: routing },
+        'routing rules not reloaded: they add or remove a pool shard, or move a node to another; restart every monitor, proxy and CLI with the new file',
+      );
+      return;
+    }
+    this.#shards = shards;
     this.#router.setRoutes(new RouteTable(config));
     this.#config = { ...this.#config, pools: config.pools, routes: config.routes, limits: config.limits };
     this.#log.info(

@@ -34,6 +34,7 @@
  * |                      | (JSON)   | interval                 |                                 |                     |
  * | fslb:events          | channel  | (pub/sub)                | monitor, cli, proxy (load)      | proxy               |
  * | fslb:monitor-events  | channel  | (pub/sub)                | monitor (leases released)       | monitor             |
+ * | fslb:shards          | SET      | none; Redis Cluster only | monitor (config sync)           | cli                 |
  *
  * `fslb:node:<id>` fields: id, sip, state (up|down|draining|unknown), reason, sessions,
  * maxSessions, idleCpu, cps, weight, admin (drain or empty), owner, heartbeatAt, updatedAt,
@@ -60,20 +61,55 @@
  * Any prefix works. On a Redis Cluster (`sharded`), a prefix without a hash tag gets one
  * (`fslb` becomes `{fslb}`), so that every multi-key script touches one slot, and the events
  * channels are sharded channels (SPUBLISH/SSUBSCRIBE) served by the shard that holds the keys.
+ *
+ * Pool shards: on a Redis Cluster, the nodes of a pool with `shard: pstn` keep every key above
+ * that is about them, their calls or their limits (nodes, node, alive, lease, version, resv,
+ * call, limit, rate, live, events) under `{fslb:pstn}` instead of `{fslb}`: a slot of their own,
+ * which the cluster may serve from another master. Presence (monitors, monitor, proxies, proxy),
+ * the monitors' channel and `shards` stay under `{fslb}`. See `shard` and `ShardMap`.
  */
 export class ClusterKeys {
   readonly prefix: string;
   /** Keys live on a Redis Cluster: hash-tagged, events on sharded channels. */
   readonly sharded: boolean;
 
-  constructor(prefix = 'fslb', opts: { sharded?: boolean } = {}) {
+  /** @param opts.shard a pool shard's keys (see `shard`); only with `sharded`. */
+  constructor(prefix = 'fslb', opts: { sharded?: boolean; shard?: string } = {}) {
     if (!isValidPrefix(prefix)) {
       throw new TypeError(
         `invalid key prefix ${JSON.stringify(prefix)}: 1-64 printable characters, no spaces`,
       );
     }
     this.sharded = opts.sharded ?? false;
+    if (this.sharded && opts.shard) {
+      this.prefix = `{${prefix}:${opts.shard}}`;
+      this.#base = this.prefix;
+      return;
+    }
     this.prefix = this.sharded ? hashTagged(prefix) : prefix;
+    // A prefix the cluster tagged for us (`fslb` as `{fslb}`) can give each shard a tag of its own.
+    this.#base = this.prefix === `{${prefix}}` ? prefix : this.prefix;
+  }
+
+  /** The configured prefix when the cluster's hash tag was added to it, else the prefix. */
+  readonly #base: string;
+  readonly #shards = new Map<string, ClusterKeys>();
+
+  /**
+   * The keys of one shard of pools (a pool's `shard`): on a Redis Cluster they live under a hash
+   * tag of their own, `{fslb:<shard>}`, so that each shard's state can sit on its own master.
+   * The shard '' is this prefix itself, and so is every shard on a single Redis or Sentinel, or
+   * when the configured prefix already carries a hash tag (everything then shares it).
+   * Monitors' and proxies' presence and the monitors' channel are not a shard's: they stay here.
+   */
+  shard(shard: string): ClusterKeys {
+    if (shard === '' || !this.sharded || this.#base === this.prefix) return this;
+    let keys = this.#shards.get(shard);
+    if (!keys) {
+      keys = new ClusterKeys(this.#base, { sharded: true, shard });
+      this.#shards.set(shard, keys);
+    }
+    return keys;
   }
 
   /** The keys of `prefix` where `redis` (a config's `redis` section) keeps them. */
@@ -147,6 +183,14 @@ export class ClusterKeys {
   /** HASH: live calls on a node that count against limits, each with its entries. */
   live(id: string): string {
     return `${this.prefix}:live:${id}`;
+  }
+
+  /**
+   * SET of the pool shards (`pools[].shard`) the monitors' configuration names, on a Redis
+   * Cluster: where the CLI finds every node without reading the configuration file.
+   */
+  get shards(): string {
+    return `${this.prefix}:shards`;
   }
 
   /** ZSET of live proxies, scored by the epoch ms at which each one's presence expires. */

@@ -202,6 +202,19 @@ export class ClusterStore {
     this.#onRepaired = opts.onRepaired ?? (() => undefined);
   }
 
+  /** The same store over another shard's keys (see `ShardMap`): same connection, same listener. */
+  shard(keys: ClusterKeys): ClusterStore {
+    if (keys.prefix === this.keys.prefix) return this;
+    let store = this.#shards.get(keys.prefix);
+    if (!store) {
+      store = new ClusterStore(this.redis, keys, { onRepaired: this.#onRepaired });
+      this.#shards.set(keys.prefix, store);
+    }
+    return store;
+  }
+
+  readonly #shards = new Map<string, ClusterStore>();
+
   /** Passes the notes (the strings among `replies`) to the repair listener. */
   #repaired(replies: readonly unknown[]): void {
     const notes = replies.filter((r): r is string => typeof r === 'string');

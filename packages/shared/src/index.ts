@@ -3,6 +3,7 @@ export { advanceSlotOf, advanceSlotPrefix, SLOT_HEADER } from './advance-slot.js
 export { limitEntry, limitIdOf, LIMITS_HEADER, parseLimitEntries } from './limit-entry.js';
 export { DEFAULT_POOL } from './config/routing.js';
 export { ClusterKeys, globEscape, isValidPrefix, nodeIdRe } from './cluster-keys.js';
+export { ShardMap } from './shard-map.js';
 export {
   ClusterStore,
   SlotStatus,

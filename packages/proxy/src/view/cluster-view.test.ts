@@ -64,7 +64,7 @@ describe('ClusterView', () => {
         ['e', false, 0, 0],
       ],
     );
-    assert.equal(v.version, 10);
+    assert.equal(v.version(), 10);
     assert.equal(v.get('a')?.destination, 'sip:10.0.0.1:5080');
   });
 
@@ -93,6 +93,49 @@ describe('ClusterView', () => {
     );
     assert.equal(v.get('a')?.eligible, true);
     assert.equal(v.get('a')?.reservations, 1);
+  });
+
+  it('follows each pool shard on its own: versions, gaps and snapshots', () => {
+    const v = new ClusterView();
+    v.applySnapshot(snapshot(1000, 50, [[rec('a', 50), true, 0]]), 1, '');
+    v.applySnapshot(snapshot(1000, 3, [[rec('e', 3), true, 0]]), 1, '{fslb:east}');
+    assert.equal(v.version(), 50);
+    assert.equal(v.version('{fslb:east}'), 3);
+    // The next version of each shard is no gap, however far apart the counters are.
+    assert.equal(
+      v.applyEvent(
+        { type: 'node', id: 'e', version: 4, record: rec('e', 4, { sessions: 7 }), at: 2000 },
+        2,
+        '{fslb:east}',
+      ),
+      EventEffect.Applied,
+    );
+    assert.equal(v.get('e')?.sessions, 7);
+    assert.equal(
+      v.applyEvent({ type: 'node', id: 'a', version: 51, record: rec('a', 51), at: 2000 }, 2, ''),
+      EventEffect.Applied,
+    );
+    assert.equal(
+      v.applyEvent({ type: 'node', id: 'e', version: 6, record: rec('e', 6), at: 2100 }, 3, '{fslb:east}'),
+      EventEffect.Gap,
+      'east skipped its version 5',
+    );
+    // A snapshot of one shard drops that shard's missing nodes only.
+    v.applySnapshot(snapshot(3000, 60, []), 4, '');
+    assert.deepEqual(
+      v.nodes.map((n) => n.id),
+      ['e'],
+    );
+    // A node's event on another shard's channel (left there by a move) is not applied.
+    assert.equal(
+      v.applyEvent(
+        { type: 'node', id: 'e', version: 61, record: rec('e', 61, { state: 'down' }), at: 3100 },
+        5,
+        '',
+      ),
+      EventEffect.Stale,
+    );
+    assert.equal(v.get('e')?.record.state, 'up');
   });
 
   it('adds a node from an event and removes one on a newer removal', () => {
@@ -185,7 +228,7 @@ describe('ClusterView', () => {
     v.applySnapshot(snapshot(1000, 500, [[rec('a', 500), true, 0]]), 1);
     v.applySnapshot(snapshot(2000, 3, [[rec('a', 3, { state: 'down' }), true, 0]]), 2);
     assert.equal(v.get('a')?.record.state, 'down');
-    assert.equal(v.version, 3);
+    assert.equal(v.version(), 3);
   });
 
   it('marks a node unavailable until news says otherwise', () => {

@@ -47,8 +47,13 @@ export interface SnapshotReport {
 export class ClusterView {
   readonly #byId = new Map<string, ViewNode>();
   #nodes: ViewNode[] = [];
-  /** Highest `fslb:version` seen, from a snapshot or an event. */
-  #version = 0;
+  /**
+   * Highest `fslb:version` seen per shard (see `ShardMap`; '' without shards), from a snapshot
+   * or an event: each shard has its own counter and events channel.
+   */
+  readonly #versions = new Map<string, number>();
+  /** The shard of each node, as its snapshot or event came. */
+  readonly #shardOf = new Map<string, string>();
   #loaded = false;
   /** Monotonic ms of the last snapshot or event, -Infinity before the first. */
   #touchedAt = -Infinity;
@@ -82,8 +87,9 @@ export class ClusterView {
     return this.#loaded;
   }
 
-  get version(): number {
-    return this.#version;
+  /** The highest version seen in `shard` ('' without shards). */
+  version(shard = ''): number {
+    return this.#versions.get(shard) ?? 0;
   }
 
   get touchedAt(): number {
@@ -144,15 +150,17 @@ export class ClusterView {
    * event already brought a newer version; load figures are the snapshot's unless newer ones
    * arrived meanwhile. Nodes missing from the snapshot leave; unreadable ones are held out.
    */
-  applySnapshot(s: ViewSnapshot, now: number): SnapshotReport {
+  applySnapshot(s: ViewSnapshot, now: number, shard = ''): SnapshotReport {
     const report: SnapshotReport = { added: [], removed: [], unreadable: [], carried: [] };
     // The version counter went backwards: Redis lost its state (a restart without persistence, a
     // FLUSH). Its records are rebuilt by the monitors within a claim round; until then a node
     // that was routable is kept as the view knew it, not darkened by the gap.
-    const amnesia = this.#loaded && s.version < this.#version;
+    const known = this.#versions.get(shard);
+    const amnesia = known !== undefined && s.version < known;
     const seen = new Set<string>();
     for (const e of s.nodes) {
       seen.add(e.id);
+      this.#shardOf.set(e.id, shard);
       const held = this.#byId.get(e.id);
       if (!e.ok) {
         report.unreadable.push({ id: e.id, problems: e.problems });
@@ -177,7 +185,7 @@ export class ClusterView {
       held.setAlive(e.alive);
     }
     for (const [id, held] of [...this.#byId]) {
-      if (seen.has(id)) continue;
+      if (seen.has(id) || (this.#shardOf.get(id) ?? '') !== shard) continue;
       // Added (or changed) after a read in chunks began: the read may have passed its place.
       if (!amnesia && s.startVersion !== undefined && held.version > s.startVersion) continue;
       if (this.#carry(held, amnesia, now, false)) {
@@ -185,13 +193,14 @@ export class ClusterView {
         continue;
       }
       this.#byId.delete(id);
+      this.#shardOf.delete(id);
       report.removed.push(id);
     }
     this.#nodes = [...this.#byId.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
     this.#byAddress = undefined;
     this.#redisAt = s.at;
     this.#redisAtMono = now;
-    this.#version = s.version;
+    this.#versions.set(shard, s.version);
     this.#loaded = true;
     this.#touchedAt = now;
     this.#countCarried();
@@ -219,8 +228,8 @@ export class ClusterView {
     this.#carried = n;
   }
 
-  /** Applies one message from the events channel. */
-  applyEvent(e: ClusterEvent, now: number): EventEffect {
+  /** Applies one message from the events channel of `shard` ('' without shards). */
+  applyEvent(e: ClusterEvent, now: number, shard = ''): EventEffect {
     this.#touchedAt = now;
     const redisNow = this.redisNow(now);
     const latest = redisNow === 0 ? Infinity : redisNow + MAX_EVENT_SKEW_US;
@@ -233,11 +242,15 @@ export class ClusterView {
       return skewed ? EventEffect.Skewed : EventEffect.Applied;
     }
     if (e.type !== 'removed' && e.at !== undefined && e.at > latest) return EventEffect.Skewed;
-    const gap = this.#loaded && e.version > this.#version + 1;
-    if (e.version > this.#version) this.#version = e.version;
+    const version = this.#versions.get(shard) ?? 0;
+    const gap = this.#loaded && e.version > version + 1;
+    if (e.version > version) this.#versions.set(shard, e.version);
     const held = this.#byId.get(e.id);
+    // A node is followed in one shard: its events elsewhere (left there by a move) are not its.
+    if (held && (this.#shardOf.get(e.id) ?? '') !== shard) return gap ? EventEffect.Gap : EventEffect.Stale;
     if (e.type === 'removed') {
       if (held && held.version < e.version) {
+        this.#shardOf.delete(e.id);
         this.#byId.delete(e.id);
         this.#nodes = this.#nodes.filter((n) => n !== held);
         this.#byAddress = undefined;
@@ -247,6 +260,7 @@ export class ClusterView {
     if (!held) {
       const n = new ViewNode(e.record, e.reservations !== undefined, e.reservations ?? 0, e.at ?? 0);
       this.#byId.set(e.id, n);
+      this.#shardOf.set(e.id, shard);
       this.#nodes = [...this.#nodes, n].sort((a, b) => (a.id < b.id ? -1 : 1));
       this.#byAddress = undefined;
       return gap ? EventEffect.Gap : EventEffect.Applied;

@@ -7,7 +7,7 @@ import {
   type Logger,
   type Redis,
 } from '@fslb/shared';
-import { EventEffect, type ClusterView } from './cluster-view.js';
+import { EventEffect, type ClusterView, type SnapshotReport } from './cluster-view.js';
 
 /** Where the view's contents come from now. */
 export const ViewSource = {
@@ -35,6 +35,8 @@ type Events = {
 export class ViewSync extends EventEmitter<Events> {
   readonly #view: ClusterView;
   readonly #store: ClusterStore;
+  /** Every shard's store (see `ShardMap`), each with its own keys and events channel. */
+  readonly #shards: readonly ClusterStore[];
   readonly #subscriber: Redis;
   readonly #resyncMs: number;
   readonly #log: Logger;
@@ -57,6 +59,8 @@ export class ViewSync extends EventEmitter<Events> {
   constructor(opts: {
     view: ClusterView;
     store: ClusterStore;
+    /** The stores of every shard the nodes live in, `store` first if it is one; `[store]` by default. */
+    shards?: readonly ClusterStore[];
     subscriber: Redis;
     resyncMs: number;
     log: Logger;
@@ -67,6 +71,7 @@ export class ViewSync extends EventEmitter<Events> {
     this.#self = opts.self;
     this.#view = opts.view;
     this.#store = opts.store;
+    this.#shards = opts.shards && opts.shards.length > 0 ? opts.shards : [opts.store];
     this.#subscriber = opts.subscriber;
     this.#resyncMs = opts.resyncMs;
     this.#log = opts.log;
@@ -81,13 +86,17 @@ export class ViewSync extends EventEmitter<Events> {
    * first failure (the proxy then starts with nothing to route on and keeps trying).
    */
   async start(): Promise<void> {
-    const channel = this.#store.keys.events;
+    const shardOf = new Map(this.#shards.map((st) => [st.keys.events, this.#shardName(st)]));
+    const channels = [...shardOf.keys()];
     onMessage(this.#subscriber, (ch: string, message: string) => {
-      if (ch === channel) this.#onMessage(message);
+      const shard = shardOf.get(ch);
+      if (shard !== undefined) this.#onMessage(message, shard);
     });
+    const subscribeAll = (): Promise<unknown> =>
+      Promise.all(channels.map((ch) => subscribe(this.#subscriber, ch)));
     this.#subscriber.on('ready', () => {
       // ioredis resubscribes by itself; subscribing again is harmless and tells us when it is done.
-      subscribe(this.#subscriber, channel).then(
+      subscribeAll().then(
         () => this.resync('resubscribed'),
         (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
       );
@@ -101,7 +110,7 @@ export class ViewSync extends EventEmitter<Events> {
     this.#store.redis.on('ready', () => this.#setSource());
     this.#timer = setInterval(() => void this.resync('periodic'), this.#resyncMs);
     try {
-      await subscribe(this.#subscriber, channel);
+      await subscribeAll();
     } catch (err) {
       this.#log.warn({ err }, 'could not subscribe to the events channel yet; retrying');
     }
@@ -131,8 +140,22 @@ export class ViewSync extends EventEmitter<Events> {
     }
     const subscribed = this.#subscriber.status === 'ready';
     try {
-      const snapshot = await this.#store.readView();
-      const report = this.#view.applySnapshot(snapshot, performance.now());
+      // Every shard read before any is applied: a failure leaves the view as it was.
+      const snapshots = await Promise.all(this.#shards.map((st) => st.readView()));
+      const report: SnapshotReport = { added: [], removed: [], carried: [], unreadable: [] };
+      let nodes = 0;
+      let version = 0;
+      for (const [i, snapshot] of snapshots.entries()) {
+        const store = this.#shards[i];
+        if (!store) continue;
+        const r = this.#view.applySnapshot(snapshot, performance.now(), this.#shardName(store));
+        report.added.push(...r.added);
+        report.removed.push(...r.removed);
+        report.carried.push(...r.carried);
+        report.unreadable.push(...r.unreadable);
+        nodes += snapshot.nodes.length;
+        version = Math.max(version, snapshot.version);
+      }
       // Live only once a snapshot was read while subscribed: nothing between them was missed.
       if (subscribed) this.#stale = false;
       if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
@@ -140,7 +163,7 @@ export class ViewSync extends EventEmitter<Events> {
       if (report.carried.length > 0 && !this.#rebuilding) {
         this.#rebuilding = true;
         this.#log.warn(
-          { why, carried: report.carried, version: snapshot.version },
+          { why, carried: report.carried, version },
           'redis lost the cluster state (its version counter went back): keeping these nodes as they were, counting calls locally, until their monitors write them again',
         );
       } else if (this.#rebuilding && !this.#view.rebuilding) {
@@ -152,7 +175,7 @@ export class ViewSync extends EventEmitter<Events> {
       }
       this.#logUnreadable(report.unreadable);
       this.#setSource();
-      this.emit('synced', { nodes: snapshot.nodes.length, why });
+      this.emit('synced', { nodes, why });
     } catch (err) {
       if (!this.#failing)
         this.#log.warn({ err, why }, 'cannot reload the view from redis; routing on the last view');
@@ -161,7 +184,12 @@ export class ViewSync extends EventEmitter<Events> {
     }
   }
 
-  #onMessage(message: string): void {
+  /** A shard's name in the view: its key prefix ('' for the store's own keys). */
+  #shardName(store: ClusterStore): string {
+    return store === this.#store ? '' : store.keys.prefix;
+  }
+
+  #onMessage(message: string, shard: string): void {
     const d = decodeClusterEvent(message);
     if (!d.ok) {
       if (!this.#garbageLogged) {
@@ -173,7 +201,7 @@ export class ViewSync extends EventEmitter<Events> {
     if (!this.#view.loaded) return;
     const e = d.value;
     if (e.type === 'load' && e.from === this.#self) return;
-    const effect = this.#view.applyEvent(e, performance.now());
+    const effect = this.#view.applyEvent(e, performance.now(), shard);
     if (effect === EventEffect.Gap) void this.resync('missed event');
     else if (effect === EventEffect.Skewed && !this.#skewLogged) {
       this.#skewLogged = true;

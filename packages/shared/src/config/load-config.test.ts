@@ -208,6 +208,73 @@ log: { level: chatty }
     assert.deepEqual(cfg.limits, []);
   });
 
+  it('refuses a route whose pools, or routes sharing a limit, live in different shards', () => {
+    const node = (id: string) => ({ id, sip: '10.0.0.1:5060', esl: { host: 'h', password: 'x' } });
+    const issues = issuesOf(() =>
+      parseConfig(
+        {
+          nodes: [node('fs1'), node('fs2'), node('fs3'), node('fs4')],
+          pools: [
+            { id: 'a', nodes: ['fs1'], shard: 'east' },
+            { id: 'b', nodes: ['fs2'], shard: 'west' },
+            { id: 'c', nodes: ['fs3'], shard: 'east' },
+            { id: 'd', nodes: ['fs4'] },
+          ],
+          routes: [
+            { pools: ['a', 'b'] },
+            { match: { ruriUser: '^1' }, pools: ['a', 'c'], limits: ['tenant'] },
+            { match: { ruriUser: '^2' }, pools: ['d'], limits: ['tenant'] },
+          ],
+          limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 10 }],
+        },
+        {},
+      ),
+    );
+    assert.deepEqual(
+      issues.map((i) => `${i.path}: ${i.message}`),
+      [
+        'routes.0.pools.1: pool b has shard "west" but pool a of the same route has shard "east": a route\'s pools must share a shard',
+        'routes.2.limits.0: limit tenant is counted in shard "east" by routes.1 but this route\'s pools have no shard: routes sharing a limit must share a shard',
+      ],
+    );
+    // The same pools, routed apart and with a limit per shard: accepted.
+    const cfg = parseConfig(
+      {
+        nodes: [node('fs1'), node('fs2')],
+        pools: [
+          { id: 'a', nodes: ['fs1'], shard: 'east' },
+          { id: 'b', nodes: ['fs2'], shard: 'west' },
+        ],
+        routes: [{ match: { ruriUser: '^1' }, pools: ['a'], limits: ['tenant'] }, { pools: ['b'] }],
+        limits: [{ id: 'tenant', key: { header: 'X-Tenant' }, maxCalls: 10 }],
+      },
+      {},
+    );
+    assert.deepEqual(
+      cfg.pools.map((p) => p.shard),
+      ['east', 'west'],
+    );
+    // Without routes every call may go to every pool: one shard for them all.
+    const noRoutes = issuesOf(() =>
+      parseConfig(
+        {
+          nodes: [node('fs1'), node('fs2')],
+          pools: [
+            { id: 'a', nodes: ['fs1'], shard: 'east' },
+            { id: 'b', nodes: ['fs2'] },
+          ],
+        },
+        {},
+      ),
+    );
+    assert.deepEqual(
+      noRoutes.map((i) => `${i.path}: ${i.message}`),
+      [
+        'pools: pool b has no shard but pool a has shard "east": without routes every call may go to every pool, so they must share a shard',
+      ],
+    );
+  });
+
   it('lists every problem of the routing rules at once', () => {
     const node = (id: string) => ({ id, sip: '10.0.0.1:5060', esl: { host: 'h', password: 'x' } });
     const issues = issuesOf(() =>

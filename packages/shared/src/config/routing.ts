@@ -109,7 +109,17 @@ export function routingSchemas(cidr: z.ZodType<string>) {
       }
     });
 
-  const pool = z.strictObject({ id: ruleId, nodes: z.array(z.string()).min(1) });
+  const pool = z.strictObject({
+    id: ruleId,
+    nodes: z.array(z.string()).min(1),
+    /**
+     * On a Redis Cluster, the pool's state lives under a hash tag of its own, `{<prefix>:<shard>}`,
+     * so that pools with different shards can be served by different masters. Every pool a
+     * route names, and every route that shares a limit, must have the same shard. Without a
+     * shard (and always on a single Redis or Sentinel) the state lives under the prefix alone.
+     */
+    shard: ruleId.optional(),
+  });
 
   return { match, route, limit, pool };
 }
@@ -192,5 +202,65 @@ export function routingProblems(raw: unknown): { path: string; message: string }
       }
     });
   }
+  if (poolsGiven) out.push(...shardProblems(cfg.pools as unknown[], cfg.routes));
+  return out;
+}
+
+/**
+ * One reservation script touches every pool of a call's route and every counter of its limits
+ * at once, and on a Redis Cluster one script reaches one slot: a route's pools must share a
+ * shard, and so must the routes that count against the same limit.
+ */
+function shardProblems(pools: unknown[], routes: unknown): { path: string; message: string }[] {
+  const out: { path: string; message: string }[] = [];
+  const shardOf = new Map<string, string>();
+  for (const p of pools) {
+    const pool = p as { id?: unknown; shard?: unknown } | null;
+    if (typeof pool?.id === 'string') shardOf.set(pool.id, typeof pool.shard === 'string' ? pool.shard : '');
+  }
+  const name = (shard: string): string => (shard === '' ? 'no shard' : `shard ${JSON.stringify(shard)}`);
+  if (!Array.isArray(routes)) {
+    // Without routes every call goes to every pool in order: one route over them all.
+    const [first, ...rest] = [...shardOf];
+    const other = rest.find(([, shard]) => shard !== first?.[1]);
+    if (first && other) {
+      out.push({
+        path: 'pools',
+        message: `pool ${other[0]} has ${name(other[1])} but pool ${first[0]} has ${name(first[1])}: without routes every call may go to every pool, so they must share a shard`,
+      });
+    }
+    return out;
+  }
+  /** The shard each limit is first counted in, and where. */
+  const limitShard = new Map<string, { shard: string; route: number }>();
+  routes.forEach((r: unknown, i) => {
+    const route = r as { pools?: unknown; limits?: unknown } | null;
+    if (!Array.isArray(route?.pools)) return;
+    const named = route.pools.filter((p): p is string => typeof p === 'string' && shardOf.has(p));
+    const first = named[0];
+    if (first === undefined) return;
+    const shard = shardOf.get(first) ?? '';
+    named.forEach((p, j) => {
+      const other = shardOf.get(p) ?? '';
+      if (other !== shard) {
+        out.push({
+          path: `routes.${i}.pools.${j}`,
+          message: `pool ${p} has ${name(other)} but pool ${first} of the same route has ${name(shard)}: a route's pools must share a shard`,
+        });
+      }
+    });
+    if (!Array.isArray(route.limits)) return;
+    route.limits.forEach((l: unknown, j) => {
+      if (typeof l !== 'string') return;
+      const seen = limitShard.get(l);
+      if (!seen) limitShard.set(l, { shard, route: i });
+      else if (seen.shard !== shard) {
+        out.push({
+          path: `routes.${i}.limits.${j}`,
+          message: `limit ${l} is counted in ${name(seen.shard)} by routes.${seen.route} but this route's pools have ${name(shard)}: routes sharing a limit must share a shard`,
+        });
+      }
+    });
+  });
   return out;
 }
