@@ -25,6 +25,7 @@
  * process's CPU (the double, the monitor, the idle simulators) and Redis' are measured too: on a
  * small machine they compete with the proxy for cores and can be the bottleneck.
  *
+ * BENCH_CPU_PROXY='{"advanceSlots":0}' (JSON) sets proxy settings, for investigations.
  * BENCH_CPU_PROF=<dir> runs the proxy with --cpu-prof (its profile is written there on exit).
  * Writes bench/results/proxy-cpu.json and .md: proxy_cpu_us_per_invite.
  */
@@ -48,6 +49,8 @@ const STEP_MS = Number(process.env.BENCH_CPU_STEP_MS ?? 2000);
 const PROF_DIR = process.env.BENCH_CPU_PROF;
 /** The proxy's log level (info, the default, writes one outcome line per INVITE). */
 const LOG_LEVEL = process.env.BENCH_CPU_LOG ?? 'info';
+/** Proxy settings to try (JSON, merged into the proxy section), for investigations: BENCH_CPU_PROXY='{"advanceSlots":0}'. */
+const PROXY_SETTINGS = JSON.parse(process.env.BENCH_CPU_PROXY ?? '{}') as Record<string, unknown>;
 const LATE_MS = 1000;
 const TICKS = clockTicksPerSecond();
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -219,6 +222,7 @@ async function series(
     proxies: 1,
     nodes: 10,
     sim: { maxSessions: 100_001 },
+    proxy: PROXY_SETTINGS,
     logLevel,
     childStdout: 'ignore',
     proxyArgs: (file) => proxyEntry.args('--config', file),

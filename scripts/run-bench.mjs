@@ -55,6 +55,7 @@ const FIGURES = [
   ['read_view_block_ms_1000_nodes', 'redis-cost', 'ms', '≤ 1', (v) => v <= 1],
   ['fleet_reservations_per_s_one_redis', 'redis-fleet', 'res/s', null],
   ['fleet_reservations_per_s_cluster', 'redis-fleet', 'res/s', null],
+  ['fleet_reservations_per_s_cluster_one_slot', 'redis-fleet', 'res/s', null],
   ['proxy_cpu_us_per_event', 'redis-fleet', 'µs', null],
   ['proxy_cpu_percent_on_events', 'redis-fleet', '%', null],
 ];

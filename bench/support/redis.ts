@@ -29,9 +29,16 @@ export async function startBenchRedis(children: Children): Promise<BenchRedis> {
  * Nodes `fs0..fs<count-1>` as their owner would have written them: configured, leased to
  * `bench`, up, empty, taking `maxSessions`.
  */
-export async function benchNodes(store: ClusterStore, count: number, maxSessions: number): Promise<string[]> {
+export async function benchNodes(
+  base: ClusterStore,
+  count: number,
+  maxSessions: number,
+  /** The store of a node's shard (pool shards on a Redis Cluster); `base` for every node without it. */
+  storeOf: (id: string) => ClusterStore = () => base,
+): Promise<string[]> {
   const ids = Array.from({ length: count }, (_, i) => `fs${i}`);
   for (const [i, id] of ids.entries()) {
+    const store = storeOf(id);
     await store.upsertNode({ id, sip: `127.0.0.1:${5080 + i}`, weight: 1 });
     await store.redis.set(store.keys.lease(id), 'tok', 'PX', 600_000);
     await store.writeNode({
