@@ -40,6 +40,7 @@
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
  * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
+ * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_CPS_SERIES (fslb,nores,bare,two,rr: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart).
  */
@@ -132,6 +133,8 @@ const UAS_RR_SCENARIO = join(ROOT, 'bench/sipp/uas-rr.xml');
 /** The scenarios the steps run now: switched for the record-route series. */
 let scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
 const BARE_APP = join(ROOT, 'bench/support/bare-srf-proxy.mjs');
+/** Node.js options for both apps, for investigations: BENCH_APP_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof'. */
+const APP_NODE_ARGS = (process.env.BENCH_APP_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 /** Monitor timings as the defaults have them (HTTP off, so nothing to bind). */
 const MONITOR = {
   probeIntervalMs: 1000,
@@ -367,7 +370,7 @@ async function startFslb(
   writeFileSync(file, JSON.stringify(raw, null, 2));
   const logFile = join(work, `${id}.log`);
   const out = openSync(logFile, 'w');
-  const child = children.spawn(process.execPath, proxyEntry.args('--config', file), {
+  const child = children.spawn(process.execPath, [...APP_NODE_ARGS, ...proxyEntry.args('--config', file)], {
     cwd: ROOT,
     stdio: ['ignore', out, out],
     env: childEnv(),
@@ -393,6 +396,7 @@ async function startBare(server: RealDrachtio, recordRoute = false): Promise<App
   const child = children.spawn(
     process.execPath,
     [
+      ...APP_NODE_ARGS,
       BARE_APP,
       '127.0.0.1',
       String(server.appPort),
