@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
 import { clusterUnavailable, TestRedisCluster } from '../support/redis-cluster.js';
@@ -20,22 +20,41 @@ const root = new URL('../..', import.meta.url).pathname;
  * moved to another master (the load meets ASK and MOVED), then its new master is SIGKILLed and
  * its replica promoted.
  */
+/** A 3-master cluster for the test, and a client of it; undefined (the test skipped) without one. */
+async function startCluster(
+  t: TestContext,
+): Promise<{ cluster: TestRedisCluster; client: Cluster } | undefined> {
+  const why = await clusterUnavailable();
+  if (why) {
+    process.stdout.write(`# skipped: ${why}\n`);
+    t.skip(why);
+    return undefined;
+  }
+  const cluster = await TestRedisCluster.start(3);
+  t.after(() => cluster.close());
+  const client = new Cluster(cluster.seeds, {
+    clusterRetryStrategy: () => 50,
+    redisOptions: { maxRetriesPerRequest: 1 },
+  });
+  client.on('error', () => undefined);
+  t.after(() => client.disconnect());
+  return { cluster, client };
+}
+
+/** `fslb <args> --config <the rig's file>`, from source, as an operator runs it. */
+function cli(rig: FaultRig, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, fromSource('packages/cli/src/main.ts', ...args, '--config', rig.configFile), {
+    cwd: root,
+    env: { ...process.env, FSLB_CONFIG: '' },
+    timeout: 30_000,
+  });
+}
+
 describe('faults: Redis Cluster', () => {
   it('routes, settles and serves the CLI; a slot moved and a master killed under load lose no call', async (t) => {
-    const why = await clusterUnavailable();
-    if (why) {
-      process.stdout.write(`# skipped: ${why}\n`);
-      t.skip(why);
-      return;
-    }
-    const cluster = await TestRedisCluster.start(3);
-    t.after(() => cluster.close());
-    const client = new Cluster(cluster.seeds, {
-      clusterRetryStrategy: () => 50,
-      redisOptions: { maxRetriesPerRequest: 1 },
-    });
-    client.on('error', () => undefined);
-    t.after(() => client.disconnect());
+    const made = await startCluster(t);
+    if (!made) return;
+    const { cluster, client } = made;
     const rig = await FaultRig.start(
       t,
       {
@@ -55,11 +74,7 @@ describe('faults: Redis Cluster', () => {
     await waitFor('calls connecting', () => load.connected() >= 20);
 
     // The CLI reads the cluster through the same config.
-    const status = await run(
-      process.execPath,
-      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
-      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
-    );
+    const status = await cli(rig, 'status', '--json');
     const view = JSON.parse(status.stdout) as { nodes: { id: string; state: string }[] };
     assert.deepEqual(
       view.nodes.map((n) => `${n.id} ${n.state}`),
@@ -67,16 +82,10 @@ describe('faults: Redis Cluster', () => {
     );
 
     // Drain and wait through the cluster (sharded pub/sub wakes the wait), then undrain.
-    const cli = (...args: string[]) =>
-      run(process.execPath, fromSource('packages/cli/src/main.ts', ...args, '--config', rig.configFile), {
-        cwd: root,
-        env: { ...process.env, FSLB_CONFIG: '' },
-        timeout: 30_000,
-      });
-    const drained = await cli('drain', 'fs3', '--wait', '--timeout', '20s');
+    const drained = await cli(rig, 'drain', 'fs3', '--wait', '--timeout', '20s');
     assert.match(drained.stdout, /fs3 (drained|was already drained)/);
     assert.equal(await client.hget(rig.keys.node('fs3'), 'admin'), 'drain');
-    await cli('undrain', 'fs3');
+    await cli(rig, 'undrain', 'fs3');
     assert.equal(await client.hget(rig.keys.node('fs3'), 'admin'), '');
 
     // A reshard: the slot moves to another master while calls are reserved and settled in it.
@@ -153,20 +162,9 @@ describe('faults: Redis Cluster', () => {
   });
 
   it('pool shards: the state of each shard on its own master, calls routed and settled in each, the CLI across them', async (t) => {
-    const why = await clusterUnavailable();
-    if (why) {
-      process.stdout.write(`# skipped: ${why}\n`);
-      t.skip(why);
-      return;
-    }
-    const cluster = await TestRedisCluster.start(3);
-    t.after(() => cluster.close());
-    const client = new Cluster(cluster.seeds, {
-      clusterRetryStrategy: () => 50,
-      redisOptions: { maxRetriesPerRequest: 1 },
-    });
-    client.on('error', () => undefined);
-    t.after(() => client.disconnect());
+    const made = await startCluster(t);
+    if (!made) return;
+    const { cluster, client } = made;
     // Two tenants' pools, each routed by a header, in two shards: east's calls count against a
     // limit (one reservation script each), west's take advance slots.
     const route = (pool: string) => ({
@@ -246,31 +244,21 @@ describe('faults: Redis Cluster', () => {
     const byOutcome = await rig.proxies[0]?.metrics();
     const advance = byOutcome?.get('fslb_proxy_reservations_total{outcome="advance"}') ?? 0;
     assert.ok(advance > 0, `west's calls took advance slots, booked in west's shard (${advance})`);
-    const status = await run(
-      process.execPath,
-      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
-      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
-    );
+    const status = await cli(rig, 'status', '--json');
     const view = JSON.parse(status.stdout) as { nodes: { id: string; state: string }[] };
     assert.deepEqual(
       view.nodes.map((n) => `${n.id} ${n.state}`),
       ['fs1 up', 'fs2 up'],
       'the CLI reads every shard',
     );
-    const cli = (...args: string[]) =>
-      run(process.execPath, fromSource('packages/cli/src/main.ts', ...args, '--config', rig.configFile), {
-        cwd: root,
-        env: { ...process.env, FSLB_CONFIG: '' },
-        timeout: 30_000,
-      });
-    const drained = await cli('drain', 'fs2', '--wait', '--timeout', '20s');
+    const drained = await cli(rig, 'drain', 'fs2', '--wait', '--timeout', '20s');
     assert.match(drained.stdout, /fs2 drained/);
     assert.equal(await client.hget(west.node('fs2'), 'admin'), 'drain');
     await waitFor('the proxy sees fs2 drained', async () => {
       const r = await rig.proxies[0]?.readyz();
       return r?.body.view?.eligible === 1;
     });
-    await cli('undrain', 'fs2');
+    await cli(rig, 'undrain', 'fs2');
     await rig.proxyReady(rig.proxies[0] ?? assert.fail('no proxy'));
 
     // Every call ended: no call's slot and no limit count left in either shard.
@@ -290,11 +278,7 @@ describe('faults: Redis Cluster', () => {
     // The shards list damaged: the CLI still reads every shard its file names, and a monitor
     // starting again writes the list anew, with one line saying so.
     await client.set(rig.keys.shards, 'garbage');
-    const again = await run(
-      process.execPath,
-      fromSource('packages/cli/src/main.ts', 'status', '--config', rig.configFile, '--json'),
-      { cwd: root, env: { ...process.env, FSLB_CONFIG: '' }, timeout: 20_000 },
-    );
+    const again = await cli(rig, 'status', '--json');
     assert.deepEqual(
       (JSON.parse(again.stdout) as { nodes: { id: string }[] }).nodes.map((n) => n.id),
       ['fs1', 'fs2'],
