@@ -485,20 +485,15 @@ export class Router {
   ): Promise<void> {
     const s = this.#settings;
     const slots = attempt.slots;
-    const base = {
-      tried: targets.map((n) => n.id),
-      ...(targets[0] ? { node: targets[0].id } : {}),
-      ...(slots ? { accounting: slots.mode } : {}),
-      ...(retryOf ? { retryOf } : {}),
-    };
+    const proxied = { targets, accounting: slots?.mode, retryOf };
     // The caller's CANCEL reached srf while the reservation was under way: drachtio-server has
     // answered it (and the INVITE with 487), and would refuse the proxy. The slot ends now.
     if (req.canceled || this.#draining) {
       this.#handBack(attempt);
       attempt.handedOff = true;
-      if (req.canceled) return this.#finish(req, { outcome: 'cancelled', status: 487, ...base }, started);
+      if (req.canceled) return this.#finish(req, forwarded(proxied, 'cancelled', 487), started);
       this.#answer(req, refusalAnswer(Refusal.ShuttingDown, s.retryAfterSec));
-      return this.#finish(req, { outcome: Refusal.ShuttingDown, status: 503, ...base }, started);
+      return this.#finish(req, forwarded(proxied, Refusal.ShuttingDown, 503), started);
     }
     let give: ((why: string) => void) | undefined;
     const abandoned = new Promise<string>((resolve) => (give = resolve));
@@ -562,12 +557,7 @@ export class Router {
         attempt.slots = undefined;
       }
       this.#handBack(attempt);
-      const outcome: Outcome = {
-        ...base,
-        outcome: 'challenged',
-        status: result.finalStatus ?? 0,
-        ...(challenger ? { node: challenger.id } : {}),
-      };
+      const outcome = forwarded(proxied, 'challenged', result.finalStatus ?? 0, challenger?.id);
       return this.#finish(req, outcome, started);
     }
 
@@ -589,12 +579,13 @@ export class Router {
       );
     }
     const answeredBy = result?.connected ? this.#answeredBy(result, targets) : undefined;
-    const outcome: Outcome = {
-      ...base,
-      outcome: cancelled ? 'cancelled' : (failure ?? (result?.connected ? 'connected' : 'failed')),
-      status: result?.finalStatus ?? (cancelled ? 487 : 0),
-      ...(answeredBy ? { answeredBy: answeredBy.id } : {}),
-    };
+    const outcome = forwarded(
+      proxied,
+      cancelled ? 'cancelled' : (failure ?? (result?.connected ? 'connected' : 'failed')),
+      result?.finalStatus ?? (cancelled ? 487 : 0),
+      undefined,
+      answeredBy?.id,
+    );
     this.#finish(req, outcome, started);
   }
 
@@ -709,12 +700,22 @@ export class Router {
 
   #finish(req: InboundRequest, o: Outcome, started: number): void {
     this.#metrics.requests.inc({ method: req.method, outcome: o.outcome });
+    // One shape for every line (a field left undefined is not written): spreading `o` here cost
+    // every call several µs.
     this.#callLog.info(
       {
         callId: req.callId,
         method: req.method,
         source: `${req.sourceAddress}:${req.sourcePort}`,
-        ...o,
+        tried: o.tried,
+        node: o.node,
+        accounting: o.accounting,
+        retryOf: o.retryOf,
+        route: o.route,
+        limit: o.limit,
+        outcome: o.outcome,
+        status: o.status,
+        answeredBy: o.answeredBy,
         ms: Math.round((performance.now() - started) * 10) / 10,
       },
       'request routed',
@@ -747,6 +748,30 @@ export function challengerOf(result: ProxyResult, targets: readonly ViewNode[]):
     if (t && t.hostPort.slice(0, t.hostPort.lastIndexOf(':')) === host) return t;
   }
   return undefined;
+}
+
+/**
+ * The outcome of a request handed to drachtio-server's proxy. `node` is the first target unless
+ * given (the challenger). One object shape for every outcome.
+ */
+function forwarded(
+  p: { targets: readonly ViewNode[]; accounting: string | undefined; retryOf: string | undefined },
+  outcome: string,
+  status: number,
+  node = p.targets[0]?.id,
+  answeredBy?: string,
+): Outcome {
+  return {
+    outcome,
+    status,
+    node,
+    answeredBy,
+    tried: p.targets.map((n) => n.id),
+    accounting: p.accounting,
+    retryOf: p.retryOf,
+    route: undefined,
+    limit: undefined,
+  };
 }
 
 /** Reads the request's CANCEL flag afresh: srf sets it while the router awaits. */

@@ -261,15 +261,16 @@ function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
     },
     respond: (status, reason, headers = {}) => res.send(status, reason, { headers }),
     proxy: async (p) => {
-      const r = await req.proxy({
-        destination: [...p.destinations],
+      const opts: Record<string, unknown> = {
+        destination: p.destinations.slice(),
         remainInDialog: p.recordRoute,
         forking: 'sequential',
         provisionalTimeout: p.provisionalTimeout,
         finalTimeout: p.finalTimeout,
         followRedirects: false,
-        ...(p.headers ? { headers: p.headers } : {}),
-      });
+      };
+      if (p.headers) opts.headers = p.headers;
+      const r = await req.proxy(opts);
       const responses: TargetResponse[] = [];
       for (const group of r.responses) {
         for (const m of group.msgs) {
