@@ -34,6 +34,8 @@ const FIGURES = [
   ['fairness_rr_max_over_mean', 'proxy-fairness', '', null],
   ['overbooked_calls', 'proxy-fairness', 'calls', '0', (v) => v === 0],
   ['proxy_cpu_us_per_invite', 'proxy-cpu', 'µs', '≤ 150', (v) => v <= 150],
+  ['proxy_own_us_per_invite', 'proxy-own', 'µs', null],
+  ['proxy_own_us_per_invite_warn', 'proxy-own', 'µs', null],
   ['proxy_rss_mb', 'soak', 'MB', '≤ 120', (v) => v <= 120],
   ['monitor_rss_mb', 'soak', 'MB', '≤ 120', (v) => v <= 120],
   // What ten minutes can resolve: at 50 calls/s, 20 MB/h is a leak of about 110 bytes a call.

@@ -3,6 +3,7 @@ export {
   CallAccounting,
   RESERVE_BATCH,
   SlotMode,
+  type AccountingSettings,
   type CallSlots,
   type ReserveOutcome,
 } from './call-accounting.js';
@@ -16,7 +17,7 @@ export {
 export { SourceAcl } from './guards/acl.js';
 export { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
 export { ProxyMetrics } from './metrics.js';
-export { FslbProxy, type ProxyOptions } from './proxy.js';
+export { accountingSettings, FslbProxy, routerParts, type ProxyOptions } from './proxy.js';
 export { aorOf, Router, type RouterSettings } from './router.js';
 export {
   PoolNodes,

@@ -12,7 +12,7 @@ import {
   type Logger,
 } from '@fslb/shared';
 import { ADVANCE_REFRESH_MS, ADVANCE_SHARE } from './advance-slots.js';
-import { CallAccounting } from './call-accounting.js';
+import { CallAccounting, type AccountingSettings } from './call-accounting.js';
 import { DrachtioLink } from './drachtio/drachtio-link.js';
 import { SourceAcl } from './guards/acl.js';
 import { SourceLimits } from './guards/source-limits.js';
@@ -41,6 +41,58 @@ type Events = {
   connected: [];
   disconnected: [];
 };
+
+/** The call accounting's settings from a configuration, as a proxy runs it. */
+export function accountingSettings(config: FslbConfig): AccountingSettings {
+  const p = config.proxy;
+  return {
+    maxTargets: p.maxTargets,
+    timeoutMs: p.reserveTimeoutMs,
+    ttlMs: p.provisionalTimeout + p.reservationMarginMs,
+    publishMs: p.loadPublishMs,
+    proxyId: p.id,
+    advance: {
+      max: p.reservations ? p.advanceSlots : 0,
+      share: ADVANCE_SHARE,
+      refreshMs: ADVANCE_REFRESH_MS,
+      // Never lapses while held: refreshed every second, with a slot's own TTL to spare.
+      ttlMs: p.provisionalTimeout + p.reservationMarginMs + 2 * ADVANCE_REFRESH_MS,
+    },
+    // Until the node's owner has seen the channel, a takeover and a reconcile included.
+    limitHoldMs:
+      p.provisionalTimeout +
+      p.reservationMarginMs +
+      config.monitor.livenessTtlMs +
+      config.monitor.reconcileIntervalMs,
+  };
+}
+
+/** The router's settings, rules and guards from a configuration, as a proxy runs them. */
+export function routerParts(
+  config: FslbConfig,
+  now: number,
+): Pick<ConstructorParameters<typeof Router>[0], 'settings' | 'routes' | 'acl' | 'limits' | 'cps'> {
+  const p = config.proxy;
+  return {
+    settings: {
+      maxTargets: p.maxTargets,
+      recordRoute: p.recordRoute,
+      provisionalTimeoutMs: p.provisionalTimeout,
+      finalTimeoutMs: p.finalTimeout,
+      retryAfterSec: p.retryAfterSec,
+      affinityHeader: p.affinityHeader,
+      affinityFrom: p.affinityFrom,
+      fromNodes: p.fromNodes,
+      viewMaxAgeMs: p.viewMaxAgeMs,
+      balance: p.balance,
+      reservations: p.reservations,
+    },
+    routes: new RouteTable(config),
+    acl: new SourceAcl(p.acl),
+    limits: new SourceLimits(p.rateLimit),
+    cps: new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
+  };
+}
 
 /** How often a proxy refreshes its presence key; the key lives three times as long. */
 const PRESENCE_MS = 2000;
@@ -104,26 +156,7 @@ export class FslbProxy extends EventEmitter<Events> {
       store: this.#store,
       storeOf,
       view: this.view,
-      settings: {
-        maxTargets: p.maxTargets,
-        timeoutMs: p.reserveTimeoutMs,
-        ttlMs: p.provisionalTimeout + p.reservationMarginMs,
-        publishMs: p.loadPublishMs,
-        proxyId: this.id,
-        advance: {
-          max: p.reservations ? p.advanceSlots : 0,
-          share: ADVANCE_SHARE,
-          refreshMs: ADVANCE_REFRESH_MS,
-          // Never lapses while held: refreshed every second, with a slot's own TTL to spare.
-          ttlMs: p.provisionalTimeout + p.reservationMarginMs + 2 * ADVANCE_REFRESH_MS,
-        },
-        // Until the node's owner has seen the channel, a takeover and a reconcile included.
-        limitHoldMs:
-          p.provisionalTimeout +
-          p.reservationMarginMs +
-          config.monitor.livenessTtlMs +
-          config.monitor.reconcileIntervalMs,
-      },
+      settings: accountingSettings(config),
       observer: {
         reservation(outcome, ms) {
           metrics.reservations.inc({ outcome });
@@ -138,23 +171,7 @@ export class FslbProxy extends EventEmitter<Events> {
     this.#router = new Router({
       view: this.view,
       accounting: this.#accounting,
-      settings: {
-        maxTargets: p.maxTargets,
-        recordRoute: p.recordRoute,
-        provisionalTimeoutMs: p.provisionalTimeout,
-        finalTimeoutMs: p.finalTimeout,
-        retryAfterSec: p.retryAfterSec,
-        affinityHeader: p.affinityHeader,
-        affinityFrom: p.affinityFrom,
-        fromNodes: p.fromNodes,
-        viewMaxAgeMs: p.viewMaxAgeMs,
-        balance: p.balance,
-        reservations: p.reservations,
-      },
-      routes: new RouteTable(config),
-      acl: new SourceAcl(p.acl),
-      limits: new SourceLimits(p.rateLimit),
-      cps: new TokenBucket(p.maxCps, Math.max(1, Math.ceil(p.maxCps / 10)), now),
+      ...routerParts(config, now),
       metrics,
       log: this.#log,
       ...(opts.random ? { random: opts.random } : {}),
