@@ -124,7 +124,9 @@ describe('monitor: live calls counted against limits', () => {
   it('a new owner reads every channel it had no event for, a few at a time', async (t) => {
     const s = await scene(t, 200);
     const calls = await Promise.all(Array.from({ length: 120 }, () => s.call('tenant:many')));
-    await waitFor('all counted', async () => (await s.count('tenant:many')) === 120);
+    // Setup, not the point: 120 channels through the simulator's SIP stack take a second or two,
+    // and took over 5 s once on a busy CI machine.
+    await waitFor('all counted', async () => (await s.count('tenant:many')) === 120, { timeoutMs: 15_000 });
     // The owner goes, and Redis forgets the counter: the next owner has only FreeSWITCH to ask.
     await s.monitor.close();
     await r.client.del(s.keys.limit('tenant:many'), s.keys.live('fs1'));
