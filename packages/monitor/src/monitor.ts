@@ -9,6 +9,7 @@ import {
   onMessage,
   publish,
   RedisConnections,
+  groupBy,
   ShardMap,
   subscribe,
   type AdminState,
@@ -446,13 +447,8 @@ export class Monitor extends EventEmitter<Events> {
   /** Whether each node's lease is held, one script per shard (a script reaches one slot). */
   async #leasesHeld(ids: readonly string[]): Promise<boolean[]> {
     if (!this.#shards.split) return this.#storeOf(ids[0] ?? '').leasesHeld(ids);
-    const byStore = new Map<ClusterStore, string[]>();
-    for (const id of ids) {
-      const store = this.#storeOf(id);
-      byStore.set(store, [...(byStore.get(store) ?? []), id]);
-    }
     const held = new Map<string, boolean>();
-    for (const [store, part] of byStore) {
+    for (const [store, part] of groupBy(ids, (id) => this.#storeOf(id))) {
       const r = await store.leasesHeld(part);
       part.forEach((id, i) => held.set(id, r[i] ?? false));
     }

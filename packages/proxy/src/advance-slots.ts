@@ -1,5 +1,6 @@
 import {
   advanceSlotPrefix,
+  groupBy,
   SlotStatus,
   type AdvanceBook,
   type AdvanceRow,
@@ -287,24 +288,15 @@ export class AdvanceSlots {
 
   /**
    * One book-keeping script per shard the books' nodes live in (one script reaches one slot of a
-   * Redis Cluster), at once; the load figures of each reply are learnt, and the rows come back
-   * in the books' order.
+   * Redis Cluster), at once; the load figures of each reply are learnt. Rows name their node.
    */
   async #send(books: readonly AdvanceBook[]): Promise<AdvanceRow[]> {
     const s = this.#deps.settings;
     const opts = { ttlMs: s.ttlMs, share: s.share, prefix: this.#prefix };
-    const storeOf = this.#deps.storeOf;
-    const parts = new Map<ClusterStore, AdvanceBook[]>();
-    for (const b of books) {
-      const store = storeOf ? storeOf(b.id) : this.#deps.store;
-      const part = parts.get(store);
-      if (part) part.push(b);
-      else parts.set(store, [b]);
-    }
+    const storeOf = this.#deps.storeOf ?? (() => this.#deps.store);
+    const parts = groupBy(books, (b) => storeOf(b.id));
     const replies = await Promise.all([...parts].map(([store, part]) => store.advanceSlots(part, opts)));
     for (const r of replies) this.#deps.learn(r.at, r.nodes);
-    if (replies.length === 1) return replies[0]?.nodes ?? [];
-    const byId = new Map(replies.flatMap((r) => r.nodes.map((row) => [row.id, row] as const)));
-    return books.flatMap((b) => byId.get(b.id) ?? []);
+    return replies.flatMap((r) => r.nodes);
   }
 }

@@ -1,5 +1,6 @@
 import {
   encodeClusterEvent,
+  groupBy,
   publish,
   SlotStatus,
   type ClusterStore,
@@ -535,13 +536,7 @@ export class CallAccounting {
   /** One `load` message per shard, on the events channel of the shard the nodes live in. */
   #publish(): void {
     if (this.#outbox.size === 0 || !this.#redisReady()) return;
-    const byShard = new Map<ClusterStore, LoadFigure[]>();
-    for (const f of this.#outbox.values()) {
-      const store = this.#storeOf(f.id);
-      const list = byShard.get(store);
-      if (list) list.push(f);
-      else byShard.set(store, [f]);
-    }
+    const byShard = groupBy(this.#outbox.values(), (f) => this.#storeOf(f.id));
     this.#outbox.clear();
     for (const [store, nodes] of byShard) {
       const message = encodeClusterEvent({ type: 'load', from: this.#settings.proxyId, nodes });

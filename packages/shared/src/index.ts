@@ -4,6 +4,7 @@ export { limitEntry, limitIdOf, LIMITS_HEADER, parseLimitEntries } from './limit
 export { DEFAULT_POOL } from './config/routing.js';
 export { ClusterKeys, globEscape, isValidPrefix, nodeIdRe } from './cluster-keys.js';
 export { ShardMap } from './shard-map.js';
+export { groupBy } from './group-by.js';
 export {
   ClusterStore,
   SlotStatus,
