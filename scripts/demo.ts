@@ -1,11 +1,12 @@
 // fslb on one machine, in one command (`npm run demo`): a private Redis, three simulated
 // FreeSWITCH nodes, two monitors and the live `fslb watch` screen; with a drachtio-server binary
-// (FSLB_DRACHTIO_BIN or `drachtio` on PATH), also two drachtio-server + fslb-proxy pairs and a
-// steady call load through them. Ctrl-C stops everything it started. Loopback only.
+// (FSLB_DRACHTIO_BIN or `drachtio` on PATH), two drachtio-server + fslb-proxy pairs, and without
+// one two fslb-proxies on fslb's test double of drachtio-server; a steady call load goes through
+// them. Ctrl-C stops everything it started. Loopback only.
 //
 // Environment: REDIS_URL (use that Redis instead of a private one; keys go under fslb-demo),
 // FSLB_DRACHTIO_BIN, FSLB_DEMO_CPS (offered calls per second, default 20), FSLB_DEMO_HOLD_MS
-// (call length, default 8000), FSLB_DEMO_NO_DRACHTIO=1 (skip the SIP part).
+// (call length, default 8000), FSLB_DEMO_NO_DRACHTIO=1 (the test double even when a binary is found).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { runCli } from '@fslb/cli';
 import { FsCluster, SipUac } from '@fslb/fs-sim';
+import { DrachtioDouble } from '../test/drachtio-double/index.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const env = process.env;
@@ -123,6 +125,62 @@ async function stopAll(): Promise<void> {
   );
 }
 
+/** A SIP front end for one fslb-proxy: where it connects, and a way to send it a call. */
+interface Front {
+  adminPort: number;
+  /** Where callers send SIP, for the log line. */
+  sip: string;
+  /** Sends one INVITE through it; resolves with the caller's final status. */
+  call: () => Promise<number>;
+  close: () => Promise<void> | void;
+}
+
+/** A real drachtio-server on free loopback ports; calls come from a SIP user agent. */
+async function realDrachtio(bin: string, i: number, secret: string): Promise<Front> {
+  const sipPort = await freeUdpPort();
+  const adminPort = await freeTcpPort();
+  const conf = join(dir, `drachtio-${i}.conf.xml`);
+  writeFileSync(
+    conf,
+    `<drachtio>\n  <admin port="${adminPort}" secret="${secret}">127.0.0.1</admin>\n` +
+      `  <sip><contacts></contacts></sip>\n  <cdrs>false</cdrs>\n` +
+      `  <logging><console/><loglevel>notice</loglevel><sofia-loglevel>1</sofia-loglevel></logging>\n</drachtio>\n`,
+  );
+  start(`drachtio-${i}`, bin, ['-f', conf, '--contact', `sip:127.0.0.1:${sipPort};transport=udp`]);
+  const uac = await SipUac.start();
+  return {
+    adminPort,
+    sip: `127.0.0.1:${sipPort}`,
+    call: async () => (await uac.invite({ host: '127.0.0.1', port: sipPort }).final()).status,
+    close: () => uac.close(),
+  };
+}
+
+/**
+ * fslb's test double of drachtio-server (test/drachtio-double), in this process: fslb-proxy
+ * connects to it as to drachtio-server, and it forwards each call over UDP to the node the proxy
+ * chose, playing the caller itself. It binds loopback only.
+ */
+async function standIn(secret: string): Promise<Front> {
+  const dx = await DrachtioDouble.start({ secret });
+  return {
+    adminPort: dx.port,
+    sip: `${dx.forwarder.address}:${dx.forwarder.port}`,
+    call: async () => {
+      const req = dx.inject({ method: 'INVITE', sdp: true });
+      const status = (await req.final()).status;
+      // Done with it once the call has ended (the node hangs up), or at once if none was set up.
+      if (status >= 200 && status < 300) {
+        const call = await req.connected();
+        if (call.state === 'ended') dx.forget(req);
+        else call.once('ended', () => dx.forget(req));
+      } else dx.forget(req);
+      return status;
+    },
+    close: () => dx.close(),
+  };
+}
+
 async function main(): Promise<number> {
   const cleanups: (() => Promise<void> | void)[] = [];
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(sig, () => stop.abort());
@@ -211,65 +269,58 @@ async function main(): Promise<number> {
     });
     say('monitors started; every node is up');
 
-    // 5. With drachtio-server: two pairs and a call load.
+    // 5. Two SIP front ends, each with its fslb-proxy, and a steady call load through them: real
+    // drachtio-servers when a binary is found, otherwise fslb's test double of drachtio-server.
     const bin = drachtioBin();
-    if (bin === undefined) {
-      say('no drachtio-server found (FSLB_DRACHTIO_BIN or `drachtio` on PATH): showing the monitors only.');
-      say('To see calls spread, build drachtio-server (https://github.com/drachtio/drachtio-server)');
-      say('and run `FSLB_DRACHTIO_BIN=/path/to/drachtio npm run demo`.');
-    } else {
-      const sipPorts: number[] = [];
-      for (const i of [1, 2]) {
-        const sipPort = await freeUdpPort();
-        const adminPort = await freeTcpPort();
-        sipPorts.push(sipPort);
-        const conf = join(dir, `drachtio-${i}.conf.xml`);
-        writeFileSync(
-          conf,
-          `<drachtio>\n  <admin port="${adminPort}" secret="${secret}">127.0.0.1</admin>\n` +
-            `  <sip><contacts></contacts></sip>\n  <cdrs>false</cdrs>\n` +
-            `  <logging><console/><loglevel>notice</loglevel><sofia-loglevel>1</sofia-loglevel></logging>\n</drachtio>\n`,
-        );
-        start(`drachtio-${i}`, bin, ['-f', conf, '--contact', `sip:127.0.0.1:${sipPort};transport=udp`]);
-        startMain(`proxy-${i}`, 'packages/proxy/src/main.ts', [], {
-          ...secrets,
-          FSLB_PROXY_ID: `demo-proxy-${i}`,
-          FSLB_DRACHTIO_PORT: String(adminPort),
-          FSLB_PROXY_HTTP_PORT: String(await freeTcpPort()),
-        });
-      }
-      await until('both proxies connected to drachtio', async () => {
-        const ids = await redis.zrange(`${prefix}:proxies`, 0, -1);
-        if (ids.length < 2) return false;
-        const docs = await redis.mget(ids.map((id) => `${prefix}:proxy:${id}`));
-        return (
-          docs.filter((d) => d !== null && (JSON.parse(d) as { drachtio?: boolean }).drachtio === true)
-            .length === 2
-        );
+    const cps = Number(env.FSLB_DEMO_CPS ?? 20);
+    const fronts: Front[] = [];
+    for (const i of [1, 2]) {
+      const front = bin === undefined ? await standIn(secret) : await realDrachtio(bin, i, secret);
+      cleanups.unshift(() => front.close());
+      fronts.push(front);
+      startMain(`proxy-${i}`, 'packages/proxy/src/main.ts', [], {
+        ...secrets,
+        FSLB_PROXY_ID: `demo-proxy-${i}`,
+        FSLB_DRACHTIO_PORT: String(front.adminPort),
+        FSLB_PROXY_HTTP_PORT: String(await freeTcpPort()),
       });
-      const cps = Number(env.FSLB_DEMO_CPS ?? 20);
-      const uac = await SipUac.start();
-      cleanups.push(() => uac.close());
-      let sent = 0;
-      const answers = new Map<number, number>();
-      const load = setInterval(() => {
-        const port = sipPorts[sent++ % sipPorts.length] ?? 0;
-        const call = uac.invite({ host: '127.0.0.1', port });
-        call.final().then(
-          (r) => answers.set(r.status, (answers.get(r.status) ?? 0) + 1),
-          () => answers.set(0, (answers.get(0) ?? 0) + 1),
-        );
-      }, 1000 / cps);
-      cleanups.unshift(() => {
-        clearInterval(load);
-        say(
-          `calls sent: ${sent}; final answers: ${[...answers].map(([s, n]) => `${s === 0 ? 'none' : s} x${n}`).join(', ')}`,
-        );
-      });
+    }
+    await until('both proxies connected to their SIP front end', async () => {
+      const ids = await redis.zrange(`${prefix}:proxies`, 0, -1);
+      if (ids.length < 2) return false;
+      const docs = await redis.mget(ids.map((id) => `${prefix}:proxy:${id}`));
+      return (
+        docs.filter((d) => d !== null && (JSON.parse(d) as { drachtio?: boolean }).drachtio === true)
+          .length === 2
+      );
+    });
+    let sent = 0;
+    const answers = new Map<number, number>();
+    const load = setInterval(() => {
+      const front = fronts[sent++ % fronts.length];
+      front?.call().then(
+        (status) => answers.set(status, (answers.get(status) ?? 0) + 1),
+        () => answers.set(0, (answers.get(0) ?? 0) + 1),
+      );
+    }, 1000 / cps);
+    cleanups.unshift(() => {
+      clearInterval(load);
       say(
-        `2 drachtio-server + fslb-proxy pairs (SIP ${sipPorts.join(', ')}); ${cps} calls/s of ${holdMs / 1000} s each`,
+        `calls sent: ${sent}; final answers: ${[...answers].map(([s, n]) => `${s === 0 ? 'none' : s} x${n}`).join(', ')}`,
+      );
+    });
+    if (bin === undefined) {
+      say(
+        `${env.FSLB_DEMO_NO_DRACHTIO === '1' ? 'FSLB_DEMO_NO_DRACHTIO=1' : 'no drachtio-server found'}: calls go through fslb's test double of drachtio-server (a stand-in for tests and this demo, loopback only, never for real traffic)`,
+      );
+      say(
+        'to run real drachtio-servers instead: FSLB_DRACHTIO_BIN=/path/to/drachtio npm run demo (build it from https://github.com/drachtio/drachtio-server)',
       );
     }
+    say(
+      `2 ${bin === undefined ? 'test-double' : 'drachtio-server'} + fslb-proxy pairs (SIP ${fronts.map((f) => f.sip).join(', ')}); ${cps} calls/s of ${holdMs / 1000} s each`,
+    );
+    say(`in another terminal: npx fslb status --config ${config}   (or drain fs1 --wait, undrain fs1)`);
 
     // 6. The live screen, until Ctrl-C.
     say('fslb watch follows; Ctrl-C stops everything');

@@ -65,6 +65,19 @@ async function next<T>(get: () => T | undefined): Promise<T> {
   }
 }
 
+describe('a test stand-in, loopback only', () => {
+  it('refuses to bind its app listener or its SIP socket anywhere but loopback, saying why', async () => {
+    for (const options of [{ host: '0.0.0.0' }, { forward: { host: '0.0.0.0' } }, { host: '::' }]) {
+      await assert.rejects(
+        DrachtioDouble.start(options),
+        /test stand-in for drachtio-server and binds loopback only/,
+      );
+    }
+    const dx = await double({ host: '127.0.0.2', forward: { host: '127.0.0.1' } });
+    assert.equal(dx.host, '127.0.0.2');
+  });
+});
+
 describe('authentication', () => {
   it('accepts the right secret: srf gets the hostports and version, the double sees the tags', async () => {
     const dx = await double({ secret: 's3cret', sipAddress: { host: '127.0.0.1', port: 5070 } });

@@ -28,6 +28,7 @@ import {
   type RequestHost,
   type ScriptedResponse,
 } from './injected-request.js';
+import { assertLoopback } from './loopback.js';
 import { SipForwarder, type Peer, type SipTimers } from './sip-forwarder.js';
 import { failureRank, parseSipUri, reasonPhrase, SipMessage, tagOf } from './sip-message.js';
 import { cancelFor, randomTag, sipRequest, type SipRequestSpec, type SipSource } from './sip-request.js';
@@ -140,6 +141,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
 
   static async start(options: DrachtioDoubleOptions = {}): Promise<DrachtioDouble> {
     const host = options.host ?? '127.0.0.1';
+    assertLoopback(host, 'app listener');
     const forwarder = await SipForwarder.start(options.forward);
     const server = createServer();
     try {
@@ -252,6 +254,15 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     conn.writer.send(sipRequestMessage({ source: 'network', ...source }, txnId, received, raw));
     this.safeEmit('request', req);
     return req;
+  }
+
+  /**
+   * Lets go of a request that is over (its final sent, its call ended or never set up), so that a
+   * long run (the demo) does not keep every request it ever injected. Its handle stays usable.
+   */
+  forget(req: InjectedRequest): void {
+    this.requests.delete(req.txnId);
+    if (req.call?.state === 'ended') this.forwarder.forgetCall(req.call);
   }
 
   /** Destroys every app connection (srf reconnects by itself); resolves when they are closed. */

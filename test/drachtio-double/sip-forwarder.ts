@@ -28,6 +28,7 @@ import { lookup } from 'node:dns/promises';
 import { EventEmitter } from 'node:events';
 import { isIP } from 'node:net';
 
+import { assertLoopback } from './loopback.js';
 import { isChallenge } from './challenge-cache.js';
 import { newBranch, randomTag } from './sip-request.js';
 import {
@@ -664,6 +665,7 @@ export class SipForwarder extends EventEmitter<SipForwarderEvents> {
     options: { host?: string; port?: number; timers?: Partial<SipTimers> } = {},
   ): Promise<SipForwarder> {
     const host = options.host ?? '127.0.0.1';
+    assertLoopback(host, 'SIP socket');
     const socket = createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
@@ -807,6 +809,11 @@ export class SipForwarder extends EventEmitter<SipForwarderEvents> {
     this.calls.set(key, call);
     call.sendAck();
     sink.connected(call);
+  }
+
+  /** Lets go of a call that has ended (see `DrachtioDouble.forget`). */
+  forgetCall(call: ForwardedCall): void {
+    for (const [key, c] of this.calls) if (c === call && c.state === 'ended') this.calls.delete(key);
   }
 
   /** A 2xx sent again (our ACK was lost, or crossed it): ACK again. */
