@@ -93,13 +93,12 @@ if (skip !== undefined) {
 /** V8 heap in use and its size, and external memory (MB), from a process' /metrics (prom-client's defaults). */
 async function heapMb(
   port: number,
-  prefix: string,
 ): Promise<{ used: number | null; total: number | null; external: number | null }> {
   try {
     const r = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(4000) });
     const text = await r.text();
     const read = (name: string): number | null => {
-      const m = new RegExp(`^${prefix}${name} (\\S+)$`, 'm').exec(text);
+      const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
       return m ? round(Number(m[1]) / 2 ** 20, 2) : null;
     };
     return {
@@ -218,8 +217,8 @@ try {
     const p = memoryMiB(proxy);
     const m = memoryMiB(monitor);
     if (!p || !m) throw new Error(`the ${p ? 'monitor' : 'proxy'} is gone: see its log`);
-    const ph = await heapMb(ports.proxy, 'fslb_proxy_process_');
-    const mh = await heapMb(ports.monitor, 'fslb_monitor_process_');
+    const ph = await heapMb(ports.proxy);
+    const mh = await heapMb(ports.monitor);
     samples.push({
       t_s: round((performance.now() - t0) / 1000),
       proxy_rss_mb: round(p.rss),

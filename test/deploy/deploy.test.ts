@@ -221,8 +221,33 @@ describe('Grafana dashboard', () => {
     for (const name of declared.keys()) assert.ok(registered.has(name), `${name} declared, not registered`);
   });
 
+  it("exports prom-client's process and Node.js metrics under their standard names", async () => {
+    for (const m of [new MonitorMetrics(), new ProxyMetrics()]) {
+      const names = (await m.registry.getMetricsAsJSON()).map((r) => r.name);
+      for (const std of [
+        'process_cpu_seconds_total',
+        'process_resident_memory_bytes',
+        'nodejs_eventloop_lag_p99_seconds',
+      ])
+        assert.ok(names.includes(std), `${std} is exported`);
+      assert.deepEqual(
+        names.filter((n) => !/^(fslb_(monitor|proxy)_|process_|nodejs_)/.test(n)),
+        [],
+        'every other metric is fslb_monitor_* or fslb_proxy_*',
+      );
+      assert.ok(!names.some((n) => /^fslb_[a-z]+_process_/.test(n)), 'no prefixed copies');
+    }
+  });
+
+  it('selects the process metrics of proxies and of monitors by a metric only they export', () => {
+    const processExprs = exprs.filter((e) => /\b(process|nodejs)_/.test(e.expr));
+    assert.ok(processExprs.length >= 4);
+    for (const { panel, expr } of processExprs)
+      assert.match(expr, /and on \(job, instance\) fslb_(proxy|monitor)_[a-z_]+$/, `${panel}: ${expr}`);
+  });
+
   it('queries only metrics the monitor and the proxy register, and only their labels', async () => {
-    // Registered = declared by name in metrics.ts, plus prom-client's default metrics (prefixed).
+    // Registered = declared by name in metrics.ts, plus prom-client's default metrics.
     const known = new Map<string, string[]>();
     for (const [name, d] of declared) {
       known.set(name, d.labels);
@@ -238,8 +263,8 @@ describe('Grafana dashboard', () => {
     assert.ok(exprs.length >= 10, 'the dashboard has its queries');
     const problems: string[] = [];
     for (const { panel, expr } of exprs) {
-      const names = [...new Set(expr.match(/\bfslb_[a-z0-9_]+/g) ?? [])];
-      if (names.length === 0) problems.push(`${panel}: ${expr} queries no fslb metric`);
+      if (!/\bfslb_[a-z0-9_]+/.test(expr)) problems.push(`${panel}: ${expr} queries no fslb metric`);
+      const names = [...new Set(expr.match(/\b(?:fslb|process|nodejs)_[a-z0-9_]+/g) ?? [])];
       for (const name of names) {
         const labels = known.get(name);
         if (labels === undefined) {

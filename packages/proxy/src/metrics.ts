@@ -113,6 +113,8 @@ export class ProxyMetrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'fslb_proxy_process_' });
+    // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_p99_seconds,
+    // ...): Prometheus tells the processes apart by their job and instance labels.
+    collectDefaultMetrics({ register: this.registry });
   }
 }
