@@ -36,6 +36,12 @@ function shBlocks(heading: string): string[][] {
 }
 
 const [newcomer, byHand] = shBlocks('Quick start');
+/** The README's picture of what the demo prints: the first plain code block of the Quick start. */
+const sample = (() => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8');
+  const quick = readme.slice(readme.indexOf('\n## Quick start\n'));
+  return (/\n```\n([\s\S]*?)```/.exec(quick)?.[1] ?? '').split('\n');
+})();
 let copy = '';
 
 /** Runs a command in the copy; resolves with its status and output (a failure is not thrown). */
@@ -74,8 +80,12 @@ after(() => {
 
 describe('a fresh copy of the repository, after npm ci', () => {
   it('npm run demo carries calls over every node within 30 s; fslb status, drain --wait and undrain work beside it', async (t) => {
-    // No drachtio-server, as on a newcomer's machine: the calls go through the test double.
-    const d = startDemo(t, copy, { FSLB_DEMO_NO_DRACHTIO: '1' });
+    // No drachtio-server, as on a newcomer's machine (none on PATH): the test double carries the calls.
+    const path = (process.env.PATH ?? '')
+      .split(':')
+      .filter((p) => p !== '' && !existsSync(join(p, 'drachtio')))
+      .join(':');
+    const d = startDemo(t, copy, { PATH: path, FSLB_DRACHTIO_BIN: '', FSLB_DEMO_NO_DRACHTIO: '' });
     const explain = (err: unknown): never => {
       console.log(`last frame:\n${d.lastFrame()}\n--- demo stderr (tail):\n${d.err().slice(-3000)}`);
       throw err;
@@ -90,6 +100,16 @@ describe('a fresh copy of the repository, after npm ci', () => {
     ).catch(explain);
     assert.match(d.err(), /calls go through fslb's test double of drachtio-server \(.*loopback only/);
     assert.match(d.err(), /to run real drachtio-servers instead: FSLB_DRACHTIO_BIN=/);
+    // What the README shows the newcomer: the demo's lines (ports and paths aside) and the screen.
+    for (const line of sample.filter((l) => l.startsWith('demo: '))) {
+      const shape = line
+        .replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+        .replace(/\/tmp\/fslb-demo-\w+/g, '/\\S+')
+        .replace(/\d+/g, '\\d+');
+      assert.match(d.err(), new RegExp(`^${shape}$`, 'm'), `the README's line: ${line}`);
+    }
+    for (const header of sample.filter((l) => l.startsWith('NODE ')))
+      assert.ok(d.lastFrame().includes(header), `the screen's header: ${header}`);
 
     // The commands the demo suggests for another terminal.
     const config = /npx fslb status --config (\S+)/.exec(d.err())?.[1];
