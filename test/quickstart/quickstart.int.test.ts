@@ -85,7 +85,13 @@ describe('a fresh copy of the repository, after npm ci', () => {
       .split(':')
       .filter((p) => p !== '' && !existsSync(join(p, 'drachtio')))
       .join(':');
-    const d = startDemo(t, copy, { PATH: path, FSLB_DRACHTIO_BIN: '', FSLB_DEMO_NO_DRACHTIO: '' });
+    // Calls of 3 s rather than 8, so that `drain --wait` returns sooner.
+    const d = startDemo(t, copy, {
+      PATH: path,
+      FSLB_DRACHTIO_BIN: '',
+      FSLB_DEMO_NO_DRACHTIO: '',
+      FSLB_DEMO_HOLD_MS: '3000',
+    });
     const explain = (err: unknown): never => {
       console.log(`last frame:\n${d.lastFrame()}\n--- demo stderr (tail):\n${d.err().slice(-3000)}`);
       throw err;
