@@ -1,7 +1,7 @@
 /**
  * fslb-proxy's own CPU per INVITE, without drachtio-srf: the proxy's Router and CallAccounting,
  * built from a default configuration exactly as fslb-proxy builds them (`routerParts`,
- * `accountingSettings`), with its view loaded from a real Redis of 100 nodes and advance slots
+ * `accountingSettings`), with its view loaded from a real Redis of 100 nodes (BENCH_OWN_NODES) and advance slots
  * booked there, take INVITEs that are plain objects whose proxy() answers 200 at once. What is
  * left is fslb's own work per INVITE: admission, the route, selection, the advance slot (and the
  * Redis round trip of a call that finds none), the proxy command's options, the outcome line in
@@ -12,7 +12,8 @@
  * info (the default) and warn in turn, BENCH_OWN_ROUNDS (3) times each after a warm-up (medians), from 64 source addresses and with the
  * replica's INVITE budget (proxy.maxCps) above the rate, so that every INVITE is routed; this process' CPU over each run, less
  * what the same run costs with no INVITE, divided by the INVITEs. Stable across runs where the
- * end-to-end figures are not: no other process shares the work.
+ * end-to-end figures are not: no other process shares the work. No slot lapses during the run
+ * (bench/support/settlement.ts). BENCH_OWN_PROXY adds proxy settings (JSON), for investigations.
  * Writes bench/results/proxy-own.json and .md: proxy_own_us_per_invite (info),
  * proxy_own_us_per_invite_warn, and the outcome line's share.
  */
@@ -35,12 +36,13 @@ import { waitFor } from '../test/support/wait.js';
 import { Children } from './support/children.js';
 import { benchNodes, startBenchRedis } from './support/redis.js';
 import { machine, round, table, writeBench } from './support/results.js';
+import { NO_LAPSE_MARGIN_MS } from './support/settlement.js';
 
 const RATE = Number(process.env.BENCH_OWN_RATE ?? 2000);
 const SECONDS = Number(process.env.BENCH_OWN_SECONDS ?? 3);
 /** Runs per log level, alternating; the median is the figure (this VM's speed wanders). */
 const ROUNDS = Number(process.env.BENCH_OWN_ROUNDS ?? 3);
-const NODES = 100;
+const NODES = Number(process.env.BENCH_OWN_NODES ?? 100);
 const started = performance.now();
 
 const answer: ProxyResult = {
@@ -136,7 +138,13 @@ try {
         esl: { host: '127.0.0.1', password: 'ClueCon' },
       })),
       // The replica's INVITE budget (1000/s by default) above the offered rate: every INVITE routed.
-      proxy: { maxCps: RATE * 4 },
+      // No slot lapses during the run (see NO_LAPSE_MARGIN_MS); BENCH_OWN_PROXY (JSON proxy
+      // settings) may say otherwise.
+      proxy: {
+        maxCps: RATE * 4,
+        reservationMarginMs: NO_LAPSE_MARGIN_MS,
+        ...(JSON.parse(process.env.BENCH_OWN_PROXY ?? '{}') as object),
+      },
     },
     {},
   );
