@@ -171,9 +171,10 @@ async function standIn(secret: string): Promise<Front> {
       const status = (await req.final()).status;
       // Done with it once the call has ended (the node hangs up), or at once if none was set up.
       if (status >= 200 && status < 300) {
-        const call = await req.connected();
-        if (call.state === 'ended') dx.forget(req);
-        else call.once('ended', () => dx.forget(req));
+        req.connected().then(
+          (call) => (call.state === 'ended' ? dx.forget(req) : call.once('ended', () => dx.forget(req))),
+          () => dx.forget(req),
+        );
       } else dx.forget(req);
       return status;
     },
