@@ -35,7 +35,7 @@ import { testPrefix } from '../test/support/redis.js';
 import { waitFor } from '../test/support/wait.js';
 import { Children } from './support/children.js';
 import { benchNodes, startBenchRedis } from './support/redis.js';
-import { machine, round, table, writeBench } from './support/results.js';
+import { machine, quantile, round, table, writeBench } from './support/results.js';
 import { NO_LAPSE_MARGIN_MS } from './support/settlement.js';
 
 const RATE = Number(process.env.BENCH_OWN_RATE ?? 2000);
@@ -207,7 +207,7 @@ const medianOf = (level: string): number | undefined => {
     .filter((r) => r.level === level)
     .map((r) => r.us_per_invite)
     .sort((a, b) => a - b);
-  return xs[Math.floor(xs.length / 2)];
+  return xs.length > 0 ? quantile(xs, 0.5) : undefined;
 };
 const infoUs = medianOf('info');
 const warnUs = medianOf('warn');
@@ -235,7 +235,7 @@ writeBench(
   result,
   `## proxy-own: fslb-proxy's own CPU per INVITE, without drachtio-srf
 
-The proxy's Router and CallAccounting as fslb-proxy builds them (default settings, 100 nodes in a real Redis, advance slots), INVITEs as plain objects answered 200 at once, ${RATE}/s for ${SECONDS} s; CPU of this process less an idle run of the same length.
+The proxy's Router and CallAccounting as fslb-proxy builds them (default settings, ${NODES} nodes in a real Redis, advance slots), INVITEs as plain objects answered 200 at once, ${RATE}/s for ${SECONDS} s; CPU of this process less an idle run of the same length.
 
 ${table(
   ['log level', 'µs per INVITE', 'INVITEs', 'reservations'],

@@ -10,14 +10,13 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { runCli } from '@fslb/cli';
 import { FsCluster, SipUac } from '@fslb/fs-sim';
 import { DrachtioDouble } from '../test/drachtio-double/index.js';
+import { freeTcpPort, freeUdpPort } from '../test/support/net.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const env = process.env;
@@ -25,28 +24,6 @@ const dir = mkdtempSync(join(tmpdir(), 'fslb-demo-'));
 const children: { name: string; child: ChildProcess }[] = [];
 const stop = new AbortController();
 const say = (line: string): void => void process.stderr.write(`demo: ${line}\n`);
-
-function freeTcpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-function freeUdpPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createSocket('udp4');
-    s.once('error', reject);
-    s.bind(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Starts a child in its own process group, so that Ctrl-C reaches the demo, which stops it. */
 function start(

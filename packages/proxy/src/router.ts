@@ -752,7 +752,7 @@ export function challengerOf(result: ProxyResult, targets: readonly ViewNode[]):
 
 /**
  * The outcome of a request handed to drachtio-server's proxy. `node` is the first target unless
- * given (the challenger). One object shape for every outcome.
+ * given (the challenger). Every forwarded outcome has this one object shape.
  */
 function forwarded(
   p: { targets: readonly ViewNode[]; accounting: string | undefined; retryOf: string | undefined },
