@@ -123,6 +123,8 @@ async function rig(
           nodes: sims.nodes,
           drachtioPort: drachtio.appPort,
           proxy: o.proxy ?? {},
+          // These tests read every call's outcome line, connected ones included.
+          log: { calls: 'all' },
         }),
         ...o.routing,
       },

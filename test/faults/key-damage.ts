@@ -114,6 +114,8 @@ export async function keyScene(
         // slots' own repairs are tested with their script (packages/shared reservations tests).
         advanceSlots: 0,
       },
+      // The checks read every call's outcome line, connected ones included.
+      log: { calls: 'all' },
     },
     {},
   );

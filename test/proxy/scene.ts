@@ -73,6 +73,8 @@ export async function proxyScene(
     // takes when no advance slot is held: advance slots are off here unless a test turns them on
     // (test/proxy/advance.int.test.ts).
     proxy: { rateLimit: { perSourcePerSec: 10_000, burst: 10_000 }, advanceSlots: 0, ...o.proxy },
+    // A scene given a logger is read for its outcome lines, connected calls' included.
+    ...(o.log ? { log: { calls: 'all' } } : {}),
   });
   const proxy = await startProxy(cfg, o.random, o.log);
   t.after(() => proxy.close());

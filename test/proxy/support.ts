@@ -15,6 +15,8 @@ export interface ProxyConfigOptions extends ConfigOptions {
   drachtioPort: number;
   proxyId?: string;
   proxy?: Record<string, unknown>;
+  /** The `log` section, e.g. `{ calls: 'all' }` for a test that reads connected calls' lines. */
+  log?: Record<string, unknown>;
 }
 
 /** A whole config (monitor and proxy sections) for simulated nodes fs1..fsN. */
@@ -27,6 +29,7 @@ export function proxyRawConfig(o: ProxyConfigOptions): Record<string, unknown> {
       drachtio: { host: '127.0.0.1', port: o.drachtioPort, secret: 'cymru' },
       ...o.proxy,
     },
+    ...(o.log ? { log: o.log } : {}),
   };
 }
 

@@ -86,6 +86,7 @@ export function routerParts(
       viewMaxAgeMs: p.viewMaxAgeMs,
       balance: p.balance,
       reservations: p.reservations,
+      callLog: config.log.calls,
     },
     routes: new RouteTable(config),
     acl: new SourceAcl(p.acl),

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import pino from 'pino';
-import type { LimitConfig, NodeRecord, PoolConfig, RouteConfig } from '@fslb/shared';
+import {
+  parseConfig,
+  type LimitConfig,
+  type NodeRecord,
+  type PoolConfig,
+  type RouteConfig,
+} from '@fslb/shared';
 import {
   SlotMode,
   type CallAccounting,
@@ -196,6 +202,7 @@ const settings: RouterSettings = {
   affinityFrom: 'trusted',
   fromNodes: 'reject',
   viewMaxAgeMs: 30_000,
+  callLog: 'all',
   balance: 'least-loaded',
   reservations: true,
 };
@@ -400,6 +407,61 @@ describe('Router admission', () => {
     assert.deepEqual(
       ledger.reserved.map((r) => r.candidates[0]),
       ['fs1', 'fs1', 'fs1', 'fs2'],
+    );
+  });
+});
+
+describe('Router outcome lines', () => {
+  const failedResult = (): ProxyResult => ({
+    connected: false,
+    finalStatus: 503,
+    responses: [{ address: '127.0.0.1', port: 5081, status: 503 }],
+    contact: undefined,
+    challenge: undefined,
+  });
+  const routedLines = (lines: Record<string, unknown>[]) => lines.filter((l) => l.msg === 'request routed');
+  const counted = async (metrics: ProxyMetrics, outcome: string) =>
+    (await metrics.requests.get()).values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+
+  it('writes a line for each request that did not connect, and counts connected calls only (log.calls failed)', async (t) => {
+    const { router, lines, metrics } = setup(t, { settings: { callLog: 'failed' } });
+    router.handle(request());
+    router.handle(request({ result: failedResult }));
+    await settle();
+    assert.deepEqual(
+      routedLines(lines).map((l) => [l.outcome, l.status]),
+      [['failed', 503]],
+    );
+    assert.equal(await counted(metrics, 'connected'), 1);
+    assert.equal(await counted(metrics, 'failed'), 1);
+  });
+
+  it('writes a line for every routed request with log.calls all, and none with none', async (t) => {
+    const all = setup(t, { settings: { callLog: 'all' } });
+    all.router.handle(request());
+    all.router.handle(request({ result: failedResult }));
+    await settle();
+    assert.deepEqual(
+      routedLines(all.lines).map((l) => l.outcome),
+      ['connected', 'failed'],
+    );
+
+    const none = setup(t, { settings: { callLog: 'none' } });
+    none.router.handle(request());
+    none.router.handle(request({ result: failedResult }));
+    await settle();
+    assert.equal(routedLines(none.lines).length, 0);
+    assert.equal(await counted(none.metrics, 'failed'), 1, 'still counted');
+  });
+
+  it("is 'failed' unless the configuration says otherwise", () => {
+    assert.equal(parseConfig({ redis: { url: 'redis://127.0.0.1:6379' } }, {}).log.calls, 'failed');
+    assert.equal(
+      parseConfig({ redis: { url: 'redis://127.0.0.1:6379' }, log: { calls: 'all' } }, {}).log.calls,
+      'all',
+    );
+    assert.throws(() =>
+      parseConfig({ redis: { url: 'redis://127.0.0.1:6379' }, log: { calls: 'some' } }, {}),
     );
   });
 });

@@ -36,6 +36,8 @@ export interface RouterSettings {
   balance: 'least-loaded' | 'round-robin';
   /** Reserve a slot in Redis before proxying; off, the view alone decides. */
   reservations: boolean;
+  /** Which routed requests get an outcome line (`log.calls`): those that did not connect, all, none. */
+  callLog: 'failed' | 'all' | 'none';
 }
 
 /** Candidates for one call: the nodes to offer Redis, each with its pool's place in the route. */
@@ -119,6 +121,8 @@ export class Router {
    */
   readonly #callLog: Logger;
   readonly #random: () => number;
+  /** drachtio-server's proxy timeouts, as it takes them ('2000ms'), made once. */
+  readonly #timeouts: { provisional: string; final: string };
   /** Requests waiting for drachtio-server's answer, each with a way to give up on it. */
   readonly #inFlight = new Set<(why: string) => void>();
   /**
@@ -161,6 +165,10 @@ export class Router {
       if (c.slots) this.#accounting.release(c.slots);
     });
     this.#random = opts.random ?? Math.random;
+    this.#timeouts = {
+      provisional: `${opts.settings.provisionalTimeoutMs}ms`,
+      final: `${opts.settings.finalTimeoutMs}ms`,
+    };
   }
 
   get inFlight(): number {
@@ -495,47 +503,53 @@ export class Router {
       this.#answer(req, refusalAnswer(Refusal.ShuttingDown, s.retryAfterSec));
       return this.#finish(req, forwarded(proxied, Refusal.ShuttingDown, 503), started);
     }
-    let give: ((why: string) => void) | undefined;
-    const abandoned = new Promise<string>((resolve) => (give = resolve));
-    const done = give as (why: string) => void;
-    this.#inFlight.add(done);
-    this.#metrics.callsInProgress.inc();
-    // srf's promise never settles if drachtio's socket drops: the proxy keeps its own clock.
-    const limitMs = s.provisionalTimeoutMs * targets.length + s.finalTimeoutMs + 2000;
-    const timer = setTimeout(() => done('timeout'), limitMs);
+    // srf's promise never settles if drachtio's socket drops: the proxy keeps its own clock, and
+    // `abandonInFlight` gives up on every request at once. One promise per call for all three.
     let result: ProxyResult | undefined;
     let failure: string | undefined;
     let refusedBy: unknown;
+    let done: (why: string) => void = noop;
+    const headers: Record<string, string> | undefined =
+      limits.length > 0
+        ? { [LIMITS_HEADER]: limits.map((u) => u.entry).join(' ') }
+        : slots?.slot !== undefined
+          ? { [SLOT_HEADER]: slots.slot }
+          : undefined;
+    const limitMs = s.provisionalTimeoutMs * targets.length + s.finalTimeoutMs + 2000;
+    let timer: NodeJS.Timeout | undefined;
     attempt.handedOff = true;
-    try {
-      const r = await Promise.race([
-        req.proxy({
-          destinations: targets.map((n) => n.destination),
-          recordRoute: s.recordRoute,
-          provisionalTimeout: `${s.provisionalTimeoutMs}ms`,
-          finalTimeout: `${s.finalTimeoutMs}ms`,
-          // The node's monitor learns from FreeSWITCH which limit counters, or which advance
-          // slot, the call holds.
-          ...(limits.length > 0
-            ? { headers: { [LIMITS_HEADER]: limits.map((u) => u.entry).join(' ') } }
-            : slots?.slot !== undefined
-              ? { headers: { [SLOT_HEADER]: slots.slot } }
-              : {}),
-        }),
-        abandoned,
-      ]);
-      if (typeof r === 'string') failure = r;
-      else result = r;
-    } catch (err) {
-      // srf rejects with drachtio-server's NOK reason, a plain string.
-      failure = 'error';
-      refusedBy = err;
-    } finally {
-      clearTimeout(timer);
-      this.#inFlight.delete(done);
-      this.#metrics.callsInProgress.dec();
-      if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
-    }
+    this.#metrics.callsInProgress.inc();
+    const r = await new Promise<ProxyResult | string>((resolve) => {
+      done = resolve;
+      this.#inFlight.add(done);
+      timer = setTimeout(resolve, limitMs, 'timeout');
+      const refused = (err: unknown): void => {
+        // srf rejects with drachtio-server's NOK reason, a plain string.
+        refusedBy = err;
+        resolve('error');
+      };
+      try {
+        req
+          .proxy({
+            destinations: targets.map((n) => n.destination),
+            recordRoute: s.recordRoute,
+            provisionalTimeout: this.#timeouts.provisional,
+            finalTimeout: this.#timeouts.final,
+            // The node's monitor learns from FreeSWITCH which limit counters, or which advance
+            // slot, the call holds.
+            headers,
+          })
+          .then(resolve, refused);
+      } catch (err) {
+        refused(err);
+      }
+    });
+    clearTimeout(timer);
+    this.#inFlight.delete(done);
+    this.#metrics.callsInProgress.dec();
+    if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
+    if (typeof r === 'string') failure = r;
+    else result = r;
     if (result) {
       for (const resp of result.responses) {
         if (resp.status >= 300) this.#metrics.targetFailures.inc({ status: String(resp.status) });
@@ -700,6 +714,10 @@ export class Router {
 
   #finish(req: InboundRequest, o: Outcome, started: number): void {
     this.#metrics.requests.inc({ method: req.method, outcome: o.outcome });
+    // A connected call is the common case and is counted above. A line for each would be the
+    // largest CPU cost of its routing, and a stream of logs that the nodes' CDRs already hold.
+    const log = this.#settings.callLog;
+    if (log === 'none' || (log === 'failed' && o.outcome === 'connected')) return;
     // One shape for every line (a field left undefined is not written): spreading `o` here cost
     // every call several µs.
     this.#callLog.info(
@@ -773,6 +791,8 @@ function forwarded(
     limit: undefined,
   };
 }
+
+function noop(): void {}
 
 /** Reads the request's CANCEL flag afresh: srf sets it while the router awaits. */
 function wasCancelled(req: InboundRequest): boolean {

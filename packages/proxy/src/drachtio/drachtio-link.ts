@@ -44,7 +44,7 @@ export interface ProxyRequest {
   provisionalTimeout: string;
   finalTimeout: string;
   /** Headers added to the proxied request. */
-  headers?: Record<string, string>;
+  headers?: Record<string, string> | undefined;
 }
 
 /** A SIP request as the router needs it. */
@@ -98,6 +98,8 @@ interface SrfMessage {
   protocol: string;
   get(name: string): string | undefined;
   has(name: string): boolean;
+  /** The message's headers by the names srf stored them under (lower case, `X-` ones as sent). */
+  headers: Record<string, string>;
   getParsedHeader(name: 'To' | 'From'): { uri: string; params?: Record<string, string | undefined> };
   getParsedHeader(
     name: 'Authorization' | 'Proxy-Authorization' | 'WWW-Authenticate' | 'Proxy-Authenticate',
@@ -159,7 +161,7 @@ export class DrachtioLink extends EventEmitter<Events> {
   /** Registers handlers for `methods` (upper case) and OPTIONS, then connects. */
   start(methods: readonly string[]): void {
     const srf = this.#srf;
-    const handler: Handler = (req, res) => this.emit('request', wrap(req, res));
+    const handler: Handler = (req, res) => this.emit('request', new SrfRequest(req, res));
     srf.options(handler);
     for (const m of methods) {
       if (m === 'INVITE') srf.invite(handler);
@@ -230,70 +232,127 @@ export class DrachtioLink extends EventEmitter<Events> {
   }
 }
 
-function wrap(req: SrfMessage, res: SrfResponse): InboundRequest {
-  // drachtio-server has answered the CANCEL (and the INVITE with 487) by itself; it would still
-  // proxy the INVITE if asked, to a node whose answer no caller waits for.
-  let canceled = false;
-  if (req.method === 'INVITE') req.on('cancel', () => (canceled = true));
-  return {
-    method: req.method,
-    callId: req.callId || (req.get('Call-ID') ?? ''),
-    sourceAddress: req.source_address,
-    sourcePort: Number(req.source_port),
-    protocol: req.protocol,
-    get canceled() {
-      return canceled;
-    },
-    header: (name) => (req.has(name) ? req.get(name) : undefined),
-    fromTag: () => tagOf(req, 'From') ?? '',
-    toTag: () => tagOf(req, 'To'),
-    credentials: () =>
+/**
+ * A request as the router sees it: one object per request whose methods live on the prototype
+ * (a closure per accessor would be a dozen allocations on every INVITE).
+ */
+class SrfRequest implements InboundRequest {
+  readonly method: string;
+  readonly callId: string;
+  readonly sourceAddress: string;
+  readonly sourcePort: number;
+  readonly protocol: string;
+  /**
+   * drachtio-server has answered the CANCEL (and the INVITE with 487) by itself; it would still
+   * proxy the INVITE if asked, to a node whose answer no caller waits for.
+   */
+  canceled = false;
+  readonly #req: SrfMessage;
+  readonly #res: SrfResponse;
+  #headerNames: Map<string, string> | undefined;
+
+  constructor(req: SrfMessage, res: SrfResponse) {
+    this.#req = req;
+    this.#res = res;
+    this.method = req.method;
+    this.callId = req.callId || (req.get('Call-ID') ?? '');
+    this.sourceAddress = req.source_address;
+    this.sourcePort = Number(req.source_port);
+    this.protocol = req.protocol;
+    if (req.method === 'INVITE') req.on('cancel', () => (this.canceled = true));
+  }
+
+  header(name: string): string | undefined {
+    const stored = this.#names().get(name.toLowerCase());
+    return stored === undefined ? undefined : this.#req.headers[stored];
+  }
+
+  /**
+   * The request's header names, lower case, each to the name srf stored it under: made once, on
+   * the first look-up. (srf's own `has`/`get` lower-case every header name on every look-up.)
+   */
+  #names(): Map<string, string> {
+    if (this.#headerNames) return this.#headerNames;
+    const names = new Map<string, string>();
+    for (const stored of Object.keys(this.#req.headers)) {
+      const lower = stored.toLowerCase();
+      if (!names.has(lower)) names.set(lower, stored);
+    }
+    this.#headerNames = names;
+    return names;
+  }
+
+  fromTag(): string {
+    return tagOf(this.#req, 'From') ?? '';
+  }
+
+  toTag(): string | undefined {
+    return tagOf(this.#req, 'To');
+  }
+
+  credentials(): DigestKey | undefined {
+    const names = this.#names();
+    if (!names.has('authorization') && !names.has('proxy-authorization')) return undefined;
+    const req = this.#req;
+    return (
       digestOf(req, 'Authorization') ??
-      (req.has('Authorization') ? undefined : digestOf(req, 'Proxy-Authorization')),
-    toUri: () => req.getParsedHeader('To').uri,
-    requestUri: () => req.uri,
-    fromUri: () => {
-      try {
-        return req.getParsedHeader('From').uri;
-      } catch {
-        return '';
+      (req.has('Authorization') ? undefined : digestOf(req, 'Proxy-Authorization'))
+    );
+  }
+
+  toUri(): string {
+    return this.#req.getParsedHeader('To').uri;
+  }
+
+  requestUri(): string {
+    return this.#req.uri;
+  }
+
+  fromUri(): string {
+    try {
+      return this.#req.getParsedHeader('From').uri;
+    } catch {
+      return '';
+    }
+  }
+
+  respond(status: number, reason: string, headers: Record<string, string> = {}): void {
+    this.#res.send(status, reason, { headers });
+  }
+
+  async proxy(p: ProxyRequest): Promise<ProxyResult> {
+    const opts: Record<string, unknown> = {
+      destination: p.destinations.slice(),
+      remainInDialog: p.recordRoute,
+      forking: 'sequential',
+      provisionalTimeout: p.provisionalTimeout,
+      finalTimeout: p.finalTimeout,
+      followRedirects: false,
+    };
+    if (p.headers) opts.headers = p.headers;
+    const r = await this.#req.proxy(opts);
+    const responses: TargetResponse[] = [];
+    for (const group of r.responses) {
+      for (const m of group.msgs) {
+        responses.push({ address: group.address, port: Number(group.port), status: m.status });
       }
-    },
-    respond: (status, reason, headers = {}) => res.send(status, reason, { headers }),
-    proxy: async (p) => {
-      const opts: Record<string, unknown> = {
-        destination: p.destinations.slice(),
-        remainInDialog: p.recordRoute,
-        forking: 'sequential',
-        provisionalTimeout: p.provisionalTimeout,
-        finalTimeout: p.finalTimeout,
-        followRedirects: false,
-      };
-      if (p.headers) opts.headers = p.headers;
-      const r = await req.proxy(opts);
-      const responses: TargetResponse[] = [];
-      for (const group of r.responses) {
-        for (const m of group.msgs) {
-          responses.push({ address: group.address, port: Number(group.port), status: m.status });
-        }
-      }
-      const msg = r.finalResponse?.msg;
-      let contact: string | undefined;
-      try {
-        contact = msg?.getParsedHeader('Contact')?.[0]?.uri;
-      } catch {
-        contact = undefined;
-      }
-      let challenge: DigestKey | undefined;
-      if (msg && (r.finalStatus === 401 || r.finalStatus === 407)) {
-        // As drachtio-server reads it: WWW-Authenticate when there is one, else Proxy-Authenticate.
-        challenge =
-          digestOf(msg, 'WWW-Authenticate') ??
-          (msg.has('WWW-Authenticate') ? undefined : digestOf(msg, 'Proxy-Authenticate'));
-      }
-      return { connected: r.connected, finalStatus: r.finalStatus, responses, contact, challenge };
-    },
-  };
+    }
+    const msg = r.finalResponse?.msg;
+    let contact: string | undefined;
+    try {
+      contact = msg?.getParsedHeader('Contact')?.[0]?.uri;
+    } catch {
+      contact = undefined;
+    }
+    let challenge: DigestKey | undefined;
+    if (msg && (r.finalStatus === 401 || r.finalStatus === 407)) {
+      // As drachtio-server reads it: WWW-Authenticate when there is one, else Proxy-Authenticate.
+      challenge =
+        digestOf(msg, 'WWW-Authenticate') ??
+        (msg.has('WWW-Authenticate') ? undefined : digestOf(msg, 'Proxy-Authenticate'));
+    }
+    return { connected: r.connected, finalStatus: r.finalStatus, responses, contact, challenge };
+  }
 }
 
 /** A tag parameter of From or To through srf's parser; undefined when absent or unreadable. */

@@ -288,6 +288,11 @@ export const configSchema = z
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+        /**
+         * The proxy's outcome line per routed request (at info): `failed` for every request that
+         * did not connect, `all` for connected ones too, `none` for no line.
+         */
+        calls: z.enum(['failed', 'all', 'none']).default('failed'),
       })
       .prefault({}),
   })
