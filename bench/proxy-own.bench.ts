@@ -9,13 +9,14 @@
  * not in it: `proxy-cpu` and `proxy-real-cps` measure it beside a bare srf app.
  *
  * INVITEs are offered at BENCH_OWN_RATE a second (2000) for BENCH_OWN_SECONDS (3), at log level
- * info (the default) and warn in turn, BENCH_OWN_ROUNDS (3) times each after a warm-up (medians), from 64 source addresses and with the
+ * info (the default: an outcome line only for calls that did not connect), info with a line for
+ * every call (log.calls all) and warn in turn, BENCH_OWN_ROUNDS (3) times each after a warm-up (medians), from 64 source addresses and with the
  * replica's INVITE budget (proxy.maxCps) above the rate, so that every INVITE is routed; this process' CPU over each run, less
  * what the same run costs with no INVITE, divided by the INVITEs. Stable across runs where the
  * end-to-end figures are not: no other process shares the work. No slot lapses during the run
  * (bench/support/settlement.ts). BENCH_OWN_PROXY adds proxy settings (JSON), for investigations.
  * Writes bench/results/proxy-own.json and .md: proxy_own_us_per_invite (info),
- * proxy_own_us_per_invite_warn, and the outcome line's share.
+ * proxy_own_us_per_invite_warn, proxy_own_us_per_invite_all_lines, and the outcome line's cost.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -43,6 +44,7 @@ const SECONDS = Number(process.env.BENCH_OWN_SECONDS ?? 3);
 /** Runs per log level, alternating; the median is the figure (this VM's speed wanders). */
 const ROUNDS = Number(process.env.BENCH_OWN_ROUNDS ?? 3);
 const NODES = Number(process.env.BENCH_OWN_NODES ?? 100);
+const ALL_LINES = 'info, log.calls all';
 const started = performance.now();
 
 const answer: ProxyResult = {
@@ -150,8 +152,14 @@ try {
   );
   // The same run with nothing offered: the timers' and the advance slots' idle cost.
   const idle = await offer(undefined, 0, SECONDS);
-  const levels = Array.from({ length: ROUNDS }, () => ['info', 'warn']).flat();
-  for (const level of levels) {
+  // The default (info, an outcome line for calls that did not connect: none here), info with a
+  // line for every call (log.calls all), and warn.
+  const variants = [
+    { label: 'info', level: 'info', calls: 'failed' },
+    { label: ALL_LINES, level: 'info', calls: 'all' },
+    { label: 'warn', level: 'warn', calls: 'failed' },
+  ] as const;
+  for (const { label, level, calls } of Array.from({ length: ROUNDS }, () => variants).flat()) {
     const log = createLogger(
       { level, name: 'fslb-proxy' },
       pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }),
@@ -173,7 +181,15 @@ try {
       log,
       redisReady: () => redis.status === 'ready',
     });
-    const router = new Router({ view, accounting, metrics, log, ...routerParts(config, performance.now()) });
+    const parts = routerParts(config, performance.now());
+    const router = new Router({
+      view,
+      accounting,
+      metrics,
+      log,
+      ...parts,
+      settings: { ...parts.settings, callLog: calls },
+    });
     try {
       await offer(router, RATE, 1);
       // prom-client hands out its live values: copy them.
@@ -186,7 +202,7 @@ try {
         if (v.value > was) reservations[String(v.labels.outcome)] = v.value - was;
       }
       runs.push({
-        level,
+        level: label,
         invites: r.done,
         us_per_invite: round((r.cpu - idle.cpu) / Math.max(1, r.done), 1),
         reservations,
@@ -210,6 +226,7 @@ const medianOf = (level: string): number | undefined => {
   return xs.length > 0 ? quantile(xs, 0.5) : undefined;
 };
 const infoUs = medianOf('info');
+const allUs = medianOf(ALL_LINES);
 const warnUs = medianOf('warn');
 const result = {
   machine: machine(),
@@ -220,14 +237,17 @@ const result = {
   rounds: ROUNDS,
   proxy_own_us_per_invite: infoUs ?? null,
   proxy_own_us_per_invite_warn: warnUs ?? null,
-  outcome_line_us: infoUs !== undefined && warnUs !== undefined ? round(infoUs - warnUs, 1) : null,
+  proxy_own_us_per_invite_all_lines: allUs ?? null,
+  outcome_line_us: infoUs !== undefined && allUs !== undefined ? round(allUs - infoUs, 1) : null,
   runs,
   duration_s: round((performance.now() - started) / 1000, 1),
 };
-console.log(`fslb's own CPU per INVITE (medians): info ${infoUs ?? '—'} µs, warn ${warnUs ?? '—'} µs`);
+console.log(
+  `fslb's own CPU per INVITE (medians): info ${infoUs ?? '—'} µs, info with a line per call ${allUs ?? '—'} µs, warn ${warnUs ?? '—'} µs`,
+);
 for (const r of runs) {
   console.log(
-    `log level ${r.level}: ${r.us_per_invite} µs of fslb's own CPU per INVITE over ${r.invites} INVITEs at ${RATE}/s; reservations ${JSON.stringify(r.reservations)}`,
+    `${r.level}: ${r.us_per_invite} µs of fslb's own CPU per INVITE over ${r.invites} INVITEs at ${RATE}/s; reservations ${JSON.stringify(r.reservations)}`,
   );
 }
 writeBench(
@@ -238,9 +258,9 @@ writeBench(
 The proxy's Router and CallAccounting as fslb-proxy builds them (default settings, ${NODES} nodes in a real Redis, advance slots), INVITEs as plain objects answered 200 at once, ${RATE}/s for ${SECONDS} s; CPU of this process less an idle run of the same length.
 
 ${table(
-  ['log level', 'µs per INVITE', 'INVITEs', 'reservations'],
+  ['logging', 'µs per INVITE', 'INVITEs', 'reservations'],
   runs.map((r) => [r.level, r.us_per_invite, r.invites, JSON.stringify(r.reservations)]),
 )}
 
-Medians of ${ROUNDS} runs per level, alternating: **${infoUs ?? '—'} µs** at info, ${warnUs ?? '—'} µs at warn; the outcome line at info costs ${result.outcome_line_us ?? '—'} µs of it. Took ${result.duration_s} s.`,
+Medians of ${ROUNDS} runs of each, in turn: **${infoUs ?? '—'} µs** at the default (info, an outcome line only for calls that did not connect), ${allUs ?? '—'} µs with a line for every call (\`log.calls: all\`): the line costs ${result.outcome_line_us ?? '—'} µs; ${warnUs ?? '—'} µs at warn. Took ${result.duration_s} s.`,
 );
