@@ -173,10 +173,7 @@ try {
       // A proxy id per run: the slots of an earlier run, still lapsing in Redis, are not this one's.
       settings: { ...accountingSettings(config), proxyId: `bench-own-${runs.length}` },
       observer: {
-        reservation(outcome, ms) {
-          metrics.reservations.inc({ outcome });
-          metrics.reservationSeconds.observe({ outcome }, ms / 1000);
-        },
+        reservation: (outcome, ms) => metrics.reservation(outcome, ms),
       },
       log,
       redisReady: () => redis.status === 'ready',

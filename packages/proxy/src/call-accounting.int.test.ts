@@ -61,7 +61,7 @@ describe('call accounting: a late Redis reply', () => {
 
     const calls: Promise<ReserveOutcome>[] = [];
     for (let i = 0; i < 30; i++) {
-      calls.push(accounting.reserve(`call-${i}`, view.nodes));
+      calls.push(Promise.resolve(accounting.reserve(`call-${i}`, view.nodes)));
       await sleep(20);
     }
     const outcomes = await Promise.all(calls);

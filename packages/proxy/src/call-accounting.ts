@@ -195,23 +195,28 @@ export class CallAccounting {
    * gives the slot to the least loaded candidate by its own counts, or, `inOrder` (affinity), to
    * the first one with room. `failovers`: how many failover targets to name at most (0 for a
    * retry after a digest challenge, which drachtio-server sends to the challenger only).
+   *
+   * Decided without Redis (an advance slot, or local accounting), the outcome comes at once rather
+   * than as a promise: the INVITE is then proxied in the same turn that received it.
    */
-  async reserve(
+  reserve(
     call: string,
     candidates: readonly ViewNode[],
     opts: ReserveOptions = {},
-  ): Promise<ReserveOutcome> {
+  ): ReserveOutcome | Promise<ReserveOutcome> {
     const started = performance.now();
     const s = this.#settings;
     const inOrder = opts.inOrder ?? false;
     const failovers = opts.failovers ?? s.maxTargets - 1;
     const limits = opts.limits ?? [];
-    const local = (why: LocalWhy): ReserveOutcome =>
-      this.#reserveLocally(call, candidates, started, why, failovers, limits, opts.groups);
-    if (!this.#redisReady()) return local('local-offline');
+    if (!this.#redisReady()) {
+      return this.#reserveLocally(call, candidates, started, 'local-offline', failovers, limits, opts.groups);
+    }
     // Redis lost its state and the monitors are writing it again: its counts (and its idea of
     // which nodes exist) are incomplete for a moment, so count this call here.
-    if (this.#view.rebuilding) return local('local-rebuilding');
+    if (this.#view.rebuilding) {
+      return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers, limits, opts.groups);
+    }
     const primary = candidates[0];
     // An advance slot on the first choice: proxied at once. Not for limits (counted in Redis,
     // call by call) nor for a fixed order (affinity, round robin), which Redis decides.
@@ -228,6 +233,23 @@ export class CallAccounting {
         };
       }
     }
+    return this.#reserveInRedis(call, candidates, opts, started, inOrder, failovers, limits);
+  }
+
+  /** The round trip of `reserve`: a slot taken in Redis, or local accounting when Redis is slow. */
+  async #reserveInRedis(
+    call: string,
+    candidates: readonly ViewNode[],
+    opts: ReserveOptions,
+    started: number,
+    inOrder: boolean,
+    failovers: number,
+    limits: readonly LimitUse[],
+  ): Promise<ReserveOutcome> {
+    const s = this.#settings;
+    const local = (why: LocalWhy): ReserveOutcome =>
+      this.#reserveLocally(call, candidates, started, why, failovers, limits, opts.groups);
+    const primary = candidates[0];
     if (primary) primary.pending++;
     const clock = { timedOut: false, done: false };
     let timer: NodeJS.Timeout | undefined;

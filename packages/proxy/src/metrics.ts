@@ -1,9 +1,134 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Registry,
+  collectDefaultMetrics,
+  type CounterConfiguration,
+  type LabelValues,
+  type Metric,
+} from 'prom-client';
+
+/**
+ * A counter whose increments on the request path go to a plain map, handed to prom-client when
+ * the counter is read (a scrape, a test). prom-client's own `inc` builds and checks a label
+ * hash on every call; this costs one map look-up.
+ */
+export class TalliedCounter<T extends string> extends Counter<T> {
+  readonly #names: readonly T[];
+  readonly #tally = new Map<string, { labels: LabelValues<T>; n: number }>();
+
+  constructor(cfg: CounterConfiguration<T> & { labelNames: readonly T[] }) {
+    super({
+      ...cfg,
+      collect(this: Counter<T>) {
+        if (this instanceof TalliedCounter) this.#flush();
+      },
+    });
+    this.#names = cfg.labelNames;
+  }
+
+  /** One more, for the label values in the order of `labelNames`. */
+  count(a: string, b?: string): void {
+    const key = b === undefined ? a : `${a}\u0001${b}`;
+    const held = this.#tally.get(key);
+    if (held) {
+      held.n++;
+      return;
+    }
+    const labels: LabelValues<T> = {};
+    const [first, second] = this.#names;
+    if (first !== undefined) labels[first] = a;
+    if (second !== undefined && b !== undefined) labels[second] = b;
+    this.#tally.set(key, { labels, n: 1 });
+  }
+
+  #flush(): void {
+    for (const t of this.#tally.values()) {
+      if (t.n === 0) continue;
+      this.inc(t.labels, t.n);
+      t.n = 0;
+    }
+  }
+}
+
+/**
+ * A histogram counted in plain arrays on the request path, with at most one label, read by
+ * prom-client's registry like its own (`get` gives the same buckets, sum and count).
+ */
+export class TalliedHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly #bounds: readonly number[];
+  readonly #series = new Map<string, { counts: Float64Array; sum: number; count: number }>();
+  readonly labelNames: readonly string[];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    bounds: readonly number[],
+    readonly labelName: string | undefined,
+    registry: Registry,
+  ) {
+    this.#bounds = [...bounds].sort((a, b) => a - b);
+    this.labelNames = labelName === undefined ? [] : [labelName];
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** A value in seconds, for one value of the label (none when the histogram has no label). */
+  observe(value: number, label = ''): void {
+    let s = this.#series.get(label);
+    if (!s) {
+      s = { counts: new Float64Array(this.#bounds.length), sum: 0, count: 0 };
+      this.#series.set(label, s);
+    }
+    const bounds = this.#bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= (bounds[i] as number)) {
+        (s.counts[i] as number)++;
+        break;
+      }
+    }
+    s.sum += value;
+    s.count++;
+  }
+
+  get(): Promise<{
+    name: string;
+    help: string;
+    type: string;
+    aggregator: string;
+    values: { labels: Record<string, string | number>; value: number; metricName: string }[];
+  }> {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    for (const [label, s] of this.#series) {
+      const own: Record<string, string> = this.labelName === undefined ? {} : { [this.labelName]: label };
+      let acc = 0;
+      this.#bounds.forEach((le, i) => {
+        acc += s.counts[i] ?? 0;
+        values.push({ labels: { le, ...own }, value: acc, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: '+Inf', ...own }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: own, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: own, value: s.count, metricName: `${this.name}_count` });
+    }
+    return Promise.resolve({
+      name: this.name,
+      help: this.help,
+      type: this.type,
+      aggregator: this.aggregator,
+      values,
+    });
+  }
+
+  reset(): void {
+    this.#series.clear();
+  }
+}
 
 /** The proxy's Prometheus metrics, on a registry of its own (tests run several proxies in one process). */
 export class ProxyMetrics {
   readonly registry = new Registry();
-  readonly requests = new Counter({
+  readonly requests = new TalliedCounter({
     name: 'fslb_proxy_requests_total',
     help:
       'Requests by method and outcome (connected, failed, challenged, cancelled, no-capacity, ' +
@@ -23,20 +148,21 @@ export class ProxyMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly decisionSeconds = new Histogram({
-    name: 'fslb_proxy_decision_duration_seconds',
-    help: 'Time to choose the targets of one request from the view (no I/O)',
-    buckets: [0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.001],
-    registers: [this.registry],
-  });
-  readonly reservationSeconds = new Histogram({
-    name: 'fslb_proxy_reservation_duration_seconds',
-    help: 'Round trip of the reservation script, by outcome',
-    labelNames: ['outcome'] as const,
-    buckets: [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
-    registers: [this.registry],
-  });
-  readonly reservations = new Counter({
+  readonly decisionSeconds = new TalliedHistogram(
+    'fslb_proxy_decision_duration_seconds',
+    'Time to choose the targets of one request from the view (no I/O)',
+    [0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.001],
+    undefined,
+    this.registry,
+  );
+  readonly reservationSeconds = new TalliedHistogram(
+    'fslb_proxy_reservation_duration_seconds',
+    'Round trip of the reservation script, by outcome',
+    [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    'outcome',
+    this.registry,
+  );
+  readonly reservations = new TalliedCounter({
     name: 'fslb_proxy_reservations_total',
     help:
       'Reservations by outcome: redis (slots taken atomically), advance (an advance slot held ' +
@@ -77,10 +203,15 @@ export class ProxyMetrics {
     help: '1 when connected to drachtio-server',
     registers: [this.registry],
   });
+  /** Requests being proxied now: kept by the router, read at scrape time. */
+  inProgress = 0;
   readonly callsInProgress = new Gauge({
     name: 'fslb_proxy_calls_in_progress',
     help: 'Requests being proxied now (waiting for a final response)',
     registers: [this.registry],
+    collect: () => {
+      this.callsInProgress.set(this.inProgress);
+    },
   });
   readonly nodeLoad = new Gauge({
     name: 'fslb_proxy_node_load',
@@ -89,7 +220,7 @@ export class ProxyMetrics {
     registers: [this.registry],
   });
 
-  readonly poolCalls = new Counter({
+  readonly poolCalls = new TalliedCounter({
     name: 'fslb_proxy_pool_calls_total',
     help:
       'INVITEs by pool and outcome: reserved (a slot taken in the pool), spilled (reserved in a ' +
@@ -111,6 +242,12 @@ export class ProxyMetrics {
     labelNames: ['route'] as const,
     registers: [this.registry],
   });
+
+  /** A reservation's outcome and time (the call accounting's observer). */
+  reservation(outcome: string, ms: number): void {
+    this.reservations.count(outcome);
+    this.reservationSeconds.observe(ms / 1000, outcome);
+  }
 
   constructor() {
     // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_p99_seconds,

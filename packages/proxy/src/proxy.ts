@@ -159,10 +159,7 @@ export class FslbProxy extends EventEmitter<Events> {
       view: this.view,
       settings: accountingSettings(config),
       observer: {
-        reservation(outcome, ms) {
-          metrics.reservations.inc({ outcome });
-          metrics.reservationSeconds.observe({ outcome }, ms / 1000);
-        },
+        reservation: (outcome, ms) => metrics.reservation(outcome, ms),
       },
       log: this.#log,
       redisReady: () => this.#conns.client.status === 'ready',

@@ -232,7 +232,7 @@ export class Router {
       if (attempt.slots) this.#accounting.release(attempt.slots);
       attempt.slots = undefined;
       this.#metrics.refusals.inc({ reason: Refusal.Error });
-      this.#metrics.requests.inc({ method: req.method, outcome: Refusal.Error });
+      this.#metrics.requests.count(req.method, Refusal.Error);
       const text = REFUSAL_TEXT[Refusal.Error] ?? Refusal.Error;
       this.#refusals.note(
         Refusal.Error,
@@ -259,7 +259,7 @@ export class Router {
       const refusal = this.#admit(req, 'other', trusted, started);
       if (refusal) return this.#refuse(req, attempt, refusal, started);
       const ok = this.canRoute(started);
-      this.#metrics.requests.inc({ method, outcome: ok ? 'options-ok' : 'options-unavailable' });
+      this.#metrics.requests.count(method, ok ? 'options-ok' : 'options-unavailable');
       attempt.handedOff = true;
       this.#answer(req, optionsAnswer(ok, this.#settings.retryAfterSec));
       return;
@@ -350,7 +350,7 @@ export class Router {
     const candidates = this.#choose(affinity, pools);
     this.#metrics.decisionSeconds.observe((performance.now() - t0) / 1000);
     if (candidates.nodes.length === 0) {
-      for (const pool of pools) this.#metrics.poolCalls.inc({ pool, outcome: 'full' });
+      for (const pool of pools) this.#metrics.poolCalls.count(pool, 'full');
       return this.#noCapacity(req, attempt, started, []);
     }
 
@@ -358,14 +358,16 @@ export class Router {
     if (s.reservations) {
       // Affinity and round robin keep their own order; least-loaded lets Redis pick by its counts.
       const inOrder = affinity !== undefined || s.balance === 'round-robin';
-      const r = await this.#accounting.reserve(call, candidates.nodes, {
+      let r = this.#accounting.reserve(call, candidates.nodes, {
         inOrder,
         groups: candidates.groups,
         limits,
       });
+      // An advance slot is taken at once: no await, so the INVITE goes out in this turn.
+      if (r instanceof Promise) r = await r;
       if (r.kind === 'over-limit') return this.#overLimit(req, attempt, r.use, r.what, started);
       if (r.kind === 'full') {
-        for (const pool of pools) this.#metrics.poolCalls.inc({ pool, outcome: 'full' });
+        for (const pool of pools) this.#metrics.poolCalls.count(pool, 'full');
         return this.#noCapacity(
           req,
           attempt,
@@ -383,7 +385,7 @@ export class Router {
     }
     const pool = targets[0] ? this.#routes.poolOf(targets[0].id) : undefined;
     if (pool !== undefined) {
-      this.#metrics.poolCalls.inc({ pool, outcome: pool === pools[0] ? 'reserved' : 'spilled' });
+      this.#metrics.poolCalls.count(pool, pool === pools[0] ? 'reserved' : 'spilled');
     }
     await this.#proxy(req, attempt, targets, call, started, undefined, limits);
   }
@@ -518,7 +520,7 @@ export class Router {
     const limitMs = s.provisionalTimeoutMs * targets.length + s.finalTimeoutMs + 2000;
     let timer: NodeJS.Timeout | undefined;
     attempt.handedOff = true;
-    this.#metrics.callsInProgress.inc();
+    this.#metrics.inProgress++;
     const r = await new Promise<ProxyResult | string>((resolve) => {
       done = resolve;
       this.#inFlight.add(done);
@@ -546,7 +548,7 @@ export class Router {
     });
     clearTimeout(timer);
     this.#inFlight.delete(done);
-    this.#metrics.callsInProgress.dec();
+    this.#metrics.inProgress--;
     if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
     if (typeof r === 'string') failure = r;
     else result = r;
@@ -592,7 +594,10 @@ export class Router {
         'drachtio-server refused to proxy',
       );
     }
-    const answeredBy = result?.connected ? this.#answeredBy(result, targets) : undefined;
+    // Only the outcome line names the answering node, and a connected call has one only with
+    // log.calls all: its Contact is not parsed otherwise.
+    const answeredBy =
+      result?.connected && s.callLog === 'all' ? this.#answeredBy(result, targets) : undefined;
     const outcome = forwarded(
       proxied,
       cancelled ? 'cancelled' : (failure ?? (result?.connected ? 'connected' : 'failed')),
@@ -628,7 +633,7 @@ export class Router {
     attempt.handedOff = true;
     const a = refusalAnswer(refusal, this.#settings.retryAfterSec);
     this.#answer(req, a);
-    this.#metrics.requests.inc({ method: req.method, outcome: refusal });
+    this.#metrics.requests.count(req.method, refusal);
     this.#metrics.refusals.inc({ reason: refusal });
     const text = REFUSAL_TEXT[refusal];
     if (text === undefined) return;
@@ -713,7 +718,7 @@ export class Router {
   }
 
   #finish(req: InboundRequest, o: Outcome, started: number): void {
-    this.#metrics.requests.inc({ method: req.method, outcome: o.outcome });
+    this.#metrics.requests.count(req.method, o.outcome);
     // A connected call is the common case and is counted above. A line for each would be the
     // largest CPU cost of its routing, and a stream of logs that the nodes' CDRs already hold.
     const log = this.#settings.callLog;

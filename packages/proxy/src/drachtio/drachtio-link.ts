@@ -30,7 +30,7 @@ export interface ProxyResult {
    */
   responses: TargetResponse[];
   /** The URI in the final response's Contact (the answering node, for a 2xx). */
-  contact: string | undefined;
+  readonly contact: string | undefined;
   /**
    * The realm and nonce of a final 401/407's challenge (WWW-Authenticate / Proxy-Authenticate):
    * drachtio-server stopped at it and will send the retry that answers it to that target only.
@@ -90,7 +90,6 @@ type Events = {
 interface SrfMessage {
   method: string;
   uri: string;
-  callId: string;
   /** srf emits `cancel` on an INVITE when drachtio-server passes on the caller's CANCEL. */
   on(event: 'cancel', fn: () => void): void;
   source_address: string;
@@ -255,7 +254,7 @@ class SrfRequest implements InboundRequest {
     this.#req = req;
     this.#res = res;
     this.method = req.method;
-    this.callId = req.callId || (req.get('Call-ID') ?? '');
+    this.callId = this.header('Call-ID') ?? '';
     this.sourceAddress = req.source_address;
     this.sourcePort = Number(req.source_port);
     this.protocol = req.protocol;
@@ -287,6 +286,10 @@ class SrfRequest implements InboundRequest {
   }
 
   toTag(): string | undefined {
+    // A new call's To has no tag: a header without the text "tag=" anywhere has no tag
+    // parameter, and is not parsed. Any other goes through srf's parser.
+    const to = this.header('To');
+    if (to === undefined || !TAG_TEXT.test(to)) return undefined;
     return tagOf(this.#req, 'To');
   }
 
@@ -338,12 +341,6 @@ class SrfRequest implements InboundRequest {
       }
     }
     const msg = r.finalResponse?.msg;
-    let contact: string | undefined;
-    try {
-      contact = msg?.getParsedHeader('Contact')?.[0]?.uri;
-    } catch {
-      contact = undefined;
-    }
     let challenge: DigestKey | undefined;
     if (msg && (r.finalStatus === 401 || r.finalStatus === 407)) {
       // As drachtio-server reads it: WWW-Authenticate when there is one, else Proxy-Authenticate.
@@ -351,7 +348,43 @@ class SrfRequest implements InboundRequest {
         digestOf(msg, 'WWW-Authenticate') ??
         (msg.has('WWW-Authenticate') ? undefined : digestOf(msg, 'Proxy-Authenticate'));
     }
-    return { connected: r.connected, finalStatus: r.finalStatus, responses, contact, challenge };
+    return new ProxyOutcome(r.connected, r.finalStatus, responses, challenge, msg);
+  }
+}
+
+/** The text of a tag parameter, in any case (SIP parameter names are case-insensitive). */
+const TAG_TEXT = /tag=/i;
+
+type FinalMessage = NonNullable<NonNullable<SrfProxyResult['finalResponse']>['msg']>;
+
+/**
+ * What drachtio-server reported of a proxied request. The final response's Contact is read only
+ * when asked for (the outcome line of a connected call, which is not written by default).
+ */
+class ProxyOutcome implements ProxyResult {
+  #msg: FinalMessage | undefined;
+  #contact: string | undefined;
+
+  constructor(
+    readonly connected: boolean,
+    readonly finalStatus: number | undefined,
+    readonly responses: TargetResponse[],
+    readonly challenge: DigestKey | undefined,
+    msg: FinalMessage | undefined,
+  ) {
+    this.#msg = msg;
+  }
+
+  get contact(): string | undefined {
+    const msg = this.#msg;
+    if (msg === undefined) return this.#contact;
+    this.#msg = undefined;
+    try {
+      this.#contact = msg.getParsedHeader('Contact')?.[0]?.uri;
+    } catch {
+      this.#contact = undefined;
+    }
+    return this.#contact;
   }
 }
 
