@@ -23,6 +23,15 @@ const IDLE_MS = 5000;
 /** Book-keeping calls asked for by demand are this far apart at least, ms. */
 const MIN_GAP_MS = 5;
 
+/**
+ * A node's unused slots run low at half of what its demand wants: the other half covers the
+ * book-keeping call's round trip and a stall of this proxy's event loop (a GC pause), so that
+ * calls do not fall back to a round trip each just when the proxy is busiest.
+ */
+function low(unused: number, want: number): boolean {
+  return unused * 2 <= want;
+}
+
 export interface AdvanceSettings {
   /** Unused advance slots held per node at most; 0 turns advance slots off. */
   max: number;
@@ -125,12 +134,25 @@ export class AdvanceSlots {
     }
     b.rate = this.#rateAt(b, now) + 1000 / RATE_TAU_MS;
     b.at = now;
+    return this.#use(b, node, now);
+  }
+
+  /**
+   * An INVITE whose first choice holds none takes one of `node`'s unused slots, if this proxy
+   * holds one, without counting demand there (the call did not choose it first).
+   */
+  takeInstead(node: ViewNode, now: number): string | undefined {
+    const b = this.#books.get(node.id);
+    return b && b.unused.length > 0 ? this.#use(b, node, now) : undefined;
+  }
+
+  #use(b: Book, node: ViewNode, now: number): string | undefined {
     const slot = b.unused.pop();
     if (slot !== undefined) {
       b.busy.add(slot);
       node.advance = b.unused.length;
     }
-    if (b.unused.length * 4 <= this.#want(b, now)) this.#ask();
+    if (low(b.unused.length, this.#want(b, now))) this.#ask();
     return slot;
   }
 
@@ -194,7 +216,7 @@ export class AdvanceSlots {
         continue;
       }
       // Low on slots, or holding some nobody wants any more (the node went idle or unusable).
-      const due = b.unused.length * 4 <= want || (want === 0 && b.unused.length > 0);
+      const due = low(b.unused.length, want) || (want === 0 && b.unused.length > 0);
       const stale = all && started - b.refreshedAt >= this.#deps.settings.refreshMs / 2;
       if (!stale && !due && b.spent.length === 0) continue;
       const first = this.#seq;

@@ -154,3 +154,64 @@ describe('call accounting: a node that left the view', () => {
     assert.equal(await redis.exists(keys.call('gone;t1')), 0);
   });
 });
+
+describe('call accounting: advance slots', () => {
+  const r = useRedis({ before, after });
+
+  it("takes the next candidate's advance slot when the first choice holds none, before any round trip", async (t) => {
+    const redis = r.client;
+    const prefix = testPrefix();
+    t.after(() => deletePrefix(redis, prefix));
+    const keys = new ClusterKeys(prefix);
+    const store = new ClusterStore(redis, keys);
+    await seedNodes(store, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
+    const view = new ClusterView();
+    view.applySnapshot(await store.readView(), performance.now());
+    const outcomes: string[] = [];
+    const accounting = new CallAccounting({
+      store,
+      view,
+      settings: {
+        maxTargets: 2,
+        timeoutMs: 1000,
+        ttlMs: 10_000,
+        publishMs: 0,
+        proxyId: 'p1',
+        limitHoldMs: 20_000,
+        advance: { max: 8, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
+      },
+      observer: { reservation: (outcome) => void outcomes.push(outcome) },
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => redis.status === 'ready',
+    });
+    t.after(() => accounting.close());
+    const [a, b] = [view.get('a'), view.get('b')];
+    assert.ok(a && b);
+    // Demand on b only: this proxy is granted slots there, none on a.
+    for (let i = 0; i < 3; i++) await accounting.reserve(`warm-${i};t`, [b, a]);
+    await waitFor('advance slots held on b', () => b.advance > 0);
+    const heldOnB = b.advance;
+    assert.equal(a.advance, 0);
+
+    outcomes.length = 0;
+    const r1 = await accounting.reserve('call-1;t', [a, b]);
+    assert.ok(r1.kind === 'reserved', r1.kind);
+    assert.equal(r1.slots.mode, SlotMode.Advance, 'no round trip');
+    assert.equal(r1.slots.node.id, 'b', "b's slot, a having none");
+    assert.deepEqual(
+      r1.targets.map((n) => n.id),
+      ['b', 'a'],
+      'the node holding the slot first, the other as its failover',
+    );
+    assert.equal(b.advance, heldOnB - 1);
+    assert.deepEqual(outcomes, ['advance']);
+    const slotMembers = (await redis.zrange(keys.resv('b'), 0, -1)).filter((m) => m.startsWith('#'));
+    assert.ok(slotMembers.includes(r1.slots.slot ?? ''), 'the slot is a member of b in Redis');
+
+    // Only a candidate of the first choice's pool stands in for it.
+    const r2 = await accounting.reserve('call-2;t', [a, b], { groups: [1, 2] });
+    assert.ok(r2.kind === 'reserved');
+    assert.equal(r2.slots.mode, SlotMode.Redis, 'b is in a later pool: a round trip, a first');
+    assert.equal(r2.slots.node.id, 'a');
+  });
+});

@@ -215,21 +215,36 @@ export class CallAccounting {
     // Redis lost its state and the monitors are writing it again: its counts (and its idea of
     // which nodes exist) are incomplete for a moment, so count this call here.
     if (this.#view.rebuilding) {
-      return this.#reserveLocally(call, candidates, started, 'local-rebuilding', failovers, limits, opts.groups);
+      return this.#reserveLocally(
+        call,
+        candidates,
+        started,
+        'local-rebuilding',
+        failovers,
+        limits,
+        opts.groups,
+      );
     }
     const primary = candidates[0];
     // An advance slot on the first choice: proxied at once. Not for limits (counted in Redis,
     // call by call) nor for a fixed order (affinity, round robin), which Redis decides.
     if (this.#advance && primary && limits.length === 0 && !inOrder) {
-      const slot = this.#advance.take(primary, started);
+      let node = primary;
+      let slot = this.#advance.take(primary, started);
+      // None there: the next candidate of the same pool, as Redis would be offered (RESERVE_BATCH).
+      const second = candidates[1];
+      if (slot === undefined && second && (opts.groups?.[1] ?? 1) === (opts.groups?.[0] ?? 1)) {
+        slot = this.#advance.takeInstead(second, started);
+        node = second;
+      }
       if (slot !== undefined) {
         const ms = performance.now() - started;
         this.#observer.reservation('advance', ms);
         return {
           kind: 'reserved',
           ms,
-          slots: { call, mode: SlotMode.Advance, node: primary, limits: [], expiresAt: 0, slot },
-          targets: [primary, ...this.#spares(primary, candidates, opts.groups, failovers, NONE_REFUSED)],
+          slots: { call, mode: SlotMode.Advance, node, limits: [], expiresAt: 0, slot },
+          targets: [node, ...this.#spares(node, candidates, opts.groups, failovers, NONE_REFUSED)],
         };
       }
     }
