@@ -34,7 +34,8 @@
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
  * .md: real_cps_fslb, real_cps_bare, real_cps_ratio, real_cps_two_pairs, real_cps_ratio_rr (both
  * apps record-routing, the callers sending ACK and BYE along the route set: bench/sipp/uac-rr.xml,
- * uas-rr.xml), and, at 75 % of the
+ * uas-rr.xml; steps from BENCH_RATES_RR, which start lower), real_cps_bare_fslb_options (the
+ * bare app asking drachtio-server for fslb-proxy's proxy options and doing nothing else), and, at 75 % of the
  * bare app's highest clean rate (the highest step at or below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
  * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
@@ -42,8 +43,9 @@
  * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
- * BENCH_CPS_SERIES (fslb,nores,bare,two,rr: which series run; the figures of a series left out are
- * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart).
+ * BENCH_CPS_SERIES (fslb,nores,bare,bareopts,two,rr: which series run; the figures of a series left out are
+ * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart;
+ * bareopts tells drachtio-server's share apart).
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import {
@@ -103,6 +105,13 @@ const RESULT = new URL('results/proxy-real-cps.json', import.meta.url);
 const RATES = (process.env.BENCH_RATES ?? '750,1000,1250,1500,1750,2000,2250,2500,3000')
   .split(',')
   .map(Number);
+/**
+ * The record-route series: drachtio-server handles three transactions a call there, so its SIP
+ * thread saturates at about half the rate; the steps start lower.
+ */
+const RATES_RR = (process.env.BENCH_RATES_RR ?? '250,500,750,1000,1250,1500,1750,2000')
+  .split(',')
+  .map(Number);
 /** Summed over both pairs (each caller offers half). */
 const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '500,1000,1500,2000,2500,3000').split(',').map(Number);
 const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
@@ -114,8 +123,8 @@ const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
 const HELD = CONFIRM_S > 0 ? `, then held ${CONFIRM_S} s (else the next lower clean rate is tried)` : '';
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
 const PROXY_EXTRA = JSON.parse(process.env.BENCH_PROXY_JSON ?? '{}') as Record<string, unknown>;
-/** Which series run (experiments): fslb, nores, bare, two (all by default). */
-const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,nores,bare,two,rr').split(','));
+/** Which series run (experiments): fslb, nores, bare, bareopts, two, rr (all by default). */
+const SERIES = new Set((process.env.BENCH_CPS_SERIES ?? 'fslb,nores,bare,bareopts,two,rr').split(','));
 const CLEAN_PCT = 0.1;
 /** A step kept pace when its calls completed at 95 % of the offered rate or better. */
 const PACE = 0.95;
@@ -394,8 +403,8 @@ async function startFslb(
   return { kind: 'fslb', label: id, level, child, pid: child.pid ?? 0, logFile, httpPort };
 }
 
-async function startBare(server: RealDrachtio, recordRoute = false): Promise<App> {
-  const logFile = join(work, 'bare.log');
+async function startBare(server: RealDrachtio, recordRoute = false, fslbOptions = false): Promise<App> {
+  const logFile = join(work, fslbOptions ? 'bare-fslb-options.log' : 'bare.log');
   const out = openSync(logFile, 'w');
   const child = children.spawn(
     process.execPath,
@@ -406,7 +415,8 @@ async function startBare(server: RealDrachtio, recordRoute = false): Promise<App
       String(server.appPort),
       server.secret,
       `127.0.0.1:${uasPorts[0] ?? 0}`,
-      ...(recordRoute ? ['record-route'] : []),
+      recordRoute ? 'record-route' : '-',
+      ...(fslbOptions ? [`127.0.0.1:${uasPorts[1] ?? 0}`] : []),
     ],
     { cwd: ROOT, stdio: ['ignore', out, out], env: childEnv() },
   );
@@ -421,7 +431,7 @@ async function startBare(server: RealDrachtio, recordRoute = false): Promise<App
   );
   return {
     kind: 'bare',
-    label: 'bare',
+    label: fslbOptions ? 'bare-fslb-options' : 'bare',
     level: '-',
     child,
     pid: child.pid ?? 0,
@@ -915,7 +925,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
 
 ${table(
   [
@@ -930,6 +940,7 @@ ${table(
     line('fslb', 'fslb-proxy (info, the default)'),
     line('fslb_no_reservations', 'fslb-proxy, no reservations'),
     line('bare', 'bare srf app'),
+    line('bare_fslb_options', "bare srf app, fslb-proxy's proxy options"),
     line('two_pairs', '2 x (drachtio + fslb-proxy)'),
     line('fslb_rr', 'fslb-proxy, record-routing'),
     line('bare_rr', 'bare srf app, record-routing'),
@@ -1062,10 +1073,11 @@ try {
     key: string,
     start: () => Promise<App>,
     run: boolean,
+    rates: readonly number[] = RATES,
   ): Promise<{ steps: (Step | Skipped)[]; clean: number | null }> => {
     console.log(`${title}:`);
     lane.app = await start();
-    const list = run ? await series([lane], label, RATES) : [];
+    const list = run ? await series([lane], label, rates) : [];
     steps[key] = list;
     const c = await confirm([lane], label, list);
     steps[`${key}_confirm`] = c.tries;
@@ -1084,6 +1096,21 @@ try {
   const bareSteps = bare.steps;
   const bareClean = bare.clean;
 
+  // The bare app asking drachtio-server for what fslb-proxy asks (two destinations for failover,
+  // its timeouts, a slot header) and doing nothing else: how much of the gap is drachtio-server's.
+  let bareOptionsClean: number | null = null;
+  if (SERIES.has('bareopts')) {
+    bareOptionsClean = (
+      await measure(
+        "bare drachtio-srf proxy app with fslb-proxy's proxy options",
+        'bare+opts',
+        'bare_fslb_options',
+        () => startBare(first.server, false, true),
+        true,
+      )
+    ).clean;
+  }
+
   // Record-routing on, for fslb-proxy and the bare app alike: ACK and BYE come back through
   // drachtio-server along the route set (bench/sipp/uac-rr.xml, uas-rr.xml).
   let rrFslbClean: number | null = null;
@@ -1097,6 +1124,7 @@ try {
         'fslb_rr',
         () => startFslb('info', first.server, 'pair-1-rr', { recordRoute: true }),
         true,
+        RATES_RR,
       )
     ).clean;
     rrBareClean = (
@@ -1106,6 +1134,7 @@ try {
         'bare_rr',
         () => startBare(first.server, true),
         true,
+        RATES_RR,
       )
     ).clean;
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
@@ -1207,6 +1236,7 @@ try {
   Object.assign(result, {
     real_cps_fslb: fslbClean,
     real_cps_bare: bareClean,
+    real_cps_bare_fslb_options: bareOptionsClean,
     real_cps_ratio: ratio,
     real_cps_fslb_rr: rrFslbClean,
     real_cps_bare_rr: rrBareClean,

@@ -42,6 +42,7 @@ const FIGURES = [
   ['rss_growth_mb_per_hour', 'soak', 'MB/h', 'no growth (≤ 20)', (v) => v <= 20],
   ['real_cps_fslb', 'proxy-real-cps', 'calls/s', null],
   ['real_cps_bare', 'proxy-real-cps', 'calls/s', null],
+  ['real_cps_bare_fslb_options', 'proxy-real-cps', 'calls/s', null],
   ['real_cps_ratio', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
   ['real_cps_two_pairs', 'proxy-real-cps', 'calls/s', null],
   ['real_cps_ratio_rr', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],

@@ -1,12 +1,27 @@
 // The baseline of the real-peer CPS benchmark (bench/proxy-real-cps.bench.ts): the least a
 // drachtio-srf proxy app can do. Every INVITE is proxied to one fixed destination, nothing else:
 // no guards, no choice, no Redis, no logging per call.
-// Usage: node bench/support/bare-srf-proxy.mjs <drachtio-host> <drachtio-port> <secret> <destination> [record-route]
+// With a second destination it asks drachtio-server for what fslb-proxy asks on every INVITE (both
+// destinations, the first alternating, for sequential failover; its provisional and final
+// timeouts; an X-Fslb-Slot header) and still does nothing else: the share of the gap between the
+// two apps that is drachtio-server's work on those options, not the app's.
+// Usage: node bench/support/bare-srf-proxy.mjs <drachtio-host> <drachtio-port> <secret> <destination> [record-route|-] [second-destination]
 import Srf from 'drachtio-srf';
 
-const [host = '127.0.0.1', port = '9022', secret = 'cymru', destination = '127.0.0.1:5080', rr] =
+const [host = '127.0.0.1', port = '9022', secret = 'cymru', destination = '127.0.0.1:5080', rr, second] =
   process.argv.slice(2);
 const recordRoute = rr === 'record-route';
+let turn = 0;
+/** fslb-proxy's options (its defaults: 2 s provisional, 30 s final timeout), with nothing chosen. */
+const likeFslb = () => ({
+  destination: turn++ % 2 === 0 ? [destination, second] : [second, destination],
+  remainInDialog: recordRoute,
+  forking: 'sequential',
+  provisionalTimeout: '2000ms',
+  finalTimeout: '30000ms',
+  followRedirects: false,
+  headers: { 'X-Fslb-Slot': `#bench:${turn}` },
+});
 const srf = new Srf();
 srf.on('connect', (err, hostports) => {
   if (err) console.error('connect refused', err);
@@ -15,7 +30,7 @@ srf.on('connect', (err, hostports) => {
 srf.on('error', (err) => console.error('srf error', err.message));
 srf.invite((req) => {
   req
-    .proxy({ destination: [destination], recordRoute })
+    .proxy(second ? likeFslb() : { destination: [destination], recordRoute })
     .catch((err) => console.error('proxy failed', String(err)));
 });
 srf.connect({ host, port: Number(port), secret });

@@ -24,12 +24,12 @@ const IDLE_MS = 5000;
 const MIN_GAP_MS = 5;
 
 /**
- * A node's unused slots run low at half of what its demand wants: the other half covers the
- * book-keeping call's round trip and a stall of this proxy's event loop (a GC pause), so that
- * calls do not fall back to a round trip each just when the proxy is busiest.
+ * A node's unused slots run low at a quarter of what its demand wants: the rest covers the
+ * book-keeping call's round trip. (Asking at half made each call grant fewer slots, so more
+ * calls, and Redis spent 20 µs per reservation instead of 11 in `redis-cost`.)
  */
 function low(unused: number, want: number): boolean {
-  return unused * 2 <= want;
+  return unused * 4 <= want;
 }
 
 export interface AdvanceSettings {
