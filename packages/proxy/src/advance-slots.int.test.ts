@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
-import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
-import { seedNodes } from '../../../test/support/seed-nodes.js';
+import { createLogger } from '@fslb/shared';
+import { useRedis } from '../../../test/support/redis.js';
+import { seededView } from '../../../test/support/seeded-view.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { AdvanceSlots } from './advance-slots.js';
-import { ClusterView } from './view/cluster-view.js';
 
 /** A proxy's advance slots against a real Redis, apart from the rest of the proxy. */
 describe('advance slots (against a real Redis)', () => {
@@ -13,13 +12,7 @@ describe('advance slots (against a real Redis)', () => {
 
   it('hands back the slots of a node that left the cluster, and keeps the others', async (t) => {
     const redis = r.client;
-    const prefix = testPrefix();
-    t.after(() => deletePrefix(redis, prefix));
-    const keys = new ClusterKeys(prefix);
-    const store = new ClusterStore(redis, keys);
-    await seedNodes(store, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
-    const view = new ClusterView();
-    view.applySnapshot(await store.readView(), performance.now());
+    const { keys, store, view } = await seededView(t, redis, { a: { max: 1000 }, b: { max: 1000 } });
     const left = new Set<string>();
     let lost = 0;
     const slots = new AdvanceSlots({

@@ -5,7 +5,7 @@ import { Redis } from 'ioredis';
 import { ClusterKeys, ClusterStore, createLogger } from '@fslb/shared';
 import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.js';
 import { redisRelay } from '../../../test/support/redis-relay.js';
-import { seedNodes } from '../../../test/support/seed-nodes.js';
+import { seededView } from '../../../test/support/seeded-view.js';
 import { waitFor } from '../../../test/support/wait.js';
 import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
@@ -20,14 +20,7 @@ describe('call accounting: a late Redis reply', () => {
   const r = useRedis({ before, after });
 
   async function fixture(t: TestContext, client: Redis) {
-    const redis = r.client;
-    const prefix = testPrefix();
-    t.after(() => deletePrefix(redis, prefix));
-    const keys = new ClusterKeys(prefix);
-    const seed = new ClusterStore(redis, keys);
-    await seedNodes(seed, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
-    const view = new ClusterView();
-    view.applySnapshot(await seed.readView(), performance.now());
+    const { keys, view } = await seededView(t, r.client, { a: { max: 1000 }, b: { max: 1000 } });
     const store = new ClusterStore(client, keys);
     const accounting = new CallAccounting({
       store,
@@ -160,13 +153,7 @@ describe('call accounting: advance slots', () => {
 
   it("takes the next candidate's advance slot when the first choice holds none, before any round trip", async (t) => {
     const redis = r.client;
-    const prefix = testPrefix();
-    t.after(() => deletePrefix(redis, prefix));
-    const keys = new ClusterKeys(prefix);
-    const store = new ClusterStore(redis, keys);
-    await seedNodes(store, { a: { max: 1000 }, b: { max: 1000 } }, 5070);
-    const view = new ClusterView();
-    view.applySnapshot(await store.readView(), performance.now());
+    const { keys, store, view } = await seededView(t, redis, { a: { max: 1000 }, b: { max: 1000 } });
     const outcomes: string[] = [];
     const accounting = new CallAccounting({
       store,
