@@ -7,8 +7,40 @@ import { deletePrefix, testPrefix, useRedis } from '../../../test/support/redis.
 import { redisRelay } from '../../../test/support/redis-relay.js';
 import { seededView } from '../../../test/support/seeded-view.js';
 import { waitFor } from '../../../test/support/wait.js';
-import { CallAccounting, SlotMode, type ReserveOutcome } from './call-accounting.js';
+import {
+  CallAccounting,
+  SlotMode,
+  type AccountingObserver,
+  type AccountingSettings,
+  type ReserveOutcome,
+} from './call-accounting.js';
 import { ClusterView } from './view/cluster-view.js';
+
+/** A proxy's accounting over `view`, with the settings these tests share unless given. */
+function accountingOf(
+  store: ClusterStore,
+  view: ClusterView,
+  client: Redis,
+  settings: Partial<AccountingSettings>,
+  observer: AccountingObserver = { reservation: () => undefined },
+): CallAccounting {
+  return new CallAccounting({
+    store,
+    view,
+    settings: {
+      maxTargets: 2,
+      timeoutMs: 1000,
+      ttlMs: 10_000,
+      publishMs: 20,
+      proxyId: 'p1',
+      limitHoldMs: 20_000,
+      ...settings,
+    },
+    observer,
+    log: createLogger({ level: 'silent', name: 'test' }),
+    redisReady: () => client.status === 'ready',
+  });
+}
 
 /**
  * The reservation's timeout against a real Redis: a Redis that stops answering is given up on
@@ -22,21 +54,7 @@ describe('call accounting: a late Redis reply', () => {
   async function fixture(t: TestContext, client: Redis) {
     const { keys, view } = await seededView(t, r.client, { a: { max: 1000 }, b: { max: 1000 } });
     const store = new ClusterStore(client, keys);
-    const accounting = new CallAccounting({
-      store,
-      view,
-      settings: {
-        maxTargets: 2,
-        timeoutMs: TIMEOUT_MS,
-        ttlMs: 10_000,
-        publishMs: 20,
-        proxyId: 'p1',
-        limitHoldMs: 20_000,
-      },
-      observer: { reservation: () => undefined },
-      log: createLogger({ level: 'silent', name: 'test' }),
-      redisReady: () => client.status === 'ready',
-    });
+    const accounting = accountingOf(store, view, client, { timeoutMs: TIMEOUT_MS });
     return { keys, view, accounting };
   }
 
@@ -121,21 +139,7 @@ describe('call accounting: a node that left the view', () => {
     });
     const view = new ClusterView();
     view.applySnapshot(await store.readView(), performance.now());
-    const accounting = new CallAccounting({
-      store,
-      view,
-      settings: {
-        maxTargets: 2,
-        timeoutMs: 1000,
-        ttlMs: 60_000,
-        publishMs: 20,
-        proxyId: 'p1',
-        limitHoldMs: 20_000,
-      },
-      observer: { reservation: () => undefined },
-      log: createLogger({ level: 'silent', name: 'test' }),
-      redisReady: () => redis.status === 'ready',
-    });
+    const accounting = accountingOf(store, view, redis, { ttlMs: 60_000 });
     t.after(() => accounting.close());
     const candidates = [...view.nodes];
     // The node leaves this proxy's view while the script runs: an operator removed it, say.
@@ -155,22 +159,13 @@ describe('call accounting: advance slots', () => {
     const redis = r.client;
     const { keys, store, view } = await seededView(t, redis, { a: { max: 1000 }, b: { max: 1000 } });
     const outcomes: string[] = [];
-    const accounting = new CallAccounting({
+    const accounting = accountingOf(
       store,
       view,
-      settings: {
-        maxTargets: 2,
-        timeoutMs: 1000,
-        ttlMs: 10_000,
-        publishMs: 0,
-        proxyId: 'p1',
-        limitHoldMs: 20_000,
-        advance: { max: 8, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
-      },
-      observer: { reservation: (outcome) => void outcomes.push(outcome) },
-      log: createLogger({ level: 'silent', name: 'test' }),
-      redisReady: () => redis.status === 'ready',
-    });
+      redis,
+      { publishMs: 0, advance: { max: 8, share: 4, refreshMs: 60_000, ttlMs: 10_000 } },
+      { reservation: (outcome) => void outcomes.push(outcome) },
+    );
     t.after(() => accounting.close());
     const [a, b] = [view.get('a'), view.get('b')];
     assert.ok(a && b);

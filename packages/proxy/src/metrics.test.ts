@@ -61,7 +61,7 @@ describe('ProxyMetrics counted on the request path', () => {
 
   it('reads calls in progress at scrape time', async () => {
     const m = new ProxyMetrics();
-    m.inProgress = 4;
+    m.inProgressFrom(() => 4);
     assert.deepEqual(await lines(m, 'fslb_proxy_calls_in_progress'), ['fslb_proxy_calls_in_progress 4']);
   });
 });

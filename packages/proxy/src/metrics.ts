@@ -203,16 +203,21 @@ export class ProxyMetrics {
     help: '1 when connected to drachtio-server',
     registers: [this.registry],
   });
-  /** Requests being proxied now: kept by the router, read at scrape time. */
-  inProgress = 0;
+  /** Requests being proxied now, as whoever holds them counts them: read at scrape time. */
+  #inProgress: () => number = () => 0;
   readonly callsInProgress = new Gauge({
     name: 'fslb_proxy_calls_in_progress',
     help: 'Requests being proxied now (waiting for a final response)',
     registers: [this.registry],
     collect: () => {
-      this.callsInProgress.set(this.inProgress);
+      this.callsInProgress.set(this.#inProgress());
     },
   });
+
+  /** Where `fslb_proxy_calls_in_progress` is read from (the router's requests in flight). */
+  inProgressFrom(read: () => number): void {
+    this.#inProgress = read;
+  }
   readonly nodeLoad = new Gauge({
     name: 'fslb_proxy_node_load',
     help: 'Per node, as this proxy sees it: sessions, reservations, max',

@@ -165,6 +165,7 @@ export class Router {
       if (c.slots) this.#accounting.release(c.slots);
     });
     this.#random = opts.random ?? Math.random;
+    opts.metrics.inProgressFrom(() => this.#inFlight.size);
     this.#timeouts = {
       provisional: `${opts.settings.provisionalTimeoutMs}ms`,
       final: `${opts.settings.finalTimeoutMs}ms`,
@@ -520,7 +521,6 @@ export class Router {
     const limitMs = s.provisionalTimeoutMs * targets.length + s.finalTimeoutMs + 2000;
     let timer: NodeJS.Timeout | undefined;
     attempt.handedOff = true;
-    this.#metrics.inProgress++;
     const r = await new Promise<ProxyResult | string>((resolve) => {
       done = resolve;
       this.#inFlight.add(done);
@@ -548,7 +548,6 @@ export class Router {
     });
     clearTimeout(timer);
     this.#inFlight.delete(done);
-    this.#metrics.inProgress--;
     if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
     if (typeof r === 'string') failure = r;
     else result = r;
