@@ -16,7 +16,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { ClusterKeys, ClusterStore, createLogger, VIEW_CHUNK } from '@fslb/shared';
+import { ClusterKeys, ClusterStore, configSchema, createLogger, VIEW_CHUNK } from '@fslb/shared';
 import {
   ADVANCE_REFRESH_MS,
   ADVANCE_SHARE,
@@ -35,8 +35,8 @@ import { machine, round, table, writeBench } from './support/results.js';
 const RESERVATIONS = Number(process.env.BENCH_RESERVATIONS ?? 5000);
 /** Calls per second offered to the proxy's own accounting in the advance-slot shape. */
 const ADVANCE_CPS = Number(process.env.BENCH_ADVANCE_CPS ?? 2000);
-/** The proxy's defaults (proxy.advanceSlots, the provisional timeout plus the margin). */
-const ADVANCE_MAX = 16;
+/** The proxy's default advance slots per node (`proxy.advanceSlots`). */
+const ADVANCE_MAX = configSchema.parse({}).proxy.advanceSlots;
 const SLOT_TTL_MS = 3000;
 const NODES = 100;
 const started = performance.now();

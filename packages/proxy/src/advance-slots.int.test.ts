@@ -53,4 +53,45 @@ describe('advance slots (against a real Redis)', () => {
     );
     assert.ok(a.advance > 0);
   });
+
+  it('asks for slots earlier once its book-keeping calls have been slow', async (t) => {
+    const redis = r.client;
+    const { store, view } = await seededView(t, redis, { a: { max: 100_000 } });
+    let calls = 0;
+    const slots = new AdvanceSlots({
+      store,
+      settings: { max: 256, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
+      proxyId: 'px',
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => redis.status === 'ready',
+      node: (id) => view.get(id),
+      learn: () => calls++,
+      onLost: () => undefined,
+    });
+    t.after(() => slots.close());
+    const a = view.get('a');
+    assert.ok(a);
+    const takeDownTo = (left: number) => {
+      while (a.advance > left) assert.ok(slots.take(a, performance.now()));
+    };
+    // A thousand calls over the last second had it first: a demand of about 630/s.
+    const start = performance.now() - 1000;
+    for (let i = 0; i < 1000; i++) slots.take(a, start + i);
+    await waitFor('its slots held', () => a.advance === 256);
+    assert.ok(slots.leadMs < 100, `an idle Redis answers at once (lead ${slots.leadMs.toFixed(1)} ms)`);
+
+    // Redis stalls for 100 ms while the proxy asks for more (at a quarter of 256 left).
+    const other = redis.duplicate();
+    t.after(() => other.disconnect());
+    await other.client('PAUSE', 100, 'ALL');
+    takeDownTo(64);
+    await waitFor('a slow book-keeping call measured', () => slots.leadMs >= 200);
+    await waitFor('its slots held again', () => a.advance === 256);
+
+    // Now it asks while the calls of such a wait are still left, long before a quarter.
+    const before = calls;
+    takeDownTo(120);
+    await waitFor('more slots asked for with 120 of 256 left', () => calls > before);
+    await waitFor('its slots held again', () => a.advance === 256);
+  });
 });

@@ -22,15 +22,28 @@ const HORIZON_MS = 500;
 const IDLE_MS = 5000;
 /** Book-keeping calls asked for by demand are this far apart at least, ms. */
 const MIN_GAP_MS = 5;
+/** How the book-keeping round trip's recent high forgets: its time constant, ms. */
+const RTT_TAU_MS = 2000;
 
 /**
- * A node's unused slots run low at a quarter of what its demand wants: the rest covers the
- * book-keeping call's round trip. (Asking at half made each call grant fewer slots, so more
- * calls, and Redis spent 20 µs per reservation instead of 11 in `redis-cost`.)
+ * What a node's slots should be, for a demand of `rate` calls/s when a book-keeping call takes
+ * `leadMs` from being asked for to its answer (see `AdvanceSlots.leadMs`), at most `max`:
+ * - `need`: the calls that arrive while one is under way, plus one. Fewer unused than that and
+ *   the next calls would find none before the refill lands;
+ * - `want`: about HORIZON_MS of demand, or twice the calls of a wait if more, plus one, so each
+ *   call grants many slots and Redis does the work of many calls in one script;
+ * - `low`: unused slots at or under this ask for more: a quarter of `want` (asking at half made
+ *   each call grant fewer slots, so more calls: Redis spent 20 µs per reservation instead of 11
+ *   in `redis-cost`), or `need` where the round trip is long (a busy host).
  */
-function low(unused: number, want: number): boolean {
-  return unused * 4 <= want;
+export function slotTargets(rate: number, leadMs: number, max: number): { want: number; low: number } {
+  const during = Math.ceil((rate * leadMs) / 1000);
+  const need = during + 1;
+  const want = Math.min(max, Math.max(Math.ceil((rate * HORIZON_MS) / 1000), 2 * during) + 1);
+  return { want, low: Math.min(want, Math.max(want / 4, need)) };
 }
+
+const NONE = { want: 0, low: 0 } as const;
 
 export interface AdvanceSettings {
   /** Unused advance slots held per node at most; 0 turns advance slots off. */
@@ -102,6 +115,10 @@ export class AdvanceSlots {
   #closed = false;
   /** The next book-keeping call refreshes every slot held, not only the nodes that need slots. */
   #refreshAll = false;
+  /** The recent high of a book-keeping call's time, ms, as of `#rttAt` (monotonic ms). */
+  #rttHigh = 0;
+  #rttAt = 0;
+  #leadMs = MIN_GAP_MS;
 
   readonly #deps: AdvanceDeps;
 
@@ -152,7 +169,7 @@ export class AdvanceSlots {
       b.busy.add(slot);
       node.advance = b.unused.length;
     }
-    if (low(b.unused.length, this.#want(b, now))) this.#ask();
+    if (b.unused.length <= this.#targets(b, now).low) this.#ask();
     return slot;
   }
 
@@ -174,10 +191,27 @@ export class AdvanceSlots {
     return b.rate === 0 ? 0 : b.rate * Math.exp(-(now - b.at) / RATE_TAU_MS);
   }
 
-  #want(b: Book, now: number): number {
-    if (now - b.at > IDLE_MS) return 0;
-    const want = Math.ceil((this.#rateAt(b, now) * HORIZON_MS) / 1000) + 1;
-    return Math.min(this.#deps.settings.max, want);
+  /** What `b`'s slots should be now (nothing once nobody chose the node for IDLE_MS). */
+  #targets(b: Book, now: number): { want: number; low: number } {
+    if (now - b.at > IDLE_MS) return NONE;
+    return slotTargets(this.#rateAt(b, now), this.#leadMs, this.#deps.settings.max);
+  }
+
+  /**
+   * How long slots asked for take to arrive, ms, as of the last book-keeping call: a call may
+   * have to wait for the one under way (one at a time) and then make its own round trip, so
+   * twice the recent high of a book-keeping call's time (its round trip plus this process's own
+   * delay in reading the reply: on a busy host that is most of it), plus the gap between calls.
+   */
+  get leadMs(): number {
+    return this.#leadMs;
+  }
+
+  #sampleRtt(ms: number, now: number): void {
+    const high = this.#rttHigh * Math.exp(-(now - this.#rttAt) / RTT_TAU_MS);
+    this.#rttHigh = Math.max(ms, high);
+    this.#rttAt = now;
+    this.#leadMs = 2 * this.#rttHigh + MIN_GAP_MS;
   }
 
   /** Asks for a book-keeping call: now, or once the one under way answers. */
@@ -210,13 +244,13 @@ export class AdvanceSlots {
     const books: AdvanceBook[] = [];
     for (const b of this.#books.values()) {
       const node = this.#deps.node(b.id);
-      const want = node?.eligible ? this.#want(b, started) : 0;
+      const { want, low } = node?.eligible ? this.#targets(b, started) : NONE;
       if (want === 0 && b.unused.length === 0 && b.busy.size === 0 && b.spent.length === 0) {
         if (started - b.at > IDLE_MS) this.#books.delete(b.id);
         continue;
       }
       // Low on slots, or holding some nobody wants any more (the node went idle or unusable).
-      const due = low(b.unused.length, want) || (want === 0 && b.unused.length > 0);
+      const due = (want > 0 && b.unused.length <= low) || (want === 0 && b.unused.length > 0);
       const stale = all && started - b.refreshedAt >= this.#deps.settings.refreshMs / 2;
       if (!stale && !due && b.spent.length === 0) continue;
       const first = this.#seq;
@@ -238,6 +272,8 @@ export class AdvanceSlots {
     this.#lastRun = started;
     try {
       const rows = await this.#send(books);
+      const answered = performance.now();
+      this.#sampleRtt(answered - started, answered);
       let lost = false;
       const askedOf = new Map(books.map((b) => [b.id, b]));
       for (const row of rows) {

@@ -210,7 +210,7 @@ const proxySchema = z
      * trip on its path. How many a proxy asks for follows the node's recent demand, within a
      * quarter of its room: near capacity none are held and every call reserves in Redis.
      */
-    advanceSlots: z.number().int().min(0).max(1024).default(64),
+    advanceSlots: z.number().int().min(0).max(1024).default(256),
     /** Full reload of the view from the keys, whatever the events said. */
     resyncIntervalMs: positiveMs.default(5000),
     /** OPTIONS answers 503 when the view has not heard from Redis for this long. */
