@@ -79,6 +79,9 @@ interface Attempt {
  */
 const CHALLENGE_WAIT_MS = 50;
 
+/** How often requests past their deadline are given up on, ms (see `Router.#inFlight`). */
+const EXPIRY_SWEEP_MS = 1000;
+
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
 /** Refusal lines: one per source per window, each with its own words. */
@@ -123,8 +126,13 @@ export class Router {
   readonly #random: () => number;
   /** drachtio-server's proxy timeouts, as it takes them ('2000ms'), made once. */
   readonly #timeouts: { provisional: string; final: string };
-  /** Requests waiting for drachtio-server's answer, each with a way to give up on it. */
-  readonly #inFlight = new Set<(why: string) => void>();
+  /**
+   * Requests waiting for drachtio-server's answer, each with a way to give up on it and the time
+   * (monotonic ms) it is given up on. One clock for them all (`#expire`, every second while any
+   * waits): the deadline is seconds away and a timer per call cost more than the sweep.
+   */
+  readonly #inFlight = new Map<(why: string) => void, number>();
+  #expiry: NodeJS.Timeout | undefined;
   /**
    * INVITEs being proxied, by call, each settling when its outcome has been dealt with. A retry
    * with credentials can reach the app in the same read as the `done` of the attempt that was
@@ -203,11 +211,23 @@ export class Router {
 
   /** drachtio-server is gone: its answers to requests in progress will never come. */
   abandonInFlight(why: string): void {
-    for (const give of [...this.#inFlight]) give(why);
+    for (const give of [...this.#inFlight.keys()]) give(why);
+  }
+
+  /** Gives up on the requests whose deadline has passed; stops once none waits. */
+  #expire(): void {
+    const now = performance.now();
+    for (const [give, deadline] of this.#inFlight) if (deadline <= now) give('timeout');
+    if (this.#inFlight.size === 0) {
+      clearInterval(this.#expiry);
+      this.#expiry = undefined;
+    }
   }
 
   /** Ends what the router holds on its own: kept challenge slots, the refusal log's window. */
   close(): void {
+    clearInterval(this.#expiry);
+    this.#expiry = undefined;
     this.#challenges.close();
     this.#refusals.close();
   }
@@ -519,12 +539,14 @@ export class Router {
           ? { [SLOT_HEADER]: slots.slot }
           : undefined;
     const limitMs = s.provisionalTimeoutMs * targets.length + s.finalTimeoutMs + 2000;
-    let timer: NodeJS.Timeout | undefined;
     attempt.handedOff = true;
     const r = await new Promise<ProxyResult | string>((resolve) => {
       done = resolve;
-      this.#inFlight.add(done);
-      timer = setTimeout(resolve, limitMs, 'timeout');
+      this.#inFlight.set(done, performance.now() + limitMs);
+      if (!this.#expiry) {
+        this.#expiry = setInterval(() => this.#expire(), EXPIRY_SWEEP_MS);
+        this.#expiry.unref();
+      }
       const refused = (err: unknown): void => {
         // srf rejects with drachtio-server's NOK reason, a plain string.
         refusedBy = err;
@@ -546,7 +568,6 @@ export class Router {
         refused(err);
       }
     });
-    clearTimeout(timer);
     this.#inFlight.delete(done);
     if (this.#isDraining() && this.#inFlight.size === 0) this.#idle?.();
     if (typeof r === 'string') failure = r;
