@@ -239,6 +239,8 @@ export class AdvanceSlots {
     }
     // Only the nodes whose slots run low or were spent, and every refreshMs those not refreshed
     // for half of it: most calls cost Redis nothing of their own, and a slot held never lapses.
+    // Slots held are named (refreshed, and checked for being still there) only in that periodic
+    // refresh: a call asked for by demand names only what it drops and how many it holds.
     const all = this.#refreshAll;
     this.#refreshAll = false;
     const books: AdvanceBook[] = [];
@@ -261,11 +263,11 @@ export class AdvanceSlots {
         first,
         held: b.unused.length,
         drop: b.spent,
-        busy: [...b.busy],
-        keep: [...b.unused],
+        busy: stale ? [...b.busy] : [],
+        keep: stale ? [...b.unused] : [],
       });
       b.spent = [];
-      b.refreshedAt = started;
+      if (stale) b.refreshedAt = started;
     }
     if (books.length === 0) return;
     this.#running = true;
