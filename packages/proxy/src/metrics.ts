@@ -7,6 +7,8 @@ import {
   type LabelValues,
   type Metric,
 } from 'prom-client';
+import { EVENT_LOOP_SAMPLE_MS } from '@fslb/shared';
+import { ViewSource } from './view/view-sync.js';
 
 /**
  * A counter whose increments on the request path go to a plain map, handed to prom-client when
@@ -125,6 +127,16 @@ export class TalliedHistogram {
   }
 }
 
+/** What the proxy's state gauges read when scraped. */
+export interface GaugeSource {
+  viewAgeMs(): number | null;
+  viewSource(): string;
+  redisUp(): boolean;
+  drachtioUp(): boolean;
+  eligibleNodes(): number;
+  nodes(): Iterable<{ id: string; sessions: number; reservations: number; maxSessions: number }>;
+}
+
 /** The proxy's Prometheus metrics, on a registry of its own (tests run several proxies in one process). */
 export class ProxyMetrics {
   readonly registry = new Registry();
@@ -177,31 +189,52 @@ export class ProxyMetrics {
     labelNames: ['status'] as const,
     registers: [this.registry],
   });
+  /** Where the state gauges are read from at scrape time (see `gaugesFrom`). */
+  #state: GaugeSource | undefined;
   readonly eligibleNodes = new Gauge({
     name: 'fslb_proxy_eligible_nodes',
     help: 'Nodes that can take a call now (up, not drained, watched, below capacity)',
     registers: [this.registry],
+    collect: () => {
+      if (this.#state) this.eligibleNodes.set(this.#state.eligibleNodes());
+    },
   });
   readonly viewAgeSeconds = new Gauge({
     name: 'fslb_proxy_view_age_seconds',
     help: 'Time since the view last heard from Redis (snapshot or event)',
     registers: [this.registry],
+    collect: () => {
+      if (!this.#state) return;
+      const age = this.#state.viewAgeMs();
+      this.viewAgeSeconds.set(age === null ? -1 : age / 1000);
+    },
   });
   readonly viewSource = new Gauge({
     name: 'fslb_proxy_view_source',
     help: '1 for the current source of the view: none, live, last-known',
     labelNames: ['source'] as const,
     registers: [this.registry],
+    collect: () => {
+      if (!this.#state) return;
+      const now = this.#state.viewSource();
+      for (const s of Object.values(ViewSource)) this.viewSource.set({ source: s }, s === now ? 1 : 0);
+    },
   });
   readonly redisUp = new Gauge({
     name: 'fslb_proxy_redis_up',
     help: '1 when the Redis command connection is ready',
     registers: [this.registry],
+    collect: () => {
+      if (this.#state) this.redisUp.set(this.#state.redisUp() ? 1 : 0);
+    },
   });
   readonly drachtioUp = new Gauge({
     name: 'fslb_proxy_drachtio_up',
     help: '1 when connected to drachtio-server',
     registers: [this.registry],
+    collect: () => {
+      if (this.#state) this.drachtioUp.set(this.#state.drachtioUp() ? 1 : 0);
+    },
   });
   /** Requests being proxied now, as whoever holds them counts them: read at scrape time. */
   #inProgress: () => number = () => 0;
@@ -223,7 +256,25 @@ export class ProxyMetrics {
     help: 'Per node, as this proxy sees it: sessions, reservations, max',
     labelNames: ['node', 'kind'] as const,
     registers: [this.registry],
+    collect: () => {
+      if (!this.#state) return;
+      const g = this.nodeLoad;
+      g.reset();
+      for (const n of this.#state.nodes()) {
+        g.set({ node: n.id, kind: 'sessions' }, n.sessions);
+        g.set({ node: n.id, kind: 'reservations' }, n.reservations);
+        g.set({ node: n.id, kind: 'max' }, n.maxSessions);
+      }
+    },
   });
+
+  /**
+   * Where the state gauges (view, connections, nodes' load) are read from: at scrape time, so
+   * that no timer wakes the process to keep them current between scrapes.
+   */
+  gaugesFrom(source: GaugeSource): void {
+    this.#state = source;
+  }
 
   readonly poolCalls = new TalliedCounter({
     name: 'fslb_proxy_pool_calls_total',
@@ -257,6 +308,6 @@ export class ProxyMetrics {
   constructor() {
     // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_p99_seconds,
     // ...): Prometheus tells the processes apart by their job and instance labels.
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 }

@@ -123,7 +123,6 @@ export class FslbProxy extends EventEmitter<Events> {
   #http: HealthHttpServer | undefined;
   #httpPort: number | undefined;
   #presence: NodeJS.Timeout | undefined;
-  #gauges: NodeJS.Timeout | undefined;
   #closing: Promise<void> | undefined;
   #draining = false;
 
@@ -232,8 +231,14 @@ export class FslbProxy extends EventEmitter<Events> {
       this.#watcher.start();
     }
     this.#presence = setInterval(() => void this.#announce(), PRESENCE_MS);
-    this.#gauges = setInterval(() => this.#updateGauges(), 1000);
-    this.#updateGauges();
+    this.metrics.gaugesFrom({
+      viewAgeMs: () => this.#viewAgeMs(),
+      viewSource: () => this.#sync.source,
+      redisUp: () => this.#conns.client.status === 'ready',
+      drachtioUp: () => this.#link.connected,
+      eligibleNodes: () => this.view.withRoom(),
+      nodes: () => this.view.nodes,
+    });
     void this.#announce();
     this.#log.info(
       {
@@ -320,7 +325,6 @@ export class FslbProxy extends EventEmitter<Events> {
     this.#closing ??= (async () => {
       this.#watcher?.close();
       clearInterval(this.#presence);
-      clearInterval(this.#gauges);
       this.#sync.close();
       this.#link.close();
       this.#router.abandonInFlight('closed');
@@ -368,23 +372,6 @@ export class FslbProxy extends EventEmitter<Events> {
 
   #viewAgeMs(): number | null {
     return this.view.loaded ? performance.now() - this.view.touchedAt : null;
-  }
-
-  #updateGauges(): void {
-    const m = this.metrics;
-    const age = this.#viewAgeMs();
-    m.viewAgeSeconds.set(age === null ? -1 : age / 1000);
-    for (const s of Object.values(ViewSource))
-      m.viewSource.set({ source: s }, s === this.#sync.source ? 1 : 0);
-    m.redisUp.set(this.#conns.client.status === 'ready' ? 1 : 0);
-    m.drachtioUp.set(this.#link.connected ? 1 : 0);
-    m.eligibleNodes.set(this.view.withRoom());
-    m.nodeLoad.reset();
-    for (const n of this.view.nodes) {
-      m.nodeLoad.set({ node: n.id, kind: 'sessions' }, n.sessions);
-      m.nodeLoad.set({ node: n.id, kind: 'reservations' }, n.reservations);
-      m.nodeLoad.set({ node: n.id, kind: 'max' }, n.maxSessions);
-    }
   }
 
   async #announce(): Promise<void> {

@@ -66,7 +66,12 @@ export {
 } from './config/schema.js';
 export { ConfigError, FslbError, formatIssues, type ConfigIssue } from './errors.js';
 export { createLogger, flushLogger, type Logger, type LoggerSettings } from './logger.js';
-export { HealthHttpServer, type HealthSource, type MetricsRegistry } from './http-server.js';
+export {
+  EVENT_LOOP_SAMPLE_MS,
+  HealthHttpServer,
+  type HealthSource,
+  type MetricsRegistry,
+} from './http-server.js';
 export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {
   clusterOptions,

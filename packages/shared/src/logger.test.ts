@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { createLogger } from './logger.js';
@@ -74,5 +75,34 @@ describe('logger', () => {
       }),
     );
     assert.ok(!dump.includes('x1y2') && !dump.includes('s9') && !dump.includes(':b@'), dump);
+  });
+
+  it('writes a buffered line out by itself while the process lives on', { timeout: 10_000 }, async (t) => {
+    // A process that logs one line and then idles: the line must not wait for a flush or an exit.
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@fslb/source',
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createLogger } from '@fslb/shared';
+         createLogger({ level: 'info', name: 'fslb-test', buffered: true }).info('one line');
+         setInterval(() => {}, 60_000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.after(() => child.kill('SIGKILL'));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out);
+      });
+      child.on('exit', (code) => reject(new Error(`exited (${code}) before writing its line`)));
+    });
+    assert.equal((JSON.parse(line) as { msg: string }).msg, 'one line');
+    assert.equal(child.exitCode, null, 'still running');
   });
 });
