@@ -1,5 +1,4 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { EVENT_LOOP_SAMPLE_MS } from '@fslb/shared';
 
 /**
  * The monitor's Prometheus metrics, on a registry of its own (several monitors can live in one
@@ -52,6 +51,6 @@ export class MonitorMetrics {
   constructor() {
     // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_p99_seconds,
     // ...): Prometheus tells the processes apart by their job and instance labels.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: this.registry });
   }
 }

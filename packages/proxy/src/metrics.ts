@@ -7,7 +7,6 @@ import {
   type LabelValues,
   type Metric,
 } from 'prom-client';
-import { EVENT_LOOP_SAMPLE_MS } from '@fslb/shared';
 import { ViewSource } from './view/view-sync.js';
 
 /**
@@ -308,6 +307,6 @@ export class ProxyMetrics {
   constructor() {
     // Under their standard names (process_cpu_seconds_total, nodejs_eventloop_lag_p99_seconds,
     // ...): Prometheus tells the processes apart by their job and instance labels.
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    collectDefaultMetrics({ register: this.registry });
   }
 }

@@ -9,14 +9,6 @@ export interface HealthSource {
   ready(): { ready: boolean; detail: Record<string, unknown> };
 }
 
-/**
- * How often the process metrics sample the event loop's delay (prom-client's
- * `eventLoopMonitoringPrecision`, ms). Its default of 10 ms wakes an idle process 100 times a
- * second: 4-5 ms of CPU a second on a 2-core VM, more than an idle proxy spends on everything
- * else. A lag worth seeing lasts longer than this.
- */
-export const EVENT_LOOP_SAMPLE_MS = 100;
-
 /** What the server needs of a prom-client Registry. */
 export interface MetricsRegistry {
   readonly contentType: string;

@@ -66,12 +66,7 @@ export {
 } from './config/schema.js';
 export { ConfigError, FslbError, formatIssues, type ConfigIssue } from './errors.js';
 export { createLogger, flushLogger, type Logger, type LoggerSettings } from './logger.js';
-export {
-  EVENT_LOOP_SAMPLE_MS,
-  HealthHttpServer,
-  type HealthSource,
-  type MetricsRegistry,
-} from './http-server.js';
+export { HealthHttpServer, type HealthSource, type MetricsRegistry } from './http-server.js';
 export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {
   clusterOptions,
