@@ -1257,8 +1257,15 @@ try {
         : '') +
       (noResvClean !== null
         ? ` The same proxy without reservations (the view alone choosing) was clean up to ${noResvClean}/s, ` +
-          `${bareClean ? round(noResvClean / bareClean, 2) : '?'} of the bare app: the gap is the reservation, a Redis round trip on each INVITE's path ` +
-          `(Redis sharing these cores with SIPp and drachtio-server), not the proxy's own work.`
+          `${bareClean ? round(noResvClean / bareClean, 2) : '?'} of the bare app` +
+          (fslbClean !== null && noResvClean > fslbClean
+            ? `, above fslb with them (${fslbClean}/s): the reservation costs a step here, a Redis round trip on some INVITEs' path ` +
+              `(Redis sharing these cores with SIPp and drachtio-server).`
+            : `, no higher than fslb with them (${fslbClean ?? '?'}/s): the reservation is not what holds fslb back here.`)
+        : '') +
+      (bareOptionsClean !== null
+        ? ` The bare app asking drachtio-server for fslb's proxy options (two destinations, its timeouts, a slot header) ` +
+          `was clean up to ${bareOptionsClean}/s: drachtio-server's own work on those options.`
         : '');
   }
   Object.assign(result, {

@@ -12,9 +12,11 @@
  *   FreeSWITCH sends it (the monitor probes each every second anyway).
  * - Every 5 s: each process' RSS (/proc/<pid>/status) and V8 heap (its /metrics).
  *
- * Reported: the final RSS of each, and their growth: the least-squares slope over the second
- * half of the run (the first half lets the heaps and JIT settle), in MB per hour.
- * `rss_growth_mb_per_hour` is the larger of the two.
+ * Reported: the final RSS of each, and their growth: the highest RSS of the second half of the
+ * run against the highest of the first, in MB per hour (RSS rises and falls with V8's collection
+ * cycle, whose period is about as long as a half: a slope fitted over a half swings with the
+ * phase); the least-squares slopes over the second half are given beside it.
+ * `rss_growth_mb_per_hour` is the larger of the two processes' growth.
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them the
  * figures are null with the reason. Writes bench/results/soak.json and .md: proxy_rss_mb,
@@ -295,13 +297,31 @@ const growth = {
   monitor_external: perHour((s) => s.monitor_external_mb),
 };
 const peak = (f: (s: Sample) => number): number => Math.max(...samples.map(f));
+/**
+ * Growth as a leak shows it: the highest RSS of the second half against the highest of the
+ * first, per hour. RSS follows V8's collection cycle (the proxy's went from about 80 to 112 MB and
+ * back every 150 s or so), as long as the half over which a slope is fitted: a slope read 100 MB/h
+ * in one run and -68 in another of the same code. A peak that keeps rising is a leak.
+ */
+const halfS = DURATION_S / 2;
+const peakGrowth = (f: (s: Sample) => number): number | null => {
+  const a = samples.filter((s) => s.t_s < halfS).map(f);
+  const b = samples.filter((s) => s.t_s >= halfS).map(f);
+  if (a.length === 0 || b.length === 0) return null;
+  return round(((Math.max(...b) - Math.max(...a)) * 3600) / halfS, 1);
+};
+const peakGrowthPerHour = {
+  proxy_rss: peakGrowth((s) => s.proxy_rss_mb),
+  monitor_rss: peakGrowth((s) => s.monitor_rss_mb),
+};
 const uac = run.uac;
 const calls = { attempted: uac.attempted, successful: uac.successful, failures: uac.failures };
 const notes: Record<string, string> = {};
-if ((growth.proxy_rss ?? 0) > 20 || (growth.monitor_rss ?? 0) > 20) {
+if ((peakGrowthPerHour.proxy_rss ?? 0) > 20 || (peakGrowthPerHour.monitor_rss ?? 0) > 20) {
   notes.rss_growth_mb_per_hour =
-    `over the second half the proxy's RSS moved ${growth.proxy_rss} MB/h (V8 heap size ${growth.proxy_heap_total}, external ${growth.proxy_external}) ` +
-    `and the monitor's ${growth.monitor_rss} MB/h (heap size ${growth.monitor_heap_total}, external ${growth.monitor_external}); ` +
+    `the highest RSS of the second half against the first: proxy ${peakGrowthPerHour.proxy_rss} MB/h, monitor ${peakGrowthPerHour.monitor_rss} MB/h; ` +
+    `least-squares slopes over the second half: the proxy's RSS ${growth.proxy_rss} MB/h (V8 heap size ${growth.proxy_heap_total}, external ${growth.proxy_external}), ` +
+    `the monitor's ${growth.monitor_rss} MB/h (heap size ${growth.monitor_heap_total}, external ${growth.monitor_external}); ` +
     `${calls.attempted - calls.successful} of ${calls.attempted} calls failed. See the samples in soak.json.`;
 }
 const result = {
@@ -312,11 +332,12 @@ const result = {
   proxy_rss_mb: last?.proxy_rss_mb ?? null,
   monitor_rss_mb: last?.monitor_rss_mb ?? null,
   rss_growth_mb_per_hour:
-    growth.proxy_rss === null || growth.monitor_rss === null
+    peakGrowthPerHour.proxy_rss === null || peakGrowthPerHour.monitor_rss === null
       ? null
-      : Math.max(growth.proxy_rss, growth.monitor_rss),
+      : Math.max(peakGrowthPerHour.proxy_rss, peakGrowthPerHour.monitor_rss),
   settings: { nodes: NODES, cps: CPS, hold_ms: HOLD_MS, duration_s: DURATION_S, sample_ms: SAMPLE_MS },
   runtime: run.runtime,
+  peak_growth_mb_per_hour: peakGrowthPerHour,
   growth_mb_per_hour_second_half: growth,
   peak: { proxy_rss_mb: peak((s) => s.proxy_rss_mb), monitor_rss_mb: peak((s) => s.monitor_rss_mb) },
   calls,
@@ -338,13 +359,13 @@ writeBench(
   result,
   `## soak: one proxy and one monitor, ${NODES} nodes, ${CPS} calls/s for ${round(DURATION_S / 60)} min
 
-SIPp -> drachtio-server -> fslb-proxy -> ${NODES} simulated nodes, calls held ${HOLD_MS / 1000} s (about ${(CPS * HOLD_MS) / 1000} up at once); proxy and monitor ${run.runtime.proxy.startsWith('built') ? 'from the built JS' : 'from source (the build failed)'} with default settings and log level. ${calls.successful} of ${calls.attempted} calls succeeded${Object.keys(calls.failures).length > 0 ? ` (failed: ${JSON.stringify(calls.failures)})` : ''}. Growth is the least-squares slope over the second half.
+SIPp -> drachtio-server -> fslb-proxy -> ${NODES} simulated nodes, calls held ${HOLD_MS / 1000} s (about ${(CPS * HOLD_MS) / 1000} up at once); proxy and monitor ${run.runtime.proxy.startsWith('built') ? 'from the built JS' : 'from source (the build failed)'} with default settings and log level. ${calls.successful} of ${calls.attempted} calls succeeded${Object.keys(calls.failures).length > 0 ? ` (failed: ${JSON.stringify(calls.failures)})` : ''}. Growth is the highest RSS of the second half against the highest of the first, per hour (RSS rises and falls with V8's collections); the least-squares slopes over the second half are beside it.
 
 ${table(
   [
     'process',
     'RSS first / final / peak MB',
-    'RSS growth MB/h',
+    'RSS growth MB/h: peaks, slope',
     'V8 heap in use first / final MB',
     'growth MB/h: heap in use, heap size, external',
     'CPU µs per call',
@@ -353,7 +374,7 @@ ${table(
     [
       'fslb-proxy',
       `${first?.proxy_rss_mb ?? '—'} / ${last?.proxy_rss_mb ?? '—'} / ${result.peak.proxy_rss_mb}`,
-      growth.proxy_rss,
+      `${peakGrowthPerHour.proxy_rss}, ${growth.proxy_rss}`,
       `${first?.proxy_heap_mb ?? '—'} / ${last?.proxy_heap_mb ?? '—'}`,
       `${growth.proxy_heap}, ${growth.proxy_heap_total}, ${growth.proxy_external}`,
       result.cpu_us_per_call.proxy,
@@ -361,7 +382,7 @@ ${table(
     [
       'fslb-monitor',
       `${first?.monitor_rss_mb ?? '—'} / ${last?.monitor_rss_mb ?? '—'} / ${result.peak.monitor_rss_mb}`,
-      growth.monitor_rss,
+      `${peakGrowthPerHour.monitor_rss}, ${growth.monitor_rss}`,
       `${first?.monitor_heap_mb ?? '—'} / ${last?.monitor_heap_mb ?? '—'}`,
       `${growth.monitor_heap}, ${growth.monitor_heap_total}, ${growth.monitor_external}`,
       result.cpu_us_per_call.monitor,
@@ -372,6 +393,6 @@ ${table(
 Warnings logged: proxy ${proxyWarnings.length}, monitor ${monitorWarnings.length}. Load average ${result.load_average_1m.start} at the start, ${result.load_average_1m.end} at the end. Took ${result.duration_s} s.`,
 );
 console.log(
-  `soak: proxy RSS ${result.proxy_rss_mb} MB (growth ${growth.proxy_rss} MB/h, heap ${growth.proxy_heap} MB/h), monitor RSS ${result.monitor_rss_mb} MB (growth ${growth.monitor_rss} MB/h, heap ${growth.monitor_heap} MB/h); ` +
+  `soak: proxy RSS ${result.proxy_rss_mb} MB (growth: peaks ${peakGrowthPerHour.proxy_rss} MB/h, slope ${growth.proxy_rss} MB/h, heap ${growth.proxy_heap} MB/h), monitor RSS ${result.monitor_rss_mb} MB (growth: peaks ${peakGrowthPerHour.monitor_rss} MB/h, slope ${growth.monitor_rss} MB/h, heap ${growth.monitor_heap} MB/h); ` +
     `${calls.successful}/${calls.attempted} calls; ${result.duration_s} s`,
 );
