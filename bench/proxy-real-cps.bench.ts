@@ -1259,8 +1259,11 @@ try {
         ? ` The same proxy without reservations (the view alone choosing) was clean up to ${noResvClean}/s, ` +
           `${bareClean ? round(noResvClean / bareClean, 2) : '?'} of the bare app` +
           (fslbClean !== null && noResvClean > fslbClean
-            ? `, above fslb with them (${fslbClean}/s): the reservation costs a step here, a Redis round trip on some INVITEs' path ` +
-              `(Redis sharing these cores with SIPp and drachtio-server).`
+            ? firstBad?.reservation_mean_ms != null
+              ? `, above fslb with them (${fslbClean}/s): the reservation costs a step here, a Redis round trip on some INVITEs' path ` +
+                `(Redis sharing these cores with SIPp and drachtio-server).`
+              : `, above fslb with them (${fslbClean}/s), though every INVITE of fslb's first step that was not clean took an advance slot ` +
+                `(no round trip): where the host tips over moves by a step from series to series.`
             : `, no higher than fslb with them (${fslbClean ?? '?'}/s): the reservation is not what holds fslb back here.`)
         : '') +
       (bareOptionsClean !== null
