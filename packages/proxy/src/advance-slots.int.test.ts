@@ -1,31 +1,48 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { createLogger } from '@fslb/shared';
+import { after, before, describe, it, type TestContext } from 'node:test';
+import { createLogger, type ClusterStore } from '@fslb/shared';
+import type { ClusterView } from './view/cluster-view.js';
 import { useRedis } from '../../../test/support/redis.js';
 import { seededView } from '../../../test/support/seeded-view.js';
 import { waitFor } from '../../../test/support/wait.js';
-import { AdvanceSlots } from './advance-slots.js';
+import { AdvanceSlots, type AdvanceDeps } from './advance-slots.js';
 
 /** A proxy's advance slots against a real Redis, apart from the rest of the proxy. */
 describe('advance slots (against a real Redis)', () => {
   const r = useRedis({ before, after });
+
+  /** A proxy's advance slots on `store`, closed when the test ends; `deps` replaces the defaults. */
+  function advanceSlots(
+    t: TestContext,
+    store: ClusterStore,
+    view: ClusterView,
+    max: number,
+    deps: Partial<AdvanceDeps> = {},
+  ): AdvanceSlots {
+    const slots = new AdvanceSlots({
+      store,
+      settings: { max, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
+      proxyId: 'px',
+      log: createLogger({ level: 'silent', name: 'test' }),
+      redisReady: () => r.client.status === 'ready',
+      node: (id) => view.get(id),
+      learn: () => undefined,
+      onLost: () => undefined,
+      ...deps,
+    });
+    t.after(() => slots.close());
+    return slots;
+  }
 
   it('hands back the slots of a node that left the cluster, and keeps the others', async (t) => {
     const redis = r.client;
     const { keys, store, view } = await seededView(t, redis, { a: { max: 1000 }, b: { max: 1000 } });
     const left = new Set<string>();
     let lost = 0;
-    const slots = new AdvanceSlots({
-      store,
-      settings: { max: 8, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
-      proxyId: 'px',
-      log: createLogger({ level: 'silent', name: 'test' }),
-      redisReady: () => redis.status === 'ready',
+    const slots = advanceSlots(t, store, view, 8, {
       node: (id) => (left.has(id) ? undefined : view.get(id)),
-      learn: () => undefined,
       onLost: () => lost++,
     });
-    t.after(() => slots.close());
     const [a, b] = [view.get('a'), view.get('b')];
     assert.ok(a && b);
     const members = async (id: string) =>
@@ -58,17 +75,7 @@ describe('advance slots (against a real Redis)', () => {
     const redis = r.client;
     const { store, view } = await seededView(t, redis, { a: { max: 100_000 } });
     let calls = 0;
-    const slots = new AdvanceSlots({
-      store,
-      settings: { max: 256, share: 4, refreshMs: 60_000, ttlMs: 10_000 },
-      proxyId: 'px',
-      log: createLogger({ level: 'silent', name: 'test' }),
-      redisReady: () => redis.status === 'ready',
-      node: (id) => view.get(id),
-      learn: () => calls++,
-      onLost: () => undefined,
-    });
-    t.after(() => slots.close());
+    const slots = advanceSlots(t, store, view, 256, { learn: () => calls++ });
     const a = view.get('a');
     assert.ok(a);
     const takeDownTo = (left: number) => {
