@@ -559,6 +559,30 @@ function row(m: MessageRow): string {
   );
 }
 
+/**
+ * Whether the reservation is what held fslb-proxy below its rate without reservations: only when
+ * that series went further and fslb's first step that was not clean had Redis round trips.
+ */
+function reservationVerdict(
+  noResvClean: number,
+  fslbClean: number | null,
+  firstBad: Step | undefined,
+): string {
+  if (fslbClean === null || noResvClean <= fslbClean) {
+    return `, no higher than fslb with them (${fslbClean ?? '?'}/s): the reservation is not what holds fslb back here.`;
+  }
+  if (firstBad?.reservation_mean_ms == null) {
+    return (
+      `, above fslb with them (${fslbClean}/s), though every INVITE of fslb's first step that was not clean took an advance slot ` +
+      `(no round trip): where the host tips over moves by a step from series to series.`
+    );
+  }
+  return (
+    `, above fslb with them (${fslbClean}/s): the reservation costs a step here, a Redis round trip on some INVITEs' path ` +
+    `(Redis sharing these cores with SIPp and drachtio-server).`
+  );
+}
+
 const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0);
 
 /** `calls` calls at `rate` per second in all, split evenly over the lanes, one SIPp caller each. */
@@ -750,7 +774,6 @@ async function waitQuiet(): Promise<{ waitedMs: number; busyCorePct: number }> {
 }
 const quiet = { waitedMs: 0 };
 
-/** Unmeasured calls first, so that the JIT and the sockets are warm. */
 /**
  * Calls before the first measured step, at half the lowest rate: the app's code compiled and
  * optimised (V8 does that on background threads, counted in the process's CPU), so that the
@@ -1221,6 +1244,7 @@ try {
   const exact = compareFslb?.clean === true && compareBare?.clean === true;
   const fslbAt = exact ? compareFslb : atCompare(fslbSteps);
   const bareAt = exact ? compareBare : atCompare(bareSteps);
+  const comparedAt = exact ? compareAt : compareRate;
   const proxyCpuRatio =
     fslbAt && bareAt && bareAt.proxy_cpu_ms_per_call > 0
       ? round(fslbAt.proxy_cpu_ms_per_call / bareAt.proxy_cpu_ms_per_call, 2)
@@ -1228,7 +1252,7 @@ try {
   const setupAdded =
     fslbAt?.setup_ms && bareAt?.setup_ms
       ? {
-          rate: exact ? compareAt : compareRate,
+          rate: comparedAt,
           p50: round(fslbAt.setup_ms.p50 - bareAt.setup_ms.p50, 2),
           p99: round(fslbAt.setup_ms.p99 - bareAt.setup_ms.p99, 2),
           fslb: fslbAt.setup_ms,
@@ -1258,13 +1282,7 @@ try {
       (noResvClean !== null
         ? ` The same proxy without reservations (the view alone choosing) was clean up to ${noResvClean}/s, ` +
           `${bareClean ? round(noResvClean / bareClean, 2) : '?'} of the bare app` +
-          (fslbClean !== null && noResvClean > fslbClean
-            ? firstBad?.reservation_mean_ms != null
-              ? `, above fslb with them (${fslbClean}/s): the reservation costs a step here, a Redis round trip on some INVITEs' path ` +
-                `(Redis sharing these cores with SIPp and drachtio-server).`
-              : `, above fslb with them (${fslbClean}/s), though every INVITE of fslb's first step that was not clean took an advance slot ` +
-                `(no round trip): where the host tips over moves by a step from series to series.`
-            : `, no higher than fslb with them (${fslbClean ?? '?'}/s): the reservation is not what holds fslb back here.`)
+          reservationVerdict(noResvClean, fslbClean, firstBad)
         : '') +
       (bareOptionsClean !== null
         ? ` The bare app asking drachtio-server for fslb's proxy options (two destinations, its timeouts, a slot header) ` +
@@ -1282,7 +1300,7 @@ try {
     proxy_cpu_ratio_to_bare: proxyCpuRatio,
     setup_p99_added_ms: setupAdded?.p99 ?? null,
     setup_added_ms: setupAdded,
-    compare_rate: (exact ? compareAt : compareRate) ?? null,
+    compare_rate: comparedAt ?? null,
     real_cps_two_pairs: twoConfirmed.rate,
     real_cps_fslb_no_reservations: noResvClean,
     cpu_ms_per_call_where_both_clean: cpuAtCommon,

@@ -61,7 +61,15 @@ describe('ProxyMetrics counted on the request path', () => {
 
   it('reads calls in progress at scrape time', async () => {
     const m = new ProxyMetrics();
-    m.inProgressFrom(() => 4);
+    m.gaugesFrom({
+      callsInProgress: () => 4,
+      viewAgeMs: () => null,
+      viewSource: () => 'none',
+      redisUp: () => true,
+      drachtioUp: () => true,
+      eligibleNodes: () => 0,
+      nodes: () => [],
+    });
     assert.deepEqual(await lines(m, 'fslb_proxy_calls_in_progress'), ['fslb_proxy_calls_in_progress 4']);
   });
 });

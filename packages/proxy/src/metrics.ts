@@ -128,6 +128,8 @@ export class TalliedHistogram {
 
 /** What the proxy's state gauges read when scraped. */
 export interface GaugeSource {
+  /** Requests being proxied now (waiting for a final response). */
+  callsInProgress(): number;
   viewAgeMs(): number | null;
   viewSource(): string;
   redisUp(): boolean;
@@ -194,85 +196,74 @@ export class ProxyMetrics {
     name: 'fslb_proxy_eligible_nodes',
     help: 'Nodes that can take a call now (up, not drained, watched, below capacity)',
     registers: [this.registry],
-    collect: () => {
-      if (this.#state) this.eligibleNodes.set(this.#state.eligibleNodes());
-    },
+    collect: this.#fromState((s) => this.eligibleNodes.set(s.eligibleNodes())),
   });
   readonly viewAgeSeconds = new Gauge({
     name: 'fslb_proxy_view_age_seconds',
     help: 'Time since the view last heard from Redis (snapshot or event)',
     registers: [this.registry],
-    collect: () => {
-      if (!this.#state) return;
-      const age = this.#state.viewAgeMs();
+    collect: this.#fromState((s) => {
+      const age = s.viewAgeMs();
       this.viewAgeSeconds.set(age === null ? -1 : age / 1000);
-    },
+    }),
   });
   readonly viewSource = new Gauge({
     name: 'fslb_proxy_view_source',
     help: '1 for the current source of the view: none, live, last-known',
     labelNames: ['source'] as const,
     registers: [this.registry],
-    collect: () => {
-      if (!this.#state) return;
-      const now = this.#state.viewSource();
-      for (const s of Object.values(ViewSource)) this.viewSource.set({ source: s }, s === now ? 1 : 0);
-    },
+    collect: this.#fromState((s) => {
+      const now = s.viewSource();
+      for (const v of Object.values(ViewSource)) this.viewSource.set({ source: v }, v === now ? 1 : 0);
+    }),
   });
   readonly redisUp = new Gauge({
     name: 'fslb_proxy_redis_up',
     help: '1 when the Redis command connection is ready',
     registers: [this.registry],
-    collect: () => {
-      if (this.#state) this.redisUp.set(this.#state.redisUp() ? 1 : 0);
-    },
+    collect: this.#fromState((s) => this.redisUp.set(s.redisUp() ? 1 : 0)),
   });
   readonly drachtioUp = new Gauge({
     name: 'fslb_proxy_drachtio_up',
     help: '1 when connected to drachtio-server',
     registers: [this.registry],
-    collect: () => {
-      if (this.#state) this.drachtioUp.set(this.#state.drachtioUp() ? 1 : 0);
-    },
+    collect: this.#fromState((s) => this.drachtioUp.set(s.drachtioUp() ? 1 : 0)),
   });
-  /** Requests being proxied now, as whoever holds them counts them: read at scrape time. */
-  #inProgress: () => number = () => 0;
   readonly callsInProgress = new Gauge({
     name: 'fslb_proxy_calls_in_progress',
     help: 'Requests being proxied now (waiting for a final response)',
     registers: [this.registry],
-    collect: () => {
-      this.callsInProgress.set(this.#inProgress());
-    },
+    collect: this.#fromState((s) => this.callsInProgress.set(s.callsInProgress())),
   });
-
-  /** Where `fslb_proxy_calls_in_progress` is read from (the router's requests in flight). */
-  inProgressFrom(read: () => number): void {
-    this.#inProgress = read;
-  }
   readonly nodeLoad = new Gauge({
     name: 'fslb_proxy_node_load',
     help: 'Per node, as this proxy sees it: sessions, reservations, max',
     labelNames: ['node', 'kind'] as const,
     registers: [this.registry],
-    collect: () => {
-      if (!this.#state) return;
+    collect: this.#fromState((s) => {
       const g = this.nodeLoad;
       g.reset();
-      for (const n of this.#state.nodes()) {
+      for (const n of s.nodes()) {
         g.set({ node: n.id, kind: 'sessions' }, n.sessions);
         g.set({ node: n.id, kind: 'reservations' }, n.reservations);
         g.set({ node: n.id, kind: 'max' }, n.maxSessions);
       }
-    },
+    }),
   });
 
   /**
-   * Where the state gauges (view, connections, nodes' load) are read from: at scrape time, so
-   * that no timer wakes the process to keep them current between scrapes.
+   * Where the state gauges (calls in progress, view, connections, nodes' load) are read from: at
+   * scrape time, so that nothing on the request path or on a timer keeps them current.
    */
   gaugesFrom(source: GaugeSource): void {
     this.#state = source;
+  }
+
+  /** A state gauge's `collect`: reads the source when the proxy has given one. */
+  #fromState(read: (s: GaugeSource) => void): () => void {
+    return () => {
+      if (this.#state) read(this.#state);
+    };
   }
 
   readonly poolCalls = new TalliedCounter({

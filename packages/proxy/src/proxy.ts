@@ -232,6 +232,7 @@ export class FslbProxy extends EventEmitter<Events> {
     }
     this.#presence = setInterval(() => void this.#announce(), PRESENCE_MS);
     this.metrics.gaugesFrom({
+      callsInProgress: () => this.#router.inFlight,
       viewAgeMs: () => this.#viewAgeMs(),
       viewSource: () => this.#sync.source,
       redisUp: () => this.#conns.client.status === 'ready',

@@ -173,7 +173,6 @@ export class Router {
       if (c.slots) this.#accounting.release(c.slots);
     });
     this.#random = opts.random ?? Math.random;
-    opts.metrics.inProgressFrom(() => this.#inFlight.size);
     this.#timeouts = {
       provisional: `${opts.settings.provisionalTimeoutMs}ms`,
       final: `${opts.settings.finalTimeoutMs}ms`,
