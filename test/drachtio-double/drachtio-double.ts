@@ -357,6 +357,7 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     this.connectionSet.add(conn);
     const decoder = new FrameDecoder();
     socket.on('data', (chunk) => {
+      conn.reads++;
       let texts: string[];
       try {
         texts = decoder.push(chunk);
