@@ -29,6 +29,8 @@
  *   BENCH_CONFIRM_S > 0 also holds the highest clean rate that long, trying lower ones if it fails.
  * - Other work on the machine skews every figure: each step first waits (10 s at most, 60 s per
  *   run) for the machine to be quiet, and a step with other work around is marked `contended`.
+ *   Each series and each comparison step starts on a drachtio-server of its own, so that no app
+ *   pays for the transactions a collapsed step of the one before left behind.
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them it
  * writes its JSON with null figures and the reason. Writes bench/results/proxy-real-cps.json and
@@ -213,8 +215,8 @@ interface App {
 
 /** One drachtio-server and the app connected to it; SIPp calls its SIP port. */
 interface Lane {
-  readonly server: RealDrachtio;
-  readonly serverPid: number;
+  server: RealDrachtio;
+  serverPid: number;
   app: App;
 }
 
@@ -346,6 +348,21 @@ async function startServer(): Promise<{ server: RealDrachtio; pid: number }> {
   if (pid === undefined) throw new Error('cannot find the drachtio-server process');
   children.adopt(pid);
   return { server, pid };
+}
+
+/**
+ * A new drachtio-server for the lane, the old one stopped: every series and every comparison step
+ * starts on a server that holds nothing. A step past the chain's limit leaves thousands of
+ * transactions in the server, retransmitting for up to 32 s (SIP's timer B), and the app measured
+ * next would pay for them.
+ */
+async function freshServer(lane: Lane): Promise<void> {
+  const old = lane.server;
+  const { server, pid } = await startServer();
+  lane.server = server;
+  lane.serverPid = pid;
+  servers.splice(servers.indexOf(old), 1);
+  await old.close();
 }
 
 async function startFslb(
@@ -1066,7 +1083,8 @@ try {
   if (INFO_RATE > 0) {
     const infoRate = Math.min(INFO_RATE, fslbClean ?? RATES[0] ?? 250);
     console.log(`fslb-proxy (log level info) at ${infoRate} calls/s:`);
-    lane.app = await startFslb('info', first.server, 'pair-1-info');
+    await freshServer(lane);
+    lane.app = await startFslb('info', lane.server, 'pair-1-info');
     await warmUp([lane]);
     infoStep = await runStep([lane], infoRate, Math.min(MAX_CALLS, Math.round(infoRate * STEP_S)));
     steps.fslb_info = infoStep;
@@ -1080,7 +1098,8 @@ try {
   let noResvClean: number | null = null;
   if (SERIES.has('nores')) {
     console.log('fslb-proxy without reservations (proxy.reservations false, log level warn):');
-    lane.app = await startFslb('warn', first.server, 'pair-1-nores', { reservations: false });
+    await freshServer(lane);
+    lane.app = await startFslb('warn', lane.server, 'pair-1-nores', { reservations: false });
     // Up to fslb's first step that was not clean: enough to show whether the reservation is why.
     const fslbBad = ran(fslbSteps).find((x) => !x.clean)?.rate;
     noResvSteps = await series(
@@ -1105,6 +1124,7 @@ try {
     rates: readonly number[] = RATES,
   ): Promise<{ steps: (Step | Skipped)[]; clean: number | null }> => {
     console.log(`${title}:`);
+    await freshServer(lane);
     lane.app = await start();
     const list = run ? await series([lane], label, rates) : [];
     steps[key] = list;
@@ -1119,7 +1139,7 @@ try {
     'bare drachtio-srf proxy app',
     'bare',
     'bare',
-    () => startBare(first.server),
+    () => startBare(lane.server),
     SERIES.has('bare'),
   );
   const bareSteps = bare.steps;
@@ -1134,7 +1154,7 @@ try {
         "bare drachtio-srf proxy app with fslb-proxy's proxy options",
         'bare+opts',
         'bare_fslb_options',
-        () => startBare(first.server, false, true),
+        () => startBare(lane.server, false, true),
         true,
       )
     ).clean;
@@ -1148,6 +1168,7 @@ try {
   let compareBare: Step | undefined;
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && !RATES.includes(compareAt)) {
     const one = async (label: string, start: () => Promise<App>): Promise<Step> => {
+      await freshServer(lane);
       lane.app = await start();
       await warmUp([lane]);
       const st = await runStep([lane], compareAt, Math.min(MAX_CALLS, Math.round(compareAt * STEP_S)));
@@ -1156,8 +1177,8 @@ try {
       return st;
     };
     console.log(`at 75 % of the bare app's highest clean rate (${compareAt} calls/s):`);
-    compareFslb = await one('fslb', () => startFslb('info', first.server, 'pair-1-compare'));
-    compareBare = await one('bare', () => startBare(first.server));
+    compareFslb = await one('fslb', () => startFslb('info', lane.server, 'pair-1-compare'));
+    compareBare = await one('bare', () => startBare(lane.server));
     steps.compare = { rate: compareAt, fslb: compareFslb, bare: compareBare };
   }
 
@@ -1172,7 +1193,7 @@ try {
         'fslb-proxy, record-routing (default log level, info)',
         'fslb rr',
         'fslb_rr',
-        () => startFslb('info', first.server, 'pair-1-rr', { recordRoute: true }),
+        () => startFslb('info', lane.server, 'pair-1-rr', { recordRoute: true }),
         true,
         RATES_RR,
       )
@@ -1182,7 +1203,7 @@ try {
         'bare drachtio-srf proxy app, record-routing',
         'bare rr',
         'bare_rr',
-        () => startBare(first.server, true),
+        () => startBare(lane.server, true),
         true,
         RATES_RR,
       )
@@ -1192,9 +1213,10 @@ try {
 
   // Two drachtio-server + fslb-proxy pairs, one SIPp caller each at half the summed rate.
   console.log('two drachtio-server + fslb-proxy pairs (rates summed):');
+  await freshServer(lane);
   const second = await startServer();
   const pairs: Lane[] = [
-    { server: first.server, serverPid: first.pid, app: await startFslb('warn', first.server, 'pair-1') },
+    { server: lane.server, serverPid: lane.serverPid, app: await startFslb('warn', lane.server, 'pair-1') },
     { server: second.server, serverPid: second.pid, app: await startFslb('warn', second.server, 'pair-2') },
   ];
   const twoSteps = SERIES.has('two') ? await series(pairs, '2 pairs', RATES_TWO) : [];
