@@ -38,8 +38,9 @@
  * apps record-routing, the callers sending ACK and BYE along the route set: bench/sipp/uac-rr.xml,
  * uas-rr.xml; steps from BENCH_RATES_RR, which start lower), real_cps_bare_fslb_options (the
  * bare app asking drachtio-server for fslb-proxy's proxy options and doing nothing else), and, at 75 % of the
- * bare app's highest clean rate (a step run for each app back to back at that rate, to 10 calls/s;
- * where either was not clean there, the highest step below it where both were clean),
+ * bare app's highest clean rate (to 10 calls/s; BENCH_COMPARE_ROUNDS rounds, 3 by default, of a
+ * step for each app at that rate, the order swapped each round; the medians of the rounds where
+ * both were clean, else the highest step below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
  * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
@@ -120,6 +121,8 @@ const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '500,1000,1500,2000,2500,3000'
 const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
+/** Rounds of the comparison at 75 % of the bare app's best (one fslb step, one bare step each). */
+const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
 /** Length of the sustained run that confirms a series' highest clean rate. */
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
 /** How the figure was confirmed, for the summaries: nothing past the steps unless CONFIRM_S is set. */
@@ -565,6 +568,42 @@ async function settle(lanes: readonly Lane[]): Promise<number> {
   return Math.round(performance.now() - t0);
 }
 
+/** fslb-proxy against the bare app at one rate: the medians over rounds, and each round. */
+interface Comparison {
+  rate: number | null;
+  cpu_ratio: number | null;
+  setup_p50_added_ms: number;
+  setup_p99_added_ms: number;
+  rounds: {
+    cpu_ms_per_call: { fslb: number; bare: number };
+    setup_ms: { fslb: Step['setup_ms']; bare: Step['setup_ms'] };
+  }[];
+}
+
+function compare(rate: number | null, pairs: readonly { fslb: Step; bare: Step }[]): Comparison {
+  const ratios = pairs
+    .filter((p) => p.bare.proxy_cpu_ms_per_call > 0)
+    .map((p) => p.fslb.proxy_cpu_ms_per_call / p.bare.proxy_cpu_ms_per_call);
+  const added = (k: 'p50' | 'p99'): number =>
+    round(median(pairs.map((p) => (p.fslb.setup_ms?.[k] ?? 0) - (p.bare.setup_ms?.[k] ?? 0))), 2);
+  return {
+    rate,
+    cpu_ratio: ratios.length > 0 ? round(median(ratios), 2) : null,
+    setup_p50_added_ms: added('p50'),
+    setup_p99_added_ms: added('p99'),
+    rounds: pairs.map((p) => ({
+      cpu_ms_per_call: { fslb: p.fslb.proxy_cpu_ms_per_call, bare: p.bare.proxy_cpu_ms_per_call },
+      setup_ms: { fslb: p.fslb.setup_ms, bare: p.bare.setup_ms },
+    })),
+  };
+}
+
+function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 === 1 ? (v[mid] ?? 0) : ((v[mid - 1] ?? 0) + (v[mid] ?? 0)) / 2;
+}
+
 // ---------------------------------------------------------------------------------- one step
 /** One line of SIPp's message table. */
 function row(m: MessageRow): string {
@@ -932,21 +971,20 @@ function cpuLine(v: unknown): string {
 /** The proxy's CPU and the setup time it adds against the bare app at 75 % of the bare app's best. */
 function compareLine(r: Record<string, unknown>): string {
   const a = r.setup_added_ms as
-    | {
-        rate: number;
-        p50: number;
-        p99: number;
-        fslb: { p50: number; p99: number };
-        bare: { p50: number; p99: number };
-      }
-    | null
-    | undefined;
+    { rate: number; p50: number; p99: number; rounds: Comparison['rounds'] } | null | undefined;
   if (!a) return '';
+  const each = a.rounds
+    .map(
+      (x) =>
+        `fslb ${x.cpu_ms_per_call.fslb} ms CPU, setup p50/p99 ${x.setup_ms.fslb?.p50}/${x.setup_ms.fslb?.p99} ms; ` +
+        `bare ${x.cpu_ms_per_call.bare} ms, ${x.setup_ms.bare?.p50}/${x.setup_ms.bare?.p99} ms`,
+    )
+    .join('; then ');
   return (
-    `At ${a.rate}/s (75 % of the bare app's highest clean rate, run for both apps back to back; or the highest common clean step below it): the proxy's CPU per call ` +
-    `${String(r.proxy_cpu_ratio_to_bare)} x the bare app's (fslb at its default log level); setup time (SIPp, INVITE to 200) ` +
-    `p50/p99 ${a.fslb.p50}/${a.fslb.p99} ms through fslb against ${a.bare.p50}/${a.bare.p99} ms through the bare app: ` +
-    `fslb adds ${a.p50} ms at p50 and ${a.p99} ms at p99.\n\n`
+    `At ${a.rate}/s (75 % of the bare app's highest clean rate, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
+    `or the highest common clean step below it): the proxy's CPU per call ${String(r.proxy_cpu_ratio_to_bare)} x the bare app's ` +
+    `(fslb at its default log level); fslb adds ${a.p50} ms to the setup time (SIPp, INVITE to 200) at p50 and ${a.p99} ms at p99. ` +
+    `Round by round: ${each}.\n\n`
   );
 }
 
@@ -1160,13 +1198,16 @@ try {
     ).clean;
   }
 
-  // At 75 % of the bare app's highest clean rate (to 10 calls/s), when no step was that rate:
-  // fslb-proxy, then the bare app, one step each, back to back. The CPU ratio and the setup time
-  // fslb adds are taken there; where either was not clean, at the highest common clean step below.
+  // At 75 % of the bare app's highest clean rate (to 10 calls/s): COMPARE_ROUNDS rounds of one
+  // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up, the
+  // order swapped every round (fslb first, then bare first) so that a drift of the host falls on
+  // both. The CPU ratio and the setup time fslb adds are the medians of the rounds where both
+  // were clean: one step is 4 s, and one hiccup of the host in it (a stall of the VM, a burst of
+  // retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both,
+  // they are taken at the highest step of the series below that rate where both were clean.
   const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
-  let compareFslb: Step | undefined;
-  let compareBare: Step | undefined;
-  if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && !RATES.includes(compareAt)) {
+  const rounds: { fslb: Step; bare: Step }[] = [];
+  if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
     const one = async (label: string, start: () => Promise<App>): Promise<Step> => {
       await freshServer(lane);
       lane.app = await start();
@@ -1176,10 +1217,22 @@ try {
       await stopApp(lane.app);
       return st;
     };
-    console.log(`at 75 % of the bare app's highest clean rate (${compareAt} calls/s):`);
-    compareFslb = await one('fslb', () => startFslb('info', lane.server, 'pair-1-compare'));
-    compareBare = await one('bare', () => startBare(lane.server));
-    steps.compare = { rate: compareAt, fslb: compareFslb, bare: compareBare };
+    console.log(
+      `at 75 % of the bare app's highest clean rate (${compareAt} calls/s), ${COMPARE_ROUNDS} rounds:`,
+    );
+    for (let i = 0; i < COMPARE_ROUNDS; i++) {
+      const fslbStep = (): Promise<Step> =>
+        one('fslb', () => startFslb('info', lane.server, `pair-1-compare-${i + 1}`));
+      const bareStep = (): Promise<Step> => one('bare', () => startBare(lane.server));
+      if (i % 2 === 0) {
+        const f = await fslbStep();
+        rounds.push({ fslb: f, bare: await bareStep() });
+      } else {
+        const b = await bareStep();
+        rounds.push({ fslb: await fslbStep(), bare: b });
+      }
+    }
+    steps.compare = { rate: compareAt, rounds };
   }
 
   // Record-routing on, for fslb-proxy and the bare app alike: ACK and BYE come back through
@@ -1261,26 +1314,27 @@ try {
         ran(bareSteps).some((b) => b.clean && b.rate === s.rate),
     )
     .at(-1)?.rate;
-  const atCompare = (list: readonly (Step | Skipped)[]): Step | undefined =>
-    ran(list).find((x) => x.rate === compareRate);
-  const exact = compareFslb?.clean === true && compareBare?.clean === true;
-  const fslbAt = exact ? compareFslb : atCompare(fslbSteps);
-  const bareAt = exact ? compareBare : atCompare(bareSteps);
-  const comparedAt = exact ? compareAt : compareRate;
-  const proxyCpuRatio =
-    fslbAt && bareAt && bareAt.proxy_cpu_ms_per_call > 0
-      ? round(fslbAt.proxy_cpu_ms_per_call / bareAt.proxy_cpu_ms_per_call, 2)
-      : null;
-  const setupAdded =
-    fslbAt?.setup_ms && bareAt?.setup_ms
-      ? {
-          rate: comparedAt,
-          p50: round(fslbAt.setup_ms.p50 - bareAt.setup_ms.p50, 2),
-          p99: round(fslbAt.setup_ms.p99 - bareAt.setup_ms.p99, 2),
-          fslb: fslbAt.setup_ms,
-          bare: bareAt.setup_ms,
-        }
-      : null;
+  const bothClean = rounds.filter((r) => r.fslb.clean && r.bare.clean && r.fslb.setup_ms && r.bare.setup_ms);
+  let comparison: Comparison | null;
+  if (bothClean.length > 0) {
+    comparison = compare(compareAt ?? null, bothClean);
+  } else {
+    const fslbAt = ran(fslbSteps).find((x) => x.rate === compareRate);
+    const bareAt = ran(bareSteps).find((x) => x.rate === compareRate);
+    comparison =
+      fslbAt?.setup_ms && bareAt?.setup_ms
+        ? compare(compareRate ?? null, [{ fslb: fslbAt, bare: bareAt }])
+        : null;
+  }
+  const proxyCpuRatio = comparison?.cpu_ratio ?? null;
+  const setupAdded = comparison
+    ? {
+        rate: comparison.rate,
+        p50: comparison.setup_p50_added_ms,
+        p99: comparison.setup_p99_added_ms,
+        rounds: comparison.rounds,
+      }
+    : null;
   const notes: Record<string, string> = {};
   if (fslbClean === null) notes.real_cps_fslb = 'no rate was clean, not even the lowest';
   if (bareClean === null) notes.real_cps_bare = 'no rate was clean, not even the lowest';
@@ -1322,7 +1376,7 @@ try {
     proxy_cpu_ratio_to_bare: proxyCpuRatio,
     setup_p99_added_ms: setupAdded?.p99 ?? null,
     setup_added_ms: setupAdded,
-    compare_rate: comparedAt ?? null,
+    compare_rate: comparison?.rate ?? null,
     real_cps_two_pairs: twoConfirmed.rate,
     real_cps_fslb_no_reservations: noResvClean,
     cpu_ms_per_call_where_both_clean: cpuAtCommon,
