@@ -1,8 +1,9 @@
 /**
  * Calls per second through real peers: SIPp caller -> a real drachtio-server -> ONE fslb-proxy
- * (a child process) -> two SIPp callees, at stepped offered rates; then the same steps with a
- * minimal drachtio-srf proxy app (bench/support/bare-srf-proxy.mjs) in fslb-proxy's place, on the
- * same drachtio-server, so that fslb's cost can be read against the least any srf app costs; then
+ * (a child process) -> two SIPp callees, at stepped offered rates; in turn with it, step by step,
+ * the same steps through a minimal drachtio-srf proxy app (bench/support/bare-srf-proxy.mjs) on a
+ * drachtio-server of its own (the same build and settings), so that fslb's cost can be read
+ * against the least any srf app costs on the same host at the same moment; then
  * TWO drachtio-server + fslb-proxy pairs on this host, each behind its own SIPp caller at half the
  * rate, over the same nodes and Redis (how a host runs a second pair when one drachtio-server's
  * SIP thread is the limit).
@@ -840,6 +841,55 @@ async function warmUp(lanes: readonly Lane[]): Promise<void> {
   console.log(`  warm-up: ${step.successful}/${step.attempted} calls at ${step.rate}/s`);
 }
 
+/**
+ * Short unmeasured steps at the series' rates below `rate`, 2 s each: a chain brought to a rate
+ * step by step, as in a series. A drachtio-server started afresh and taken from the warm-up's
+ * 500/s straight to 2250/s tipped over for both apps in every round where the same server, brought
+ * there step by step, stayed clean up to 3000/s.
+ */
+async function rampUp(lanes: readonly Lane[], rate: number): Promise<void> {
+  const below = RATES.filter((r) => r < rate);
+  for (const r of below) await runStep(lanes, r, Math.round(r * 2));
+  if (below.length > 0) console.log(`  ramp: ${below.join(', ')}/s, 2 s each`);
+}
+
+/**
+ * Two apps, each on a lane (a drachtio-server) of its own, through the rates in turn: at each rate
+ * one step of each, the first of the two swapped every rate, so that a drift of the host over the
+ * run falls on both alike. Each app's series stops at its first step that is not clean; the other
+ * goes on.
+ */
+async function inTurn(
+  a: { lane: Lane; label: string },
+  b: { lane: Lane; label: string },
+  rates: readonly number[],
+): Promise<[(Step | Skipped)[], (Step | Skipped)[]]> {
+  const apps = [a, b];
+  for (const x of apps) idlePct[x.lane.app.label] = await idleCpu(x.lane.app);
+  for (const x of apps) await warmUp([x.lane]);
+  const out: [(Step | Skipped)[], (Step | Skipped)[]] = [[], []];
+  const stoppedAt: (number | undefined)[] = [undefined, undefined];
+  for (const [i, rate] of rates.entries()) {
+    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const x = apps[k] as { lane: Lane; label: string };
+      const list = out[k] as (Step | Skipped)[];
+      const stopped = stoppedAt[k];
+      if (stopped !== undefined) {
+        list.push({
+          rate,
+          skipped: `not run: the series stopped at ${stopped} calls/s, its first step that was not clean`,
+        });
+        continue;
+      }
+      const step = await runStep([x.lane], rate, Math.min(MAX_CALLS, Math.round(rate * STEP_S)));
+      show(x.label, step);
+      list.push(step);
+      if (!step.clean) stoppedAt[k] = rate;
+    }
+  }
+  return out;
+}
+
 /** The rates in turn, up to and including the first step that is not clean. */
 async function series(
   lanes: readonly Lane[],
@@ -1100,16 +1150,38 @@ try {
     `drachtio-server ${drachtioVersion}, SIPp ${sippVersion}, redis ${redisServer.kind}, callees on ${uasPorts.join(', ')}`,
   );
 
-  // fslb-proxy at the default log level (info: a line per call), every rate, then its best rate sustained.
+  // fslb-proxy at the default log level (info: a line per call) and the bare app, each on a
+  // drachtio-server of its own, through the rates in turn (`inTurn`); then each one's best rate
+  // sustained. One series after the other, the first ran on a host that drifted: fslb's series,
+  // always first, stopped at 1500-2000/s in runs where the same proxy later passed 2250/s three
+  // times out of three, back to back with the bare app.
   const steps: Record<string, unknown> = {};
   result.steps = steps;
-  console.log('fslb-proxy (default log level, info):');
   const lane: Lane = {
     server: first.server,
     serverPid: first.pid,
     app: await startFslb('info', first.server, 'pair-1'),
   };
-  const fslbSteps = SERIES.has('fslb') ? await series([lane], 'fslb', RATES) : [];
+  let fslbSteps: (Step | Skipped)[] = [];
+  let bareInTurn: { steps: (Step | Skipped)[]; clean: number | null } | undefined;
+  if (SERIES.has('fslb') && SERIES.has('bare')) {
+    console.log(
+      'fslb-proxy (default log level, info) and the bare drachtio-srf proxy app, step by step in turn:',
+    );
+    const own = await startServer();
+    const bareLane: Lane = { server: own.server, serverPid: own.pid, app: await startBare(own.server) };
+    let bareSteps0: (Step | Skipped)[];
+    [fslbSteps, bareSteps0] = await inTurn({ lane, label: 'fslb' }, { lane: bareLane, label: 'bare' }, RATES);
+    const c = await confirm([bareLane], 'bare', bareSteps0);
+    steps.bare_confirm = c.tries;
+    bareInTurn = { steps: bareSteps0, clean: c.rate };
+    await stopApp(bareLane.app);
+    servers.splice(servers.indexOf(own.server), 1);
+    await own.server.close();
+  } else if (SERIES.has('fslb')) {
+    console.log('fslb-proxy (default log level, info):');
+    fslbSteps = await series([lane], 'fslb', RATES);
+  }
   steps.fslb = fslbSteps;
   const fslbConfirmed = await confirm([lane], 'fslb', fslbSteps);
   steps.fslb_confirm = fslbConfirmed.tries;
@@ -1172,14 +1244,17 @@ try {
     return { steps: list, clean: c.rate };
   };
 
-  // The baseline: a bare srf proxy app on the same drachtio-server.
-  const bare = await measure(
-    'bare drachtio-srf proxy app',
-    'bare',
-    'bare',
-    () => startBare(lane.server),
-    SERIES.has('bare'),
-  );
+  // The baseline: a bare srf proxy app (in turn with fslb-proxy above, or alone here).
+  const bare =
+    bareInTurn ??
+    (await measure(
+      'bare drachtio-srf proxy app',
+      'bare',
+      'bare',
+      () => startBare(lane.server),
+      SERIES.has('bare'),
+    ));
+  steps.bare = bare.steps;
   const bareSteps = bare.steps;
   const bareClean = bare.clean;
 
@@ -1199,8 +1274,8 @@ try {
   }
 
   // At 75 % of the bare app's highest clean rate (to 10 calls/s): COMPARE_ROUNDS rounds of one
-  // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up, the
-  // order swapped every round (fslb first, then bare first) so that a drift of the host falls on
+  // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up and a
+  // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first, then bare first) so that a drift of the host falls on
   // both. The CPU ratio and the setup time fslb adds are the medians of the rounds where both
   // were clean: one step is 4 s, and one hiccup of the host in it (a stall of the VM, a burst of
   // retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both,
@@ -1212,6 +1287,7 @@ try {
       await freshServer(lane);
       lane.app = await start();
       await warmUp([lane]);
+      await rampUp([lane], compareAt);
       const st = await runStep([lane], compareAt, Math.min(MAX_CALLS, Math.round(compareAt * STEP_S)));
       show(label, st);
       await stopApp(lane.app);
@@ -1241,26 +1317,27 @@ try {
   let rrBareClean: number | null = null;
   if (SERIES.has('rr')) {
     scenarios = { uac: UAC_RR_SCENARIO, uas: UAS_RR_SCENARIO };
-    rrFslbClean = (
-      await measure(
-        'fslb-proxy, record-routing (default log level, info)',
-        'fslb rr',
-        'fslb_rr',
-        () => startFslb('info', lane.server, 'pair-1-rr', { recordRoute: true }),
-        true,
-        RATES_RR,
-      )
-    ).clean;
-    rrBareClean = (
-      await measure(
-        'bare drachtio-srf proxy app, record-routing',
-        'bare rr',
-        'bare_rr',
-        () => startBare(lane.server, true),
-        true,
-        RATES_RR,
-      )
-    ).clean;
+    // In turn, each on a drachtio-server of its own, as without record-routing.
+    console.log(
+      'fslb-proxy (default log level, info) and the bare app, record-routing, step by step in turn:',
+    );
+    await freshServer(lane);
+    lane.app = await startFslb('info', lane.server, 'pair-1-rr', { recordRoute: true });
+    const own = await startServer();
+    const bareLane: Lane = { server: own.server, serverPid: own.pid, app: await startBare(own.server, true) };
+    const [f, b] = await inTurn({ lane, label: 'fslb rr' }, { lane: bareLane, label: 'bare rr' }, RATES_RR);
+    steps.fslb_rr = f;
+    steps.bare_rr = b;
+    const cf = await confirm([lane], 'fslb rr', f);
+    const cb = await confirm([bareLane], 'bare rr', b);
+    steps.fslb_rr_confirm = cf.tries;
+    steps.bare_rr_confirm = cb.tries;
+    rrFslbClean = cf.rate;
+    rrBareClean = cb.rate;
+    await stopApp(lane.app);
+    await stopApp(bareLane.app);
+    servers.splice(servers.indexOf(own.server), 1);
+    await own.server.close();
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
   }
 
