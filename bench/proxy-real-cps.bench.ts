@@ -365,8 +365,13 @@ async function freshServer(lane: Lane): Promise<void> {
   const { server, pid } = await startServer();
   lane.server = server;
   lane.serverPid = pid;
-  servers.splice(servers.indexOf(old), 1);
-  await old.close();
+  await stopServer(old);
+}
+
+/** Stops a drachtio-server this benchmark started. */
+async function stopServer(server: RealDrachtio): Promise<void> {
+  servers.splice(servers.indexOf(server), 1);
+  await server.close();
 }
 
 async function startFslb(
@@ -1176,8 +1181,7 @@ try {
     steps.bare_confirm = c.tries;
     bareInTurn = { steps: bareSteps0, clean: c.rate };
     await stopApp(bareLane.app);
-    servers.splice(servers.indexOf(own.server), 1);
-    await own.server.close();
+    await stopServer(own.server);
   } else if (SERIES.has('fslb')) {
     console.log('fslb-proxy (default log level, info):');
     fslbSteps = await series([lane], 'fslb', RATES);
@@ -1275,8 +1279,8 @@ try {
 
   // At 75 % of the bare app's highest clean rate (to 10 calls/s): COMPARE_ROUNDS rounds of one
   // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up and a
-  // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first, then bare first) so that a drift of the host falls on
-  // both. The CPU ratio and the setup time fslb adds are the medians of the rounds where both
+  // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first,
+  // then bare first) so that a drift of the host falls on both. The CPU ratio and the setup time fslb adds are the medians of the rounds where both
   // were clean: one step is 4 s, and one hiccup of the host in it (a stall of the VM, a burst of
   // retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both,
   // they are taken at the highest step of the series below that rate where both were clean.
@@ -1336,8 +1340,7 @@ try {
     rrBareClean = cb.rate;
     await stopApp(lane.app);
     await stopApp(bareLane.app);
-    servers.splice(servers.indexOf(own.server), 1);
-    await own.server.close();
+    await stopServer(own.server);
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
   }
 

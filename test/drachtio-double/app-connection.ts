@@ -38,9 +38,6 @@ export class AppConnection {
     this.writer.framing = { ...f };
   }
 
-  /** Reads from this app's socket: how many pieces TCP brought what the app wrote. */
-  reads = 0;
-
   /** Socket writes made to this app (a split message takes several). */
   get writes(): number {
     return this.writer.writes;

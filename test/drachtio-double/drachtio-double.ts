@@ -357,7 +357,6 @@ export class DrachtioDouble extends EventEmitter<DrachtioDoubleEvents> implement
     this.connectionSet.add(conn);
     const decoder = new FrameDecoder();
     socket.on('data', (chunk) => {
-      conn.reads++;
       let texts: string[];
       try {
         texts = decoder.push(chunk);

@@ -57,7 +57,7 @@ describe('DrachtioLink (real drachtio-srf, drachtio-server double)', () => {
         }),
       );
     });
-    // One INVITE alone first: its command is one read.
+    // One INVITE alone first: srf and the link are connected and have proxied once.
     const first = dx.inject({ method: 'INVITE' });
     assert.equal((await first.final()).status, 200);
 
