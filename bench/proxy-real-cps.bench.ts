@@ -1167,30 +1167,74 @@ try {
     serverPid: first.pid,
     app: await startFslb('info', first.server, 'pair-1'),
   };
-  let fslbSteps: (Step | Skipped)[] = [];
-  let bareInTurn: { steps: (Step | Skipped)[]; clean: number | null } | undefined;
+  /** A series and its best rate (held BENCH_CONFIRM_S when that is on). */
+  interface Measured {
+    steps: (Step | Skipped)[];
+    clean: number | null;
+  }
+  /**
+   * fslb-proxy (already started on `lane`) and the bare app, each on a drachtio-server of its own,
+   * through `rates` in turn; both apps and the bare app's server are stopped after. Steps under
+   * `key` and `bare` + the suffix of `key`.
+   */
+  const inTurnWithBare = async (
+    key: 'fslb' | 'fslb_rr',
+    recordRoute: boolean,
+    rates: readonly number[],
+  ): Promise<{ fslb: Measured; bare: Measured }> => {
+    const bareKey = key.replace('fslb', 'bare');
+    const own = await startServer();
+    const bareLane: Lane = {
+      server: own.server,
+      serverPid: own.pid,
+      app: await startBare(own.server, recordRoute),
+    };
+    const label = (k: string): string => k.replace('_', ' ');
+    const [f, b] = await inTurn(
+      { lane, label: label(key) },
+      { lane: bareLane, label: label(bareKey) },
+      rates,
+    );
+    const out: { fslb: Measured; bare: Measured } = {
+      fslb: { steps: f, clean: null },
+      bare: { steps: b, clean: null },
+    };
+    for (const [k, l, m] of [
+      [key, lane, out.fslb],
+      [bareKey, bareLane, out.bare],
+    ] as const) {
+      steps[k] = m.steps;
+      const c = await confirm([l], label(k), m.steps);
+      steps[`${k}_confirm`] = c.tries;
+      m.clean = c.rate;
+      await stopApp(l.app);
+    }
+    await stopServer(own.server);
+    return out;
+  };
+
+  let fslb: Measured = { steps: [], clean: null };
+  let bareInTurn: Measured | undefined;
   if (SERIES.has('fslb') && SERIES.has('bare')) {
     console.log(
       'fslb-proxy (default log level, info) and the bare drachtio-srf proxy app, step by step in turn:',
     );
-    const own = await startServer();
-    const bareLane: Lane = { server: own.server, serverPid: own.pid, app: await startBare(own.server) };
-    let bareSteps0: (Step | Skipped)[];
-    [fslbSteps, bareSteps0] = await inTurn({ lane, label: 'fslb' }, { lane: bareLane, label: 'bare' }, RATES);
-    const c = await confirm([bareLane], 'bare', bareSteps0);
-    steps.bare_confirm = c.tries;
-    bareInTurn = { steps: bareSteps0, clean: c.rate };
-    await stopApp(bareLane.app);
-    await stopServer(own.server);
-  } else if (SERIES.has('fslb')) {
-    console.log('fslb-proxy (default log level, info):');
-    fslbSteps = await series([lane], 'fslb', RATES);
+    const both = await inTurnWithBare('fslb', false, RATES);
+    fslb = both.fslb;
+    bareInTurn = both.bare;
+  } else {
+    if (SERIES.has('fslb')) {
+      console.log('fslb-proxy (default log level, info):');
+      fslb.steps = await series([lane], 'fslb', RATES);
+    }
+    steps.fslb = fslb.steps;
+    const c = await confirm([lane], 'fslb', fslb.steps);
+    steps.fslb_confirm = c.tries;
+    fslb.clean = c.rate;
+    await stopApp(lane.app);
   }
-  steps.fslb = fslbSteps;
-  const fslbConfirmed = await confirm([lane], 'fslb', fslbSteps);
-  steps.fslb_confirm = fslbConfirmed.tries;
-  await stopApp(lane.app);
-  const fslbClean = fslbConfirmed.rate;
+  const fslbSteps = fslb.steps;
+  const fslbClean = fslb.clean;
 
   // The same proxy at log level info (one 'request routed' line per call) at one clean rate.
   let infoStep: Step | undefined;
@@ -1236,7 +1280,7 @@ try {
     start: () => Promise<App>,
     run: boolean,
     rates: readonly number[] = RATES,
-  ): Promise<{ steps: (Step | Skipped)[]; clean: number | null }> => {
+  ): Promise<Measured> => {
     console.log(`${title}:`);
     await freshServer(lane);
     lane.app = await start();
@@ -1258,7 +1302,6 @@ try {
       () => startBare(lane.server),
       SERIES.has('bare'),
     ));
-  steps.bare = bare.steps;
   const bareSteps = bare.steps;
   const bareClean = bare.clean;
 
@@ -1327,20 +1370,9 @@ try {
     );
     await freshServer(lane);
     lane.app = await startFslb('info', lane.server, 'pair-1-rr', { recordRoute: true });
-    const own = await startServer();
-    const bareLane: Lane = { server: own.server, serverPid: own.pid, app: await startBare(own.server, true) };
-    const [f, b] = await inTurn({ lane, label: 'fslb rr' }, { lane: bareLane, label: 'bare rr' }, RATES_RR);
-    steps.fslb_rr = f;
-    steps.bare_rr = b;
-    const cf = await confirm([lane], 'fslb rr', f);
-    const cb = await confirm([bareLane], 'bare rr', b);
-    steps.fslb_rr_confirm = cf.tries;
-    steps.bare_rr_confirm = cb.tries;
-    rrFslbClean = cf.rate;
-    rrBareClean = cb.rate;
-    await stopApp(lane.app);
-    await stopApp(bareLane.app);
-    await stopServer(own.server);
+    const both = await inTurnWithBare('fslb_rr', true, RATES_RR);
+    rrFslbClean = both.fslb.clean;
+    rrBareClean = both.bare.clean;
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
   }
 
