@@ -12,16 +12,25 @@ const [host = '127.0.0.1', port = '9022', secret = 'cymru', destination = '127.0
   process.argv.slice(2);
 const recordRoute = rr === 'record-route';
 let turn = 0;
+/** Which of them (BENCH_BARE_OPTIONS, for investigations: a comma list; all by default). */
+const only = new Set(
+  (process.env.BENCH_BARE_OPTIONS ?? 'alternate,second,provisional,final,header').split(','),
+);
 /** fslb-proxy's options (its defaults: 2 s provisional, 30 s final timeout), with nothing chosen. */
-const likeFslb = () => ({
-  destination: turn++ % 2 === 0 ? [destination, second] : [second, destination],
-  remainInDialog: recordRoute,
-  forking: 'sequential',
-  provisionalTimeout: '2000ms',
-  finalTimeout: '30000ms',
-  followRedirects: false,
-  headers: { 'X-Fslb-Slot': `#bench:${turn}` },
-});
+const likeFslb = () => {
+  const first = only.has('alternate') && turn++ % 2 === 1 ? second : destination;
+  const other = first === destination ? second : destination;
+  const opts = {
+    destination: only.has('second') ? [first, other] : [first],
+    remainInDialog: recordRoute,
+    forking: 'sequential',
+    followRedirects: false,
+  };
+  if (only.has('provisional')) opts.provisionalTimeout = '2000ms';
+  if (only.has('final')) opts.finalTimeout = '30000ms';
+  if (only.has('header')) opts.headers = { 'X-Fslb-Slot': `#bench:${turn}` };
+  return opts;
+};
 const srf = new Srf();
 srf.on('connect', (err, hostports) => {
   if (err) console.error('connect refused', err);
