@@ -446,7 +446,8 @@ async function startBare(server: RealDrachtio, recordRoute = false, fslbOptions 
       server.secret,
       `127.0.0.1:${uasPorts[0] ?? 0}`,
       recordRoute ? 'record-route' : '-',
-      ...(fslbOptions ? [`127.0.0.1:${uasPorts[1] ?? 0}`] : []),
+      `127.0.0.1:${uasPorts[1] ?? 0}`,
+      ...(fslbOptions ? ['fslb-options'] : []),
     ],
     { cwd: ROOT, stdio: ['ignore', out, out], env: childEnv() },
   );
@@ -1571,7 +1572,7 @@ try {
     setup:
       `SIPp caller (${relative(ROOT, UAC_SCENARIO)}, no hold) -> drachtio-server -> one app process -> ${NODES} SIPp callees (${relative(ROOT, UAS_SCENARIO)}); ` +
       `fslb: ${NODES} fs-sim nodes (ESL only) watched by an in-process monitor with default timings, proxy maxCps 1e6/s, rateLimit 1e6/s, recordRoute off, ` +
-      `min(${MAX_CALLS} calls, ${STEP_S} s) per step${HELD}; bare: req.proxy to the first callee only; ` +
+      `min(${MAX_CALLS} calls, ${STEP_S} s) per step${HELD}; bare: req.proxy to one callee a call, the two in turn; ` +
       `two pairs: a second drachtio-server and fslb-proxy, one SIPp caller per pair at half the rate, the same callees, Redis and monitor. All on loopback, one machine.`,
     steps,
     app_logs: proxyLogs,
