@@ -597,6 +597,8 @@ interface Comparison {
   rounds: {
     cpu_ms_per_call: { fslb: number; bare: number };
     setup_ms: { fslb: Step['setup_ms']; bare: Step['setup_ms'] };
+    /** How busy drachtio-server's busiest thread (its SIP thread) was in each app's step, %. */
+    drachtio_busiest_thread_pct: { fslb: number; bare: number };
   }[];
 }
 
@@ -614,6 +616,10 @@ function compare(rate: number | null, pairs: readonly { fslb: Step; bare: Step }
     rounds: pairs.map((p) => ({
       cpu_ms_per_call: { fslb: p.fslb.proxy_cpu_ms_per_call, bare: p.bare.proxy_cpu_ms_per_call },
       setup_ms: { fslb: p.fslb.setup_ms, bare: p.bare.setup_ms },
+      drachtio_busiest_thread_pct: {
+        fslb: p.fslb.drachtio_busiest_thread_pct,
+        bare: p.bare.drachtio_busiest_thread_pct,
+      },
     })),
   };
 }
@@ -1483,7 +1489,8 @@ try {
       `where both were clean, a call cost the host ${f.total} ms of CPU through fslb (proxy ${f.app}, drachtio-server ${f.drachtio_server}, ` +
       `Redis ${f.redis}, SIPp ${f.sipp}) against ${b.total} ms through the bare app (app ${b.app}, drachtio-server ${b.drachtio_server}, ` +
       `SIPp ${b.sipp}): fslb's reservation in Redis, its own work and its richer proxy command (failover targets, timers: ` +
-      `drachtio-server's share) add ${round(f.total - b.total)} ms a call, ${round(((f.total - b.total) * (fslbClean ?? 0)) / 1000, 2)} of a core at ${fslbClean}/s.` +
+      `drachtio-server's share) ${f.total >= b.total ? 'add' : 'took away'} ${round(Math.abs(f.total - b.total))} ms a call, ` +
+      `${round((Math.abs(f.total - b.total) * (fslbClean ?? 0)) / 1000, 2)} of a core at ${fslbClean}/s.` +
       (firstBad
         ? ` fslb's first step that was not clean, ${firstBad.rate}/s: ${firstBad.achieved_cps}/s done, ${firstBad.failed_pct} % failed, ` +
           `machine ${firstBad.machine_busy_pct} % busy, drachtio-server's SIP thread ${firstBad.drachtio_busiest_thread_pct} %, ` +
@@ -1498,6 +1505,20 @@ try {
         ? ` The bare app asking drachtio-server for fslb's proxy options (two destinations, its timeouts, a slot header) ` +
           `was clean up to ${bareOptionsClean}/s: drachtio-server's own work on those options.`
         : '');
+  }
+  if (comparison && comparison.setup_p99_added_ms > 5) {
+    const rounds = comparison.rounds
+      .map(
+        (r, i) =>
+          `round ${i + 1}: fslb p99 ${r.setup_ms.fslb?.p99 ?? '?'} ms, the bare app ${r.setup_ms.bare?.p99 ?? '?'} ms ` +
+          `(drachtio-server's SIP thread ${r.drachtio_busiest_thread_pct.fslb} / ` +
+          `${r.drachtio_busiest_thread_pct.bare} % busy)`,
+      )
+      .join('; ');
+    notes.setup_p99_added_ms =
+      `the median over rounds of fslb's p99 less the bare app's, at ${comparison.rate}/s: ${rounds}. ` +
+      `Where both apps' p99 is far above the few ms either adds itself, the figure is the queue in front of ` +
+      `drachtio-server's SIP thread, which fslb's proxy options make busier.`;
   }
   Object.assign(result, {
     real_cps_fslb: fslbClean,
