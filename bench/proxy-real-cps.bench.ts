@@ -1193,6 +1193,28 @@ try {
     steps: (Step | Skipped)[];
     clean: number | null;
   }
+  /** `l`'s series (`list`) under `key`, its best rate held (`confirm`), then its app stopped. */
+  const held = async (l: Lane, label: string, key: string, list: (Step | Skipped)[]): Promise<Measured> => {
+    steps[key] = list;
+    const c = await confirm([l], label, list);
+    steps[`${key}_confirm`] = c.tries;
+    await stopApp(l.app);
+    return { steps: list, clean: c.rate };
+  };
+  /** One app, started afresh on the first lane, through `rates` (none unless `run`): see `held`. */
+  const measure = async (
+    title: string,
+    label: string,
+    key: string,
+    start: () => Promise<App>,
+    run: boolean,
+    rates: readonly number[] = RATES,
+  ): Promise<Measured> => {
+    console.log(`${title}:`);
+    await freshServer(lane);
+    lane.app = await start();
+    return held(lane, label, key, run ? await series([lane], label, rates) : []);
+  };
   /**
    * fslb-proxy (already started on `lane`) and the bare app, each on a drachtio-server of its own,
    * through `rates` in turn; both apps and the bare app's server are stopped after. Steps under
@@ -1216,25 +1238,15 @@ try {
       { lane: bareLane, label: label(bareKey) },
       rates,
     );
-    const out: { fslb: Measured; bare: Measured } = {
-      fslb: { steps: f, clean: null },
-      bare: { steps: b, clean: null },
+    const out = {
+      fslb: await held(lane, label(key), key, f),
+      bare: await held(bareLane, label(bareKey), bareKey, b),
     };
-    for (const [k, l, m] of [
-      [key, lane, out.fslb],
-      [bareKey, bareLane, out.bare],
-    ] as const) {
-      steps[k] = m.steps;
-      const c = await confirm([l], label(k), m.steps);
-      steps[`${k}_confirm`] = c.tries;
-      m.clean = c.rate;
-      await stopApp(l.app);
-    }
     await stopServer(own.server);
     return out;
   };
 
-  let fslb: Measured = { steps: [], clean: null };
+  let fslb: Measured;
   let bareInTurn: Measured | undefined;
   if (SERIES.has('fslb') && SERIES.has('bare')) {
     console.log(
@@ -1244,15 +1256,8 @@ try {
     fslb = both.fslb;
     bareInTurn = both.bare;
   } else {
-    if (SERIES.has('fslb')) {
-      console.log('fslb-proxy (default log level, info):');
-      fslb.steps = await series([lane], 'fslb', RATES);
-    }
-    steps.fslb = fslb.steps;
-    const c = await confirm([lane], 'fslb', fslb.steps);
-    steps.fslb_confirm = c.tries;
-    fslb.clean = c.rate;
-    await stopApp(lane.app);
+    if (SERIES.has('fslb')) console.log('fslb-proxy (default log level, info):');
+    fslb = await held(lane, 'fslb', 'fslb', SERIES.has('fslb') ? await series([lane], 'fslb', RATES) : []);
   }
   const fslbSteps = fslb.steps;
   const fslbClean = fslb.clean;
@@ -1273,45 +1278,21 @@ try {
 
   // The same proxy without reservations (the view alone decides, as in the herd mode): what the
   // Redis round trip on the INVITE path costs, read against the fslb series.
-  let noResvSteps: (Step | Skipped)[] = [];
   let noResvClean: number | null = null;
   if (SERIES.has('nores')) {
-    console.log('fslb-proxy without reservations (proxy.reservations false, log level warn):');
-    await freshServer(lane);
-    lane.app = await startFslb('warn', lane.server, 'pair-1-nores', { reservations: false });
     // Up to fslb's first step that was not clean: enough to show whether the reservation is why.
     const fslbBad = ran(fslbSteps).find((x) => !x.clean)?.rate;
-    noResvSteps = await series(
-      [lane],
-      'no resv',
-      RATES.filter((r) => fslbBad === undefined || r <= fslbBad),
-    );
-    steps.fslb_no_reservations = noResvSteps;
-    const c = await confirm([lane], 'no resv', noResvSteps);
-    steps.fslb_no_reservations_confirm = c.tries;
-    noResvClean = c.rate;
-    await stopApp(lane.app);
+    noResvClean = (
+      await measure(
+        'fslb-proxy without reservations (proxy.reservations false, log level warn)',
+        'no resv',
+        'fslb_no_reservations',
+        () => startFslb('warn', lane.server, 'pair-1-nores', { reservations: false }),
+        true,
+        RATES.filter((r) => fslbBad === undefined || r <= fslbBad),
+      )
+    ).clean;
   }
-
-  /** One app on the first lane through every rate, then its best rate held: steps under `key`. */
-  const measure = async (
-    title: string,
-    label: string,
-    key: string,
-    start: () => Promise<App>,
-    run: boolean,
-    rates: readonly number[] = RATES,
-  ): Promise<Measured> => {
-    console.log(`${title}:`);
-    await freshServer(lane);
-    lane.app = await start();
-    const list = run ? await series([lane], label, rates) : [];
-    steps[key] = list;
-    const c = await confirm([lane], label, list);
-    steps[`${key}_confirm`] = c.tries;
-    await stopApp(lane.app);
-    return { steps: list, clean: c.rate };
-  };
 
   // The baseline: a bare srf proxy app (in turn with fslb-proxy above, or alone here).
   const bare =
@@ -1344,10 +1325,11 @@ try {
   // At 75 % of the bare app's highest clean rate (to 10 calls/s): COMPARE_ROUNDS rounds of one
   // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up and a
   // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first,
-  // then bare first) so that a drift of the host falls on both. The CPU ratio and the setup time fslb adds are the medians of the rounds where both
-  // were clean: one step is 4 s, and one hiccup of the host in it (a stall of the VM, a burst of
-  // retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both,
-  // they are taken at the highest step of the series below that rate where both were clean.
+  // then bare first) so that a drift of the host falls on both. The CPU ratio and the setup time
+  // fslb adds are the medians of the rounds where both were clean: one step is 4 s, and one hiccup
+  // of the host in it (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms
+  // either way. Where no round was clean for both, they are taken at the highest step of the
+  // series below that rate where both were clean.
   const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
   const rounds: { fslb: Step; bare: Step }[] = [];
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
