@@ -28,6 +28,9 @@
  *   long enough that a rate the chain cannot sustain ends in retransmissions and failed calls
  *   (3 s steps capped at 3000 calls let a chain through that then collapsed when held);
  *   BENCH_CONFIRM_S > 0 also holds the highest clean rate that long, trying lower ones if it fails.
+ * - Finer steps: where fslb-proxy and the bare app run in turn, each then gets BENCH_FINE_STEPS (4)
+ *   steps between its highest clean rate and its first step that was not (`refine`), so that the
+ *   ratio resolves 2-3 % rather than a whole step of 250 calls/s.
  * - Other work on the machine skews every figure: each step first waits (10 s at most, 60 s per
  *   run) for the machine to be quiet, and a step with other work around is marked `contended`.
  *   Each series and each comparison step starts on a drachtio-server of its own, so that no app
@@ -45,7 +48,7 @@
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
  * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
- * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
+ * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_KEEP_WORK (set: keep the apps' logs and SIPp's files, and print where),
@@ -125,6 +128,8 @@ const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Rounds of the comparison at 75 % of the bare app's best (one fslb step, one bare step each). */
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
+/** Finer steps tried between an app's highest clean rate and its first step that was not. */
+const FINE_STEPS = Number(process.env.BENCH_FINE_STEPS ?? 4);
 /** Length of the sustained run that confirms a series' highest clean rate. */
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
 /** How the figure was confirmed, for the summaries: nothing past the steps unless CONFIRM_S is set. */
@@ -872,8 +877,8 @@ async function warmUp(lanes: readonly Lane[]): Promise<void> {
  * 500/s straight to 2250/s tipped over for both apps in every round where the same server, brought
  * there step by step, stayed clean up to 3000/s.
  */
-async function rampUp(lanes: readonly Lane[], rate: number): Promise<void> {
-  const below = RATES.filter((r) => r < rate);
+async function rampUp(lanes: readonly Lane[], rate: number, rates: readonly number[] = RATES): Promise<void> {
+  const below = rates.filter((r) => r < rate);
   for (const r of below) await runStep(lanes, r, Math.round(r * 2));
   if (below.length > 0) console.log(`  ramp: ${below.join(', ')}/s, 2 s each`);
 }
@@ -938,6 +943,77 @@ async function series(
     out.push(step);
     if (!step.clean) stoppedAt = rate;
   }
+  return out;
+}
+
+/** One app's place in `refine`. */
+interface FineLadder {
+  lane: Lane;
+  label: string;
+  /** Its series' highest clean rate, and the rate of its first step that was not clean. */
+  top: number | null;
+  fail: number | undefined;
+  /** Starts the app on a (fresh) drachtio-server. */
+  start: (server: RealDrachtio) => Promise<App>;
+}
+
+/** FINE_STEPS rates evenly between `top` and `fail` (both excluded), to 10 calls/s. */
+function fineRates(top: number, fail: number): number[] {
+  const out: number[] = [];
+  for (let j = 1; j <= FINE_STEPS; j++) {
+    const r = Math.round((top + ((fail - top) * j) / (FINE_STEPS + 1)) / 10) * 10;
+    if (r > top && r < fail && !out.includes(r)) out.push(r);
+  }
+  return out;
+}
+
+/**
+ * The series' steps are 250 calls/s apart, 11 % at 2250/s: two apps whose limits are 3 % apart
+ * show as equal or as a whole step apart, which cannot tell a ratio of 0.95 from 0.89. Each app
+ * that had a clean rate and then a step that was not gets FINE_STEPS finer steps in between, on a
+ * fresh drachtio-server after its warm-up and a ramp through `rates` below, the apps in turn (the
+ * first of the two swapped every step), each ladder stopping at its first step that is not clean.
+ * An app's figure is then its highest fine step that was clean, every one below it clean too (its
+ * series' figure where the first fine step failed).
+ */
+async function refine(
+  apps: readonly FineLadder[],
+  rates: readonly number[],
+): Promise<{ steps: Step[]; clean: number | null }[]> {
+  const ladders = apps.map((a) =>
+    a.top !== null && a.fail !== undefined && FINE_STEPS > 0 ? fineRates(a.top, a.fail) : [],
+  );
+  const out = apps.map((a) => ({ steps: [] as Step[], clean: a.top }));
+  if (ladders.every((l) => l.length === 0)) return out;
+  console.log(
+    `  finer steps: ${apps.map((a, k) => `${a.label} ${ladders[k]?.join(', ') || 'none'}`).join('; ')} calls/s`,
+  );
+  const started: Lane[] = [];
+  for (const [k, a] of apps.entries()) {
+    const first = ladders[k]?.[0];
+    if (first === undefined) continue;
+    await freshServer(a.lane);
+    a.lane.app = await a.start(a.lane.server);
+    started.push(a.lane);
+    await warmUp([a.lane]);
+    await rampUp([a.lane], first, rates);
+  }
+  const stopped = apps.map(() => false);
+  const most = Math.max(...ladders.map((l) => l.length));
+  for (let i = 0; i < most; i++) {
+    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+      const a = apps[k];
+      const rate = ladders[k]?.[i];
+      const o = out[k];
+      if (!a || !o || rate === undefined || stopped[k]) continue;
+      const step = await runStep([a.lane], rate, Math.min(MAX_CALLS, Math.round(rate * STEP_S)));
+      show(`${a.label} fine`, step);
+      o.steps.push(step);
+      if (step.clean) o.clean = rate;
+      else stopped[k] = true;
+    }
+  }
+  for (const l of started) await stopApp(l.app);
   return out;
 }
 
@@ -1085,7 +1161,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}, ${FINE_STEPS > 0 ? `then ${FINE_STEPS} finer steps up to the first that was not` : 'no finer steps'}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
 
 ${table(
   [
@@ -1098,12 +1174,16 @@ ${table(
   ],
   [
     line('fslb', 'fslb-proxy (info, the default)'),
+    line('fslb_fine', 'fslb-proxy, finer steps'),
     line('fslb_no_reservations', 'fslb-proxy, no reservations'),
     line('bare', 'bare srf app'),
+    line('bare_fine', 'bare srf app, finer steps'),
     line('bare_fslb_options', "bare srf app, fslb-proxy's proxy options"),
     line('two_pairs', '2 x (drachtio + fslb-proxy)'),
     line('fslb_rr', 'fslb-proxy, record-routing'),
+    line('fslb_rr_fine', 'fslb-proxy, record-routing, finer steps'),
     line('bare_rr', 'bare srf app, record-routing'),
+    line('bare_rr_fine', 'bare srf app, record-routing, finer steps'),
   ],
 )}
 
@@ -1224,6 +1304,7 @@ try {
     key: 'fslb' | 'fslb_rr',
     recordRoute: boolean,
     rates: readonly number[],
+    startAgain: (server: RealDrachtio) => Promise<App>,
   ): Promise<{ fslb: Measured; bare: Measured }> => {
     const bareKey = key.replace('fslb', 'bare');
     const own = await startServer();
@@ -1242,7 +1323,32 @@ try {
       fslb: await held(lane, label(key), key, f),
       bare: await held(bareLane, label(bareKey), bareKey, b),
     };
-    await stopServer(own.server);
+    // Finer steps where a series' own were too coarse to compare (not where a rate was held).
+    const failed = (list: (Step | Skipped)[]): number | undefined => ran(list).find((x) => !x.clean)?.rate;
+    const fine = await refine(
+      [
+        {
+          lane,
+          label: label(key),
+          top: CONFIRM_S > 0 ? null : out.fslb.clean,
+          fail: failed(f),
+          start: startAgain,
+        },
+        {
+          lane: bareLane,
+          label: label(bareKey),
+          top: CONFIRM_S > 0 ? null : out.bare.clean,
+          fail: failed(b),
+          start: (server) => startBare(server, recordRoute),
+        },
+      ],
+      rates,
+    );
+    steps[`${key}_fine`] = fine[0]?.steps ?? [];
+    steps[`${bareKey}_fine`] = fine[1]?.steps ?? [];
+    out.fslb.clean = fine[0]?.clean ?? out.fslb.clean;
+    out.bare.clean = fine[1]?.clean ?? out.bare.clean;
+    await stopServer(bareLane.server);
     return out;
   };
 
@@ -1252,7 +1358,9 @@ try {
     console.log(
       'fslb-proxy (default log level, info) and the bare drachtio-srf proxy app, step by step in turn:',
     );
-    const both = await inTurnWithBare('fslb', false, RATES);
+    const both = await inTurnWithBare('fslb', false, RATES, (server) =>
+      startFslb('info', server, 'pair-1-fine'),
+    );
     fslb = both.fslb;
     bareInTurn = both.bare;
   } else {
@@ -1373,7 +1481,9 @@ try {
     );
     await freshServer(lane);
     lane.app = await startFslb('info', lane.server, 'pair-1-rr', { recordRoute: true });
-    const both = await inTurnWithBare('fslb_rr', true, RATES_RR);
+    const both = await inTurnWithBare('fslb_rr', true, RATES_RR, (server) =>
+      startFslb('info', server, 'pair-1-rr-fine', { recordRoute: true }),
+    );
     rrFslbClean = both.fslb.clean;
     rrBareClean = both.bare.clean;
     scenarios = { uac: UAC_SCENARIO, uas: UAS_SCENARIO };
@@ -1522,7 +1632,10 @@ try {
     notes,
     clean_definition:
       `under ${CLEAN_PCT} % of calls failed AND calls completed at >= ${PACE * 100} % of the offered rate (wall time <= calls / (${PACE} x rate) + ${TAIL_S} s), at that rate and every lower ` +
-      `${STEP_S} s step${HELD}`,
+      `${STEP_S} s step${HELD}` +
+      (FINE_STEPS > 0
+        ? `; where the apps ran in turn, then up to ${FINE_STEPS} finer steps between that rate and the first step that was not clean, each ladder stopping at its first step that is not`
+        : ''),
     real_cps_fslb_short_steps: highestClean(fslbSteps),
     real_cps_bare_short_steps: highestClean(bareSteps),
     real_cps_two_pairs_short_steps: highestClean(twoSteps),
