@@ -59,6 +59,24 @@ type Events = {
   died: [EslError];
 };
 
+/**
+ * Calls `expire` once `ms` have passed and the loop has then read its sockets; returns a cancel.
+ * A timer that fires late, because this process was held (a long collection, a starved host),
+ * runs before the loop reads what arrived meanwhile: an answer would still sit unread in the
+ * socket and every command waiting on it would time out at once (all of a monitor's nodes "down"
+ * after one stall of its own). `setImmediate` runs after that read.
+ */
+function deadline(ms: number, expire: () => void): () => void {
+  let after: NodeJS.Immediate | undefined;
+  const timer = setTimeout(() => {
+    after = setImmediate(expire);
+  }, ms);
+  return () => {
+    clearTimeout(timer);
+    if (after) clearImmediate(after);
+  };
+}
+
 export class EslConnection extends EventEmitter<Events> {
   readonly #conn: Connection;
   readonly #socket: Socket;
@@ -90,14 +108,12 @@ export class EslConnection extends EventEmitter<Events> {
           return;
         }
         settled = true;
-        clearTimeout(timer);
+        cancel();
         self.#teardown();
         reject(err);
       };
-      const timer = setTimeout(
-        () =>
-          fail(new EslError(EslErrorCode.Timeout, `no ESL greeting and auth within ${opts.timeoutMs} ms`)),
-        opts.timeoutMs,
+      const cancel = deadline(opts.timeoutMs, () =>
+        fail(new EslError(EslErrorCode.Timeout, `no ESL greeting and auth within ${opts.timeoutMs} ms`)),
       );
 
       // modesl re-emits socket errors on the connection; without a listener they would throw.
@@ -130,7 +146,7 @@ export class EslConnection extends EventEmitter<Events> {
       conn.on('esl::ready', () => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        cancel();
         resolve(self);
       });
     });
@@ -177,17 +193,17 @@ export class EslConnection extends EventEmitter<Events> {
     return new Promise<string>((resolve, reject) => {
       const settle = (err: EslError | undefined, value = ''): void => {
         if (!this.#pending.delete(onDeath)) return;
-        clearTimeout(timer);
+        cancel();
         if (err) reject(err);
         else resolve(value);
       };
       const onDeath = (err: EslError): void => settle(err);
       this.#pending.add(onDeath);
-      const timer = setTimeout(() => {
+      const cancel = deadline(timeoutMs, () => {
         const err = new EslError(EslErrorCode.Timeout, `${what}: no answer within ${timeoutMs} ms`);
         settle(err);
         this.#die(err);
-      }, timeoutMs);
+      });
       send((value) => settle(undefined, value));
     });
   }
