@@ -20,7 +20,8 @@
  *
  * Needs drachtio-server (FSLB_DRACHTIO_BIN or `drachtio` on PATH) and `sipp`; without them the
  * figures are null with the reason. Writes bench/results/soak.json and .md: proxy_rss_mb,
- * monitor_rss_mb, rss_growth_mb_per_hour.
+ * monitor_rss_mb, rss_growth_mb_per_hour, and soak_calls_failed_pct (the calls SIPp saw fail: a
+ * soak whose calls fail is not measuring a proxy at work; their logs are then kept).
  */
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -51,7 +52,7 @@ const HOLD_MS = Number(process.env.BENCH_SOAK_HOLD_MS ?? 4000);
 const NODES = 100;
 const SAMPLE_MS = 5000;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const FIGURES = ['proxy_rss_mb', 'monitor_rss_mb', 'rss_growth_mb_per_hour'];
+const FIGURES = ['proxy_rss_mb', 'monitor_rss_mb', 'rss_growth_mb_per_hour', 'soak_calls_failed_pct'];
 
 interface Sample {
   t_s: number;
@@ -273,7 +274,13 @@ const warnings = (log: string): string[] =>
   (log ? readFileSync(log, 'utf8') : '').split('\n').filter((l) => /"level":"(warn|error|fatal)"/.test(l));
 const proxyWarnings = warnings(run.logs.proxy);
 const monitorWarnings = warnings(run.logs.monitor);
-rmSync(work, { recursive: true, force: true });
+// A run where calls failed keeps its logs for the one who reads why (BENCH_KEEP_WORK: always).
+const failedCalls = run.uac.attempted - run.uac.successful;
+if (failedCalls > 0 || process.env.BENCH_KEEP_WORK) {
+  console.log(`kept the proxy's and the monitor's logs in ${work} (${failedCalls} calls failed)`);
+} else {
+  rmSync(work, { recursive: true, force: true });
+}
 
 const second = samples.filter((s) => s.t_s >= DURATION_S / 2);
 const perHour = (f: (s: Sample) => number | null): number | null => {
@@ -316,7 +323,14 @@ const peakGrowthPerHour = {
 };
 const uac = run.uac;
 const calls = { attempted: uac.attempted, successful: uac.successful, failures: uac.failures };
+const failedPct =
+  uac.attempted > 0 ? round((100 * (uac.attempted - uac.successful)) / uac.attempted, 2) : null;
 const notes: Record<string, string> = {};
+if (failedPct !== null && failedPct > 0.1) {
+  notes.soak_calls_failed_pct =
+    `${calls.attempted - calls.successful} of ${calls.attempted} calls failed (${JSON.stringify(calls.failures)}); ` +
+    `the first warnings logged: ${[...proxyWarnings, ...monitorWarnings].slice(0, 2).join(' ') || 'none'}`;
+}
 if ((peakGrowthPerHour.proxy_rss ?? 0) > 20 || (peakGrowthPerHour.monitor_rss ?? 0) > 20) {
   notes.rss_growth_mb_per_hour =
     `the highest RSS of the second half against the first: proxy ${peakGrowthPerHour.proxy_rss} MB/h, monitor ${peakGrowthPerHour.monitor_rss} MB/h; ` +
@@ -329,6 +343,7 @@ const result = {
   date: new Date().toISOString(),
   load_average_1m: { start: loadAtStart, end: round(loadavg()[0] ?? NaN, 2) },
   notes,
+  soak_calls_failed_pct: failedPct,
   proxy_rss_mb: last?.proxy_rss_mb ?? null,
   monitor_rss_mb: last?.monitor_rss_mb ?? null,
   rss_growth_mb_per_hour:
