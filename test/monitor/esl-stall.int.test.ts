@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { createLogger } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
 import { EslConnection, EslErrorCode } from '@fslb/monitor';
@@ -14,15 +14,21 @@ function blockFor(ms: number): void {
   }
 }
 
+/** An fs-sim node and an ESL connection to it, both ended with the test. */
+async function connected(t: TestContext): Promise<{ node: FsNode; conn: EslConnection }> {
+  const node = await FsNode.start();
+  t.after(() => node.close());
+  const conn = await EslConnection.open(
+    { host: '127.0.0.1', port: node.eslPort, password: 'ClueCon' },
+    { timeoutMs: 2000, log },
+  );
+  t.after(() => conn.close());
+  return { node, conn };
+}
+
 describe('ESL command timeouts when the monitor itself stalls', () => {
   it('reads a reply that came in while its own event loop was held, instead of timing it out', async (t) => {
-    const node = await FsNode.start();
-    t.after(() => node.close());
-    const conn = await EslConnection.open(
-      { host: '127.0.0.1', port: node.eslPort, password: 'ClueCon' },
-      { timeoutMs: 2000, log },
-    );
-    t.after(() => conn.close());
+    const { node, conn } = await connected(t);
     let blocked = false;
     node.on('eslCommand', (line) => {
       // The node has written its reply by the check phase of this turn; the monitor's side then
@@ -43,13 +49,7 @@ describe('ESL command timeouts when the monitor itself stalls', () => {
   });
 
   it('still times out a node that does not answer at all', async (t) => {
-    const node = await FsNode.start();
-    t.after(() => node.close());
-    const conn = await EslConnection.open(
-      { host: '127.0.0.1', port: node.eslPort, password: 'ClueCon' },
-      { timeoutMs: 2000, log },
-    );
-    t.after(() => conn.close());
+    const { node, conn } = await connected(t);
     const died = new Promise<string>((resolve) => conn.once('died', (err) => resolve(err.code)));
     node.stall();
     await assert.rejects(conn.api('uptime', 200), { code: EslErrorCode.Timeout });
