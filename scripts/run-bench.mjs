@@ -66,8 +66,6 @@ const FIGURES = [
 
 /** The ten-minute soak, which runs last and alone (see below). */
 const SOAK = 'soak.bench.ts';
-/** Benchmarks run beside the soak: none (see below). */
-const alongside = new Set([]);
 
 const filters = process.argv.slice(2);
 const files = readdirSync(benchDir)
@@ -96,7 +94,7 @@ function begin(f) {
 function end(f, { name, t0 }, status, signal, error) {
   const seconds = Math.round((Date.now() - t0) / 100) / 10;
   const exit = status ?? signal ?? error?.message ?? 'unknown';
-  ran[name] = { seconds, exit, ...(alongside.has(f) && soakFile ? { alongside: 'soak' } : {}) };
+  ran[name] = { seconds, exit };
   console.log(`${f}: ${seconds} s`);
   if (status !== 0) {
     failed++;
@@ -115,12 +113,12 @@ function runNow(f) {
 // The soak holds a steady 50 calls/s for ten minutes (about one core of this 2-core host, half a
 // core of it the simulated nodes) and measures memory and failed calls. It runs last and alone:
 // with the light benchmarks beside it (fs-sim-idle, monitor-detection, monitor-takeover,
-// proxy-view), each one's start (a few Node.js processes booting at once) starved the soak's
-// simulated nodes of CPU for seconds, their probe answers came after the monitor's 1.5 s timeout,
-// and all 100 nodes went down together: 1-10 % of the soak's calls failed in three runs out of
-// three. The beside benchmarks took about 100 s, which the run now spends on them in turn.
+// proxy-view), starting and stopping their Node.js processes starved the soak's simulated nodes
+// of CPU for seconds, their probe answers came after the monitor's 1.5 s timeout, and all 100
+// nodes went down together: 1-10 % of the soak's calls failed in three runs out of three. Those
+// benchmarks take about 100 s, which the run now spends on them in turn.
 const soakFile = files.find((f) => f === SOAK);
-const sequential = files.filter((f) => f !== SOAK && !(soakFile && alongside.has(f)));
+const sequential = files.filter((f) => f !== SOAK);
 for (const f of sequential) runNow(f);
 if (soakFile) {
   const soakLog = join(resultsDir, 'soak.log');
@@ -132,7 +130,6 @@ if (soakFile) {
     child.on('error', (error) => resolve({ status: null, signal: null, error }));
     child.on('exit', (status, signal) => resolve({ status, signal, error: undefined }));
   });
-  for (const f of files.filter((x) => alongside.has(x))) runNow(f);
   const r = await done;
   closeSync(out);
   console.log(`\n== ${soakFile}\n${readFileSync(soakLog, 'utf8').trimEnd()}`);
@@ -249,9 +246,7 @@ ${mdTable(
   ['benchmark', 'took (this run)', 'results from'],
   benches.map((b) => [
     b,
-    ran[b]
-      ? `${ran[b].seconds} s${ran[b].alongside ? ` (beside the ${ran[b].alongside})` : ''}${ran[b].exit === 0 ? '' : ` (failed: ${ran[b].exit})`}`
-      : 'not run',
+    ran[b] ? `${ran[b].seconds} s${ran[b].exit === 0 ? '' : ` (failed: ${ran[b].exit})`}` : 'not run',
     results[b]?.date ?? results[b]?.when ?? '—',
   ]),
 )}
