@@ -894,15 +894,32 @@ async function inTurn(
   b: { lane: Lane; label: string },
   rates: readonly number[],
 ): Promise<[(Step | Skipped)[], (Step | Skipped)[]]> {
-  const apps = [a, b];
-  for (const x of apps) idlePct[x.lane.app.label] = await idleCpu(x.lane.app);
-  for (const x of apps) await warmUp([x.lane]);
-  const out: [(Step | Skipped)[], (Step | Skipped)[]] = [[], []];
-  const stoppedAt: (number | undefined)[] = [undefined, undefined];
-  for (const [i, rate] of rates.entries()) {
-    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
-      const x = apps[k] as { lane: Lane; label: string };
-      const list = out[k] as (Step | Skipped)[];
+  for (const x of [a, b]) idlePct[x.lane.app.label] = await idleCpu(x.lane.app);
+  for (const x of [a, b]) await warmUp([x.lane]);
+  const [forA = [], forB = []] = await alternate([a, b], [rates, rates]);
+  return [forA, forB];
+}
+
+/**
+ * Each app through its own rates (`ladders[k]` for `apps[k]`), one step of each in turn, the
+ * first of them swapped every step; each stops at its first step that is not clean, and the
+ * rates it did not run are listed as skipped.
+ */
+async function alternate(
+  apps: readonly { lane: Lane; label: string }[],
+  ladders: readonly (readonly number[])[],
+): Promise<(Step | Skipped)[][]> {
+  const out: (Step | Skipped)[][] = apps.map(() => []);
+  const stoppedAt: (number | undefined)[] = apps.map(() => undefined);
+  const most = Math.max(0, ...ladders.map((l) => l.length));
+  for (let i = 0; i < most; i++) {
+    const order = apps.map((_, k) => k);
+    if (i % 2 === 1) order.reverse();
+    for (const k of order) {
+      const x = apps[k];
+      const list = out[k];
+      const rate = ladders[k]?.[i];
+      if (!x || !list || rate === undefined) continue;
       const stopped = stoppedAt[k];
       if (stopped !== undefined) {
         list.push({
@@ -979,12 +996,11 @@ function fineRates(top: number, fail: number): number[] {
 async function refine(
   apps: readonly FineLadder[],
   rates: readonly number[],
-): Promise<{ steps: Step[]; clean: number | null }[]> {
+): Promise<{ steps: (Step | Skipped)[]; clean: number | null }[]> {
   const ladders = apps.map((a) =>
     a.top !== null && a.fail !== undefined && FINE_STEPS > 0 ? fineRates(a.top, a.fail) : [],
   );
-  const out = apps.map((a) => ({ steps: [] as Step[], clean: a.top }));
-  if (ladders.every((l) => l.length === 0)) return out;
+  if (ladders.every((l) => l.length === 0)) return apps.map((a) => ({ steps: [], clean: a.top }));
   console.log(
     `  finer steps: ${apps.map((a, k) => `${a.label} ${ladders[k]?.join(', ') || 'none'}`).join('; ')} calls/s`,
   );
@@ -998,23 +1014,15 @@ async function refine(
     await warmUp([a.lane]);
     await rampUp([a.lane], first, rates);
   }
-  const stopped = apps.map(() => false);
-  const most = Math.max(...ladders.map((l) => l.length));
-  for (let i = 0; i < most; i++) {
-    for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
-      const a = apps[k];
-      const rate = ladders[k]?.[i];
-      const o = out[k];
-      if (!a || !o || rate === undefined || stopped[k]) continue;
-      const step = await runStep([a.lane], rate, Math.min(MAX_CALLS, Math.round(rate * STEP_S)));
-      show(`${a.label} fine`, step);
-      o.steps.push(step);
-      if (step.clean) o.clean = rate;
-      else stopped[k] = true;
-    }
-  }
+  const fine = await alternate(
+    apps.map((a) => ({ lane: a.lane, label: `${a.label} fine` })),
+    ladders,
+  );
   for (const l of started) await stopApp(l.app);
-  return out;
+  return apps.map((a, k) => {
+    const steps = fine[k] ?? [];
+    return { steps, clean: highestClean(steps) ?? a.top };
+  });
 }
 
 const ran = (steps: readonly (Step | Skipped)[]): Step[] => steps.filter((s): s is Step => !('skipped' in s));

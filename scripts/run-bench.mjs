@@ -9,8 +9,8 @@
 //    null or missed, how long each benchmark took, then each benchmark's own summary.
 // A benchmark left out by a filter keeps the figures of its last run (its date is shown).
 // Usage: node scripts/run-bench.mjs [name-filter ...]
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 
@@ -117,24 +117,7 @@ function runNow(f) {
 // of CPU for seconds, their probe answers came after the monitor's 1.5 s timeout, and all 100
 // nodes went down together: 1-10 % of the soak's calls failed in three runs out of three. Those
 // benchmarks take about 100 s, which the run now spends on them in turn.
-const soakFile = files.find((f) => f === SOAK);
-const sequential = files.filter((f) => f !== SOAK);
-for (const f of sequential) runNow(f);
-if (soakFile) {
-  const soakLog = join(resultsDir, 'soak.log');
-  console.log(`\n== ${soakFile} (its output goes to ${soakLog}, printed when it ends)`);
-  const b = begin(soakFile);
-  const out = openSync(soakLog, 'w');
-  const child = spawn(process.execPath, benchArgs(soakFile), { cwd: root, stdio: ['ignore', out, out], env });
-  const done = new Promise((resolve) => {
-    child.on('error', (error) => resolve({ status: null, signal: null, error }));
-    child.on('exit', (status, signal) => resolve({ status, signal, error: undefined }));
-  });
-  const r = await done;
-  closeSync(out);
-  console.log(`\n== ${soakFile}\n${readFileSync(soakLog, 'utf8').trimEnd()}`);
-  end(soakFile, b, r.status, r.signal, r.error);
-}
+for (const f of [...files.filter((x) => x !== SOAK), ...files.filter((x) => x === SOAK)]) runNow(f);
 const totalS = Math.round((Date.now() - started) / 1000);
 
 /** Each benchmark's last results (this run's, or an earlier one's when it was filtered out). */
