@@ -3,7 +3,8 @@ import { Socket } from 'node:net';
 import { afterEach, describe, it, type TestContext } from 'node:test';
 import { createLogger } from '@fslb/shared';
 import { DrachtioDouble } from '../../../../test/drachtio-double/index.js';
-import { DrachtioLink, type InboundRequest, type ProxyResult } from './drachtio-link.js';
+import { freeTcpPort } from '../../../../test/support/net.js';
+import { BATCH_MAX, DrachtioLink, type InboundRequest, type ProxyResult } from './drachtio-link.js';
 
 /** The link to drachtio-server, through the real drachtio-srf, against the drachtio-server double. */
 describe('DrachtioLink (real drachtio-srf, drachtio-server double)', () => {
@@ -42,7 +43,7 @@ describe('DrachtioLink (real drachtio-srf, drachtio-server double)', () => {
     return seen;
   }
 
-  it('sends the proxy commands of requests read together in one write, in their order', async (t) => {
+  it('sends the proxy commands of requests read together a few to a write, in their order', async (t) => {
     const { dx, link } = await connected();
     dx.onProxy(() => ({ kind: 'respond', responses: [{ status: 200 }] }));
     const results: Promise<ProxyResult>[] = [];
@@ -61,26 +62,68 @@ describe('DrachtioLink (real drachtio-srf, drachtio-server double)', () => {
     const first = dx.inject({ method: 'INVITE' });
     assert.equal((await first.final()).status, 200);
 
-    // Five INVITEs in one frame: srf hands them over in one turn, and the link sends their
-    // commands in one write. A socket's writes to the double are counted where Node.js hands
-    // them to the system: one `_write` or `_writev` each.
+    // More INVITEs in one frame than a batch holds: srf hands them over in one turn, and the
+    // link sends their commands BATCH_MAX to a write, the rest in one more. A socket's writes to
+    // the double are counted where Node.js hands them to the system: one `_write` or `_writev` each.
+    const n = BATCH_MAX + 1;
     dx.framing = { merge: true };
     const commands: string[] = [];
     dx.on('proxy', (cmd) => commands.push(cmd.stub.get('X-Seq') ?? '?'));
     const writes = countWrites(t, dx.port);
-    const handles = Array.from({ length: 5 }, () => dx.inject({ method: 'INVITE' }));
+    const handles = Array.from({ length: n }, () => dx.inject({ method: 'INVITE' }));
     for (const h of handles) assert.equal((await h.final()).status, 200);
-    assert.equal(writes.count, 1, 'five proxy commands went to drachtio-server in one write');
-    assert.deepEqual(commands, ['1', '2', '3', '4', '5']);
+    assert.equal(writes.count, 2, `${n} proxy commands went to drachtio-server in two writes`);
+    assert.deepEqual(
+      commands,
+      Array.from({ length: n }, (_, i) => String(i + 1)),
+    );
     assert.deepEqual(
       (await Promise.all(results)).map((r) => r.connected),
-      [true, true, true, true, true, true],
+      Array.from({ length: n + 1 }, () => true),
     );
   });
 
   it('sends an answer that is the only write of its turn', async () => {
     const { dx, link } = await connected();
     link.on('request', (req: InboundRequest) => req.respond(486, 'Busy Here'));
+    assert.equal((await dx.inject({ method: 'INVITE' }).response()).status, 486);
+  });
+  it('turns Nagle off on a connection srf makes again after drachtio-server restarted', async (t) => {
+    const port = await freeTcpPort();
+    let dx = await DrachtioDouble.start({ port });
+    const link = new DrachtioLink(
+      { host: '127.0.0.1', port, secret: 'cymru', retryMaxDelayMs: 200 },
+      createLogger({ level: 'silent', name: 'test' }),
+    );
+    cleanups.push(() => link.close());
+    const up = (): Promise<unknown> => new Promise((resolve) => link.once('connected', resolve));
+    let connected = up();
+    link.start(['INVITE']);
+    await connected;
+
+    // Every setNoDelay(true) on a socket to the double's port, from here on.
+    const noDelay: number[] = [];
+    const proto = Socket.prototype as unknown as { setNoDelay: (this: Socket, on?: boolean) => Socket };
+    const original = proto.setNoDelay;
+    proto.setNoDelay = function (this: Socket, on?: boolean) {
+      if (on !== false && this.remotePort === port) noDelay.push(port);
+      return original.call(this, on);
+    };
+    t.after(() => {
+      proto.setNoDelay = original;
+    });
+
+    const down = new Promise<void>((resolve) => link.once('disconnected', () => resolve()));
+    await dx.close();
+    await down;
+    connected = up();
+    dx = await DrachtioDouble.start({ port });
+    cleanups.push(() => dx.close());
+    await connected;
+    assert.ok(noDelay.length >= 1, 'the new connection to drachtio-server has Nagle off');
+    // And it still carries requests.
+    link.on('request', (req: InboundRequest) => req.respond(486, 'Busy Here'));
+    await dx.routed(['invite']);
     assert.equal((await dx.inject({ method: 'INVITE' }).response()).status, 486);
   });
 });

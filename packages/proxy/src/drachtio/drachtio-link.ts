@@ -129,6 +129,10 @@ interface SrfWireProtocol {
   closing?: boolean;
   reconnectVars?: { retryTimer?: NodeJS.Timeout | null };
 }
+/** srf's agent: its connections to drachtio-server are the keys of `mapServer`. */
+interface SrfAgent {
+  mapServer?: Map<{ setNoDelay?: (on: boolean) => unknown }, unknown>;
+}
 interface SrfApp {
   connect(opts: Record<string, unknown>): void;
   disconnect(): void;
@@ -185,6 +189,7 @@ export class DrachtioLink extends EventEmitter<Events> {
       }
       this.#connected = true;
       this.#failing = false;
+      this.#noDelay();
       this.#log.info({ hostports }, 'connected to drachtio-server');
       this.emit('connected', hostports);
     });
@@ -206,6 +211,17 @@ export class DrachtioLink extends EventEmitter<Events> {
       secret: this.#settings.secret,
       reconnect: { retryMaxDelay: this.#settings.retryMaxDelayMs },
     });
+  }
+
+  /**
+   * Turns Nagle's algorithm off on every connection to drachtio-server. srf does so only on its
+   * first attempt: a connection it makes again (after drachtio-server restarted, or when the
+   * proxy started before it) would otherwise hold each small command back until the one before
+   * it was acknowledged, up to the peer's delayed-ACK time (tens of ms) per call setup.
+   */
+  #noDelay(): void {
+    const agent = (this.#srf as unknown as { app?: { client?: SrfAgent } }).app?.client;
+    for (const socket of agent?.mapServer?.keys() ?? []) socket.setNoDelay?.(true);
   }
 
   close(): void {
@@ -358,23 +374,41 @@ class SrfRequest implements InboundRequest {
 }
 
 /**
- * Holds what srf writes to drachtio-server's socket until the end of this turn of the event loop,
- * then sends it in one system call: under load one read from drachtio-server brings several
- * requests (and one from Redis several reservations), and a write per proxy command was the
- * costliest thing the proxy did per call, on both sides of the socket. The commands keep their
- * order and wait no longer than the work already queued in this turn.
+ * Holds what srf writes to drachtio-server's socket for a few commands, then sends them in one
+ * system call: under load one read from drachtio-server brings several requests (and one from
+ * Redis several reservations), and a write per proxy command was the costliest thing the proxy
+ * did per call, on both sides of the socket. A batch is sent when it holds BATCH_MAX commands,
+ * or at the end of this turn of the event loop, whichever comes first: held for a whole turn, a
+ * burst after a stall (a garbage collection, a busy host) reached drachtio-server as dozens of
+ * commands at once, which its SIP thread then worked through while every message behind them
+ * waited, where sent a few at a time drachtio-server starts on them while the proxy makes the
+ * rest. The commands keep their order.
  */
 function batchWrites(socket: Writable | undefined): void {
-  if (socket === undefined || corked.has(socket)) return;
-  corked.add(socket);
-  socket.cork();
-  setImmediate(uncork, socket);
+  if (socket === undefined) return;
+  const held = batches.get(socket);
+  if (held === undefined) {
+    batches.set(socket, 1);
+    socket.cork();
+    setImmediate(uncork, socket);
+  } else if (held >= BATCH_MAX) {
+    // Send the full batch; this command starts the next one.
+    socket.uncork();
+    socket.cork();
+    batches.set(socket, 1);
+  } else {
+    batches.set(socket, held + 1);
+  }
 }
 
-const corked = new WeakSet<Writable>();
+/** Commands sent to drachtio-server in one write at most. */
+export const BATCH_MAX = 4;
+
+/** Sockets corked in this turn, and the commands their open batch holds. */
+const batches = new WeakMap<Writable, number>();
 
 function uncork(socket: Writable): void {
-  corked.delete(socket);
+  batches.delete(socket);
   socket.uncork();
 }
 
