@@ -11,6 +11,7 @@
  * - `outbound`: the command -> the INVITE to the callee;
  * - `callee`: that INVITE -> the callee's 200;
  * - `back`: the callee's 200 -> the 200 to the caller.
+ * - `total`: the caller's INVITE -> the 200 to it, all of the above.
  * Calls are matched by Call-ID on the SIP side and by drachtio-server's transaction id on the app
  * connection. Each app connection's calls are cut into runs at gaps of over a second; of a run
  * longer than `last` + 1.5 s only its last `last` seconds count (a comparison step's ramp is left
