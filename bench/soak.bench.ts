@@ -323,12 +323,11 @@ const peakGrowthPerHour = {
 };
 const uac = run.uac;
 const calls = { attempted: uac.attempted, successful: uac.successful, failures: uac.failures };
-const failedPct =
-  uac.attempted > 0 ? round((100 * (uac.attempted - uac.successful)) / uac.attempted, 2) : null;
+const failedPct = uac.attempted > 0 ? round((100 * failedCalls) / uac.attempted, 2) : null;
 const notes: Record<string, string> = {};
 if (failedPct !== null && failedPct > 0.1) {
   notes.soak_calls_failed_pct =
-    `${calls.attempted - calls.successful} of ${calls.attempted} calls failed (${JSON.stringify(calls.failures)}); ` +
+    `${failedCalls} of ${calls.attempted} calls failed (${JSON.stringify(calls.failures)}); ` +
     `the first warnings logged: ${[...proxyWarnings, ...monitorWarnings].slice(0, 2).join(' ') || 'none'}`;
 }
 if ((peakGrowthPerHour.proxy_rss ?? 0) > 20 || (peakGrowthPerHour.monitor_rss ?? 0) > 20) {
@@ -336,7 +335,7 @@ if ((peakGrowthPerHour.proxy_rss ?? 0) > 20 || (peakGrowthPerHour.monitor_rss ??
     `the highest RSS of the second half against the first: proxy ${peakGrowthPerHour.proxy_rss} MB/h, monitor ${peakGrowthPerHour.monitor_rss} MB/h; ` +
     `least-squares slopes over the second half: the proxy's RSS ${growth.proxy_rss} MB/h (V8 heap size ${growth.proxy_heap_total}, external ${growth.proxy_external}), ` +
     `the monitor's ${growth.monitor_rss} MB/h (heap size ${growth.monitor_heap_total}, external ${growth.monitor_external}); ` +
-    `${calls.attempted - calls.successful} of ${calls.attempted} calls failed. See the samples in soak.json.`;
+    `${failedCalls} of ${calls.attempted} calls failed. See the samples in soak.json.`;
 }
 const result = {
   machine: machine(),

@@ -84,30 +84,23 @@ let failed = 0;
 const env = { ...process.env, FSLB_TEST_REDIS: process.env.FSLB_TEST_REDIS ?? 'spawn' };
 const benchArgs = (f) => ['--conditions=@fslb/source', '--import', 'tsx', join('bench', f)];
 
-function begin(f) {
+/** Runs one benchmark alone, to its end; notes how long it took and whether it failed. */
+function run(f) {
+  console.log(`\n== ${f}`);
   const name = f.replace(/\.bench\.ts$/, '');
   // A benchmark that fails now must not leave its last run's figures behind.
   for (const ext of ['json', 'md']) rmSync(join(resultsDir, `${name}.${ext}`), { force: true });
-  return { name, t0: Date.now() };
-}
-
-function end(f, { name, t0 }, status, signal, error) {
+  const t0 = Date.now();
+  // Each benchmark spawns its own redis-server, never an outside one (REDIS_URL) or a container.
+  const r = spawnSync(process.execPath, benchArgs(f), { cwd: root, stdio: 'inherit', env });
   const seconds = Math.round((Date.now() - t0) / 100) / 10;
-  const exit = status ?? signal ?? error?.message ?? 'unknown';
+  const exit = r.status ?? r.signal ?? r.error?.message ?? 'unknown';
   ran[name] = { seconds, exit };
   console.log(`${f}: ${seconds} s`);
-  if (status !== 0) {
+  if (r.status !== 0) {
     failed++;
     console.error(`${f} failed (${exit})`);
   }
-}
-
-function runNow(f) {
-  console.log(`\n== ${f}`);
-  const b = begin(f);
-  // Each benchmark spawns its own redis-server, never an outside one (REDIS_URL) or a container.
-  const r = spawnSync(process.execPath, benchArgs(f), { cwd: root, stdio: 'inherit', env });
-  end(f, b, r.status, r.signal, r.error);
 }
 
 // The soak holds a steady 50 calls/s for ten minutes (about one core of this 2-core host, half a
@@ -117,7 +110,7 @@ function runNow(f) {
 // of CPU for seconds, their probe answers came after the monitor's 1.5 s timeout, and all 100
 // nodes went down together: 1-10 % of the soak's calls failed in three runs out of three. Those
 // benchmarks take about 100 s, which the run now spends on them in turn.
-for (const f of [...files.filter((x) => x !== SOAK), ...files.filter((x) => x === SOAK)]) runNow(f);
+for (const f of [...files.filter((x) => x !== SOAK), ...files.filter((x) => x === SOAK)]) run(f);
 const totalS = Math.round((Date.now() - started) / 1000);
 
 /** Each benchmark's last results (this run's, or an earlier one's when it was filtered out). */
