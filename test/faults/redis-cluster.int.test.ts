@@ -3,6 +3,9 @@ import { execFile } from 'node:child_process';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
+import { ClusterKeys, ClusterStore, parseConfig, RedisConnections } from '@fslb/shared';
+import { ClusterView, ViewSource, ViewSync } from '@fslb/proxy';
+import { captureLogger } from '../support/log-capture.js';
 import { clusterUnavailable, TestRedisCluster } from '../support/redis-cluster.js';
 import { liveSlots } from '../support/redis.js';
 import { fromSource } from '../support/source-process.js';
@@ -300,5 +303,69 @@ describe('faults: Redis Cluster', () => {
       [],
       'no CROSSSLOT error, no error logged',
     );
+  });
+
+  it('a view read while its slot moves is refused, never half read, and the proxy reloads as soon as the move ends', async (t) => {
+    const made = await startCluster(t);
+    if (!made) return;
+    const { cluster, client } = made;
+    // The proxy's own connections to the cluster: its command client and its sharded subscriber.
+    const { log, text } = captureLogger('info');
+    const conns = new RedisConnections(parseConfig({ redis: { cluster: cluster.seeds } }).redis, {
+      name: 'view-test',
+      log,
+    });
+    t.after(() => conns.close());
+    const keys = new ClusterKeys(`view-${process.pid}`, { sharded: true });
+    const store = new ClusterStore(conns.client, keys);
+    const ids = Array.from({ length: 30 }, (_, i) => `fs${i + 1}`);
+    for (const [i, id] of ids.entries()) {
+      await store.upsertNode({ id, sip: `127.0.0.1:${5100 + i}`, weight: 1 });
+      await client.set(keys.alive(id), '1', 'PX', 600_000);
+    }
+    // No periodic reload within the test: only a retry reloads.
+    const view = new ClusterView();
+    const sync = new ViewSync({ view, store, subscriber: conns.subscriber, resyncMs: 60_000, log });
+    t.after(() => sync.close());
+    await sync.start();
+    assert.equal(view.nodes.length, 30);
+    assert.ok(
+      view.nodes.every((n) => n.alive),
+      'every node alive at start',
+    );
+
+    // The slot half moved: the nodes set, the version counter and one node's keys are on the new
+    // master, every other record still on the old one. A read that followed the set there would
+    // find 29 records missing.
+    const slot: number = await client.cluster('KEYSLOT', keys.nodes);
+    const from = await cluster.masterOf(slot);
+    const to = (await cluster.masters()).find((p) => p !== from) ?? assert.fail('another master');
+    const move = await cluster.startMigration(slot, to);
+    await move.keys(keys.nodes, keys.version, keys.node('fs1'), keys.alive('fs1'));
+    // Refused as TRYAGAIN (some of a chunk's keys on each side) or, where the script is not yet
+    // cached on the new master, as redirections ioredis gives up on: either way, not half read.
+    await assert.rejects(
+      store.readView(),
+      /TRYAGAIN|MOVED|ASK/,
+      'a half-moved slot is refused, not half read',
+    );
+    const reloads: string[] = [];
+    sync.on('synced', (e) => reloads.push(e.why));
+    await sync.resync('test');
+    assert.equal(sync.source, ViewSource.LastKnown, 'routing on the last view while the slot moves');
+    assert.equal(view.nodes.length, 30);
+    assert.ok(
+      view.nodes.every((n) => n.alive),
+      'no node darkened by the move',
+    );
+
+    await move.finish();
+    await waitFor('the view reloaded once the move ended', () => reloads.length > 0, { timeoutMs: 15_000 });
+    assert.deepEqual(reloads, ['retry'], 'reloaded by its retry, not by the periodic reload');
+    assert.equal(sync.source, ViewSource.Live);
+    assert.equal(view.nodes.length, 30);
+    assert.ok(view.nodes.every((n) => n.alive));
+    assert.doesNotMatch(text(), /record unreadable/);
+    assert.match(text(), /cannot reload the view from redis/);
   });
 });

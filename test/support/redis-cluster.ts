@@ -223,28 +223,50 @@ export class TestRedisCluster {
    * `midway` runs while the slot is half moved, so clients see ASK redirections.
    */
   async migrateSlot(slot: number, to: number, midway?: () => Promise<void>): Promise<void> {
+    const move = await this.startMigration(slot, to);
+    const pending = { midway };
+    for (;;) {
+      const keys = await this.#ask(move.from, (r) => r.cluster('GETKEYSINSLOT', slot, 10));
+      if (keys.length === 0) break;
+      await move.keys(...keys);
+      const run = pending.midway;
+      pending.midway = undefined;
+      if (run) await run();
+    }
+    if (pending.midway) await pending.midway();
+    await move.finish();
+  }
+
+  /**
+   * Starts moving one slot to another master (IMPORTING/MIGRATING) and leaves it half moved:
+   * `keys` moves the keys named, `finish` moves the rest and gives the slot to its new master.
+   */
+  async startMigration(
+    slot: number,
+    to: number,
+  ): Promise<{ from: number; keys: (...keys: string[]) => Promise<void>; finish: () => Promise<void> }> {
     const from = await this.masterOf(slot);
     if (from === to) throw new Error(`slot ${slot} is already on :${to}`);
     const [fromId, toId] = [await this.#nodeId(from), await this.#nodeId(to)];
     await this.#ask(to, (r) => r.cluster('SETSLOT', slot, 'IMPORTING', fromId));
     await this.#ask(from, (r) => r.cluster('SETSLOT', slot, 'MIGRATING', toId));
-    const pending = { midway };
-    await this.#ask(from, async (r) => {
+    const keys = async (...names: string[]): Promise<void> => {
+      if (names.length === 0) return;
+      await this.#ask(from, (r) => r.migrate('127.0.0.1', to, '', 0, 5000, 'REPLACE', 'KEYS', ...names));
+    };
+    const finish = async (): Promise<void> => {
       for (;;) {
-        const keys = await r.cluster('GETKEYSINSLOT', slot, 10);
-        if (keys.length === 0) break;
-        await r.migrate('127.0.0.1', to, '', 0, 5000, 'REPLACE', 'KEYS', ...keys);
-        const run = pending.midway;
-        pending.midway = undefined;
-        if (run) await run();
+        const left = await this.#ask(from, (r) => r.cluster('GETKEYSINSLOT', slot, 10));
+        if (left.length === 0) break;
+        await keys(...left);
       }
-    });
-    if (pending.midway) await pending.midway();
-    for (const port of await this.masters()) {
-      await this.#ask(port, (r) => r.cluster('SETSLOT', slot, 'NODE', toId)).catch(() => undefined);
-    }
-    await this.#ask(to, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
-    await this.#ask(from, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+      for (const port of await this.masters()) {
+        await this.#ask(port, (r) => r.cluster('SETSLOT', slot, 'NODE', toId)).catch(() => undefined);
+      }
+      await this.#ask(to, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+      await this.#ask(from, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+    };
+    return { from, keys, finish };
   }
 
   /** Kills every member and removes their files; idempotent. */

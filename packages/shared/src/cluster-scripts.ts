@@ -15,7 +15,7 @@ const scriptFiles = [
   'reserve-call',
   'release-call',
   'advance-slots',
-  'read-view-2',
+  'read-view',
   'set-admin-3',
   'read-leases',
   'live-calls-2',

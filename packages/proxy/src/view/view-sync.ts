@@ -20,6 +20,9 @@ export const ViewSource = {
 } as const;
 export type ViewSource = (typeof ViewSource)[keyof typeof ViewSource];
 
+/** The first retry of a failed reload, ms; each next one waits twice as long, up to resyncMs. */
+const RETRY_FIRST_MS = 250;
+
 type Events = {
   /** A snapshot was applied (at start, after every (re)subscribe, periodically, after a gap). */
   synced: [{ nodes: number; why: string }];
@@ -41,6 +44,9 @@ export class ViewSync extends EventEmitter<Events> {
   readonly #resyncMs: number;
   readonly #log: Logger;
   #timer: NodeJS.Timeout | undefined;
+  /** The next reload after a failed one, sooner than the periodic one (see `#retryLater`). */
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = 0;
   #syncing: Promise<void> | undefined;
   #again: string | undefined;
   #failing = false;
@@ -160,6 +166,7 @@ export class ViewSync extends EventEmitter<Events> {
       if (subscribed) this.#stale = false;
       if (this.#failing) this.#log.info({ why }, 'view reloaded from redis again');
       this.#failing = false;
+      this.#retryMs = 0;
       if (report.carried.length > 0 && !this.#rebuilding) {
         this.#rebuilding = true;
         this.#log.warn(
@@ -181,7 +188,21 @@ export class ViewSync extends EventEmitter<Events> {
         this.#log.warn({ err, why }, 'cannot reload the view from redis; routing on the last view');
       this.#failing = true;
       this.#setSource();
+      this.#retryLater();
     }
+  }
+
+  /**
+   * A reload that Redis refused (a Redis Cluster moving the slot answers TRYAGAIN until the move
+   * ends, a failover for a moment) is tried again after RETRY_FIRST_MS, then twice as long each
+   * time up to resyncMs: the view is live again soon after the cause passes, not a period later.
+   */
+  #retryLater(): void {
+    if (this.#closed) return;
+    this.#retryMs = Math.min(this.#resyncMs, this.#retryMs === 0 ? RETRY_FIRST_MS : this.#retryMs * 2);
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => void this.resync('retry'), this.#retryMs);
+    this.#retry.unref();
   }
 
   /** A shard's name in the view: its key prefix ('' for the store's own keys). */
@@ -252,5 +273,6 @@ export class ViewSync extends EventEmitter<Events> {
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#retry);
   }
 }
