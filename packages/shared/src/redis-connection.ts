@@ -25,7 +25,17 @@ export interface RedisConnectionOptions {
    * an unreachable Redis fails it at once instead of retrying for ever.
    */
   reconnect?: boolean;
+  /**
+   * On a Redis Cluster, how often the client reads the slot layout again, ms (none by default: a
+   * command client learns a move from MOVED). A subscriber sends no commands, and Redis drops
+   * its sharded subscriptions to a slot that moves without a word ioredis acts on: only a fresh
+   * layout makes ioredis subscribe again where the slot went.
+   */
+  slotsRefreshMs?: number;
 }
+
+/** A subscriber's `slotsRefreshMs`: at most this long deaf after its channel's slot moved. */
+export const SUBSCRIBER_SLOTS_REFRESH_MS = 1000;
 
 /** Backoff for reconnects: grows from 50 ms, capped, with jitter; never gives up. */
 export function reconnectDelay(attempt: number, capMs: number, random: () => number = Math.random): number {
@@ -88,6 +98,7 @@ export function clusterOptions(cfg: RedisConfig, opts: Omit<RedisConnectionOptio
     retryDelayOnClusterDown: 100,
     retryDelayOnTryAgain: 100,
     slotsRefreshTimeout: cfg.connectTimeoutMs,
+    ...(opts.slotsRefreshMs === undefined ? {} : { slotsRefreshInterval: opts.slotsRefreshMs }),
     clusterRetryStrategy:
       opts.reconnect === false ? () => null : (times: number) => reconnectDelay(times, cfg.maxRetryDelayMs),
   };
@@ -203,6 +214,7 @@ export class RedisConnections {
       ...this.#opts,
       name: `${this.#opts.name}-sub`,
       maxRetriesPerRequest: null,
+      slotsRefreshMs: SUBSCRIBER_SLOTS_REFRESH_MS,
     });
     return this.#subscriber;
   }

@@ -107,6 +107,9 @@ export class ViewSync extends EventEmitter<Events> {
         (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
       );
     });
+    // On a Redis Cluster ioredis subscribes again by itself where a moved slot went (see
+    // SUBSCRIBER_SLOTS_REFRESH_MS): events published meanwhile were not heard, so reload.
+    this.#subscriber.on('subscribersReady', () => void this.resync('resubscribed'));
     const dropped = (): void => {
       this.#stale = true;
       this.#setSource();
