@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
+  duplicateSubscriber,
   FSLB_VERSION,
   onMessage,
   parseDuration,
@@ -307,7 +308,7 @@ async function runDrain(c: Context): Promise<number> {
     );
     if (!wait) return ExitCode.Ok;
     // A subscriber wakes the wait as soon as the node's record changes.
-    const sub = redis.duplicate();
+    const sub = duplicateSubscriber(redis);
     sub.on('error', () => undefined);
     let wake: (() => void) | undefined;
     onMessage(sub, (_ch: string, msg: string) => {
@@ -335,7 +336,7 @@ async function runDrain(c: Context): Promise<number> {
 async function runWatch(c: Context): Promise<number> {
   const intervalMs = durationFlag(c, 'interval', 2000);
   const { redis, store } = await connect(c.target, true);
-  const sub = redis.duplicate();
+  const sub = duplicateSubscriber(redis);
   sub.on('error', () => undefined);
   const signal = c.io.signal ?? new AbortController().signal;
   try {

@@ -71,6 +71,7 @@ export { REDACTED, redactConfig, redactUrl } from './redact.js';
 export {
   clusterOptions,
   createRedis,
+  duplicateSubscriber,
   onMessage,
   publish,
   reconnectDelay,
@@ -79,6 +80,7 @@ export {
   RedisConnections,
   type Redis,
   subscribe,
+  SUBSCRIBER_SLOTS_REFRESH_MS,
   type RedisConnectionOptions,
 } from './redis-connection.js';
 export { runMain, type MainContext } from './run-main.js';

@@ -127,6 +127,16 @@ export function createRedis(cfg: RedisConfig, opts: RedisConnectionOptions): Red
 }
 
 /**
+ * A subscriber connection beside `client`, with its options: on a Redis Cluster it reads the slot
+ * layout every SUBSCRIBER_SLOTS_REFRESH_MS, so that it follows a channel whose slot moved.
+ */
+export function duplicateSubscriber(client: Redis): Redis {
+  return client instanceof Cluster
+    ? client.duplicate([], { slotsRefreshInterval: SUBSCRIBER_SLOTS_REFRESH_MS })
+    : client.duplicate();
+}
+
+/**
  * Publishes on a channel: sharded (SPUBLISH, heard only on the shard that serves the channel's
  * slot) on a Redis Cluster, classic PUBLISH on one server.
  */

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseConfig } from './config/load-config.js';
-import { clusterOptions, redisOptions } from './redis-connection.js';
+import { Cluster } from 'ioredis';
+import {
+  clusterOptions,
+  duplicateSubscriber,
+  redisOptions,
+  SUBSCRIBER_SLOTS_REFRESH_MS,
+} from './redis-connection.js';
 import { ConfigError } from './errors.js';
 
 const opts = (redis: Record<string, unknown>, env: Record<string, string> = {}) =>
@@ -84,6 +90,16 @@ describe('redis options', () => {
     const delay = o.clusterRetryStrategy?.(40);
     assert.ok(typeof delay === 'number' && delay > 0 && delay <= 500, String(delay));
     assert.equal(clusterOptions(cfg, { name: 'x', reconnect: false }).clusterRetryStrategy?.(1), null);
+    // Only a subscriber reads the slot layout on a clock (it learns of no move from MOVED).
+    assert.equal(o.slotsRefreshInterval, undefined);
+    assert.equal(clusterOptions(cfg, { name: 'x', slotsRefreshMs: 1000 }).slotsRefreshInterval, 1000);
+    const client = new Cluster(cfg.cluster ?? [], { ...o, lazyConnect: true });
+    const sub = duplicateSubscriber(client);
+    assert.ok(sub instanceof Cluster);
+    assert.equal(sub.options.slotsRefreshInterval, SUBSCRIBER_SLOTS_REFRESH_MS);
+    assert.equal(sub.options.shardedSubscribers, true);
+    sub.disconnect();
+    client.disconnect();
   });
 
   it('refuses a cluster beside sentinels, and a database other than 0 on a cluster', () => {
