@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import { describe, it, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
-import { ClusterKeys, ClusterStore, parseConfig, RedisConnections } from '@fslb/shared';
+import { ClusterKeys, ClusterStore, parseConfig, RedisConnections, SlotStatus } from '@fslb/shared';
 import { ClusterView, ViewSource, ViewSync } from '@fslb/proxy';
 import { captureLogger } from '../support/log-capture.js';
 import { clusterUnavailable, TestRedisCluster } from '../support/redis-cluster.js';
@@ -393,5 +393,66 @@ describe('faults: Redis Cluster', () => {
     assert.equal(reloads.length, before, 'heard as an event, not by a reload');
     assert.doesNotMatch(text(), /record unreadable/);
     assert.match(text(), /cannot reload the view from redis/);
+  });
+
+  it('settling on a half-moved slot: the scripts that reach keys they do not name finish, and report no damage', async (t) => {
+    const made = await startCluster(t);
+    if (!made) return;
+    const { cluster, client } = made;
+    const keys = new ClusterKeys(`settle-${process.pid}`, { sharded: true });
+    const notes: string[] = [];
+    const store = new ClusterStore(client, keys, { onRepaired: (n) => notes.push(...n) });
+    for (const [i, id] of ['fs1', 'fs2'].entries()) {
+      await store.upsertNode({ id, sip: `127.0.0.1:${5200 + i}`, weight: 1 });
+      await client.set(keys.lease(id), `token-${id}`, 'PX', 600_000);
+      await store.writeNode({
+        id,
+        token: `token-${id}`,
+        owner: 'mon-a',
+        livenessTtlMs: 600_000,
+        loud: { state: 'up', sessions: 0, maxSessions: 10 },
+      });
+    }
+    // Two calls, each with a slot on fs1 and on fs2 (its failover target took one too).
+    const reserve = (call: string) =>
+      store.reserveCall({ call, candidates: ['fs1', 'fs2'], slots: 2, failovers: 0, ttlMs: 600_000 });
+    for (const call of ['a;1', 'b;1']) {
+      const r = await reserve(call);
+      assert.deepEqual(
+        r.nodes.filter((n) => n.status === SlotStatus.Taken).map((n) => n.id),
+        ['fs1', 'fs2'],
+      );
+    }
+
+    // The slot half moved: the call keys and fs2's reservations already on the new master, every
+    // key the scripts name still on the old one.
+    const slot: number = await client.cluster('KEYSLOT', keys.nodes);
+    const from = await cluster.masterOf(slot);
+    const to = (await cluster.masters()).find((p) => p !== from) ?? assert.fail('another master');
+    const move = await cluster.startMigration(slot, to);
+    await move.keys(keys.call('a;1'), keys.resv('fs2'));
+
+    // fs1's monitor settles call a: fs1's slot ends, the call key and fs2's slot are out of reach.
+    const settled = await store.writeNode({
+      id: 'fs1',
+      token: 'token-fs1',
+      owner: 'mon-a',
+      livenessTtlMs: 600_000,
+      loud: { state: 'up', sessions: 1, maxSessions: 10 },
+      settle: ['a;1'],
+    });
+    assert.equal(settled.kind, 'changed');
+    // Call b failed everywhere: its slot on fs1 ends, fs2's set is out of reach (no row for it).
+    const released = await store.releaseCall('b;1', ['fs1', 'fs2']);
+    assert.deepEqual(
+      released.nodes.map((n) => n.id),
+      ['fs1'],
+    );
+    await move.finish();
+    assert.deepEqual(notes, [], 'nothing reported as damaged');
+    assert.equal(await client.zcard(keys.resv('fs1')), 0, "fs1's slots ended");
+    // What was out of reach is whole on the new master, left to lapse by its TTL.
+    assert.deepEqual((await client.zrange(keys.resv('fs2'), 0, -1)).sort(), ['a;1', 'b;1']);
+    assert.ok((await client.pttl(keys.call('a;1'))) > 0, "call a's key lapses by its TTL");
   });
 });

@@ -34,7 +34,8 @@ if ARGV[3] == '' then
 else
   local strays = 0
   for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    if member ~= ARGV[1] and redis.call('EXISTS', ARGV[4] .. member) == 0 then
+    -- pcall: a key this master does not hold while a Redis Cluster moves the slot is no stray.
+    if member ~= ARGV[1] and redis.pcall('EXISTS', ARGV[4] .. member) == 0 then
       redis.call('ZREM', KEYS[1], member)
       strays = strays + 1
     end

@@ -22,7 +22,8 @@
       without expiry, or missing while the owner's last write should have kept it);
     - a reservation set of another type starts afresh; reservations lapsing more than 10 minutes
       ahead (a slot lives a proxy's provisional timeout plus a margin) are dropped;
-    - a call key of another type, or node ids in it that cannot be, are skipped and deleted;
+    - a call key of another type, or node ids in it that cannot be, are skipped and deleted (one
+      this master does not hold while a Redis Cluster moves the slot is left to lapse);
     - a version counter missing, behind this node's version or unreadable is set above it.
   A repair of the record or of its membership bumps the version and publishes the record.
 
@@ -200,7 +201,11 @@ for i = fieldsEnd + 1, #ARGV do
   -- A proxy's advance slot (`#...`) is a member of this set only: no call key names it.
   local callKey = ARGV[9] .. callId
   local held = string.sub(callId, 1, 1) ~= '#' and redis.pcall('GET', callKey)
-  if type(held) == 'table' then
+  if type(held) == 'table' and not string.find(held.err or '', '^WRONGTYPE') then
+    -- Not on this master (a Redis Cluster moving the slot has already moved it): left to lapse
+    -- by its TTL, as the call's slots elsewhere do; nothing here is damaged.
+    held = false
+  elseif type(held) == 'table' then
     note(callKey, 'not a string; deleted')
   elseif held then
     local junk = false
