@@ -105,7 +105,8 @@ export class TestRedisCluster {
     else this.members.push(member);
     const deadline = Date.now() + 10_000;
     try {
-      while (!(await listening(port))) {
+      // Its bus port too: a member that cannot bind it exits after it began to listen.
+      while (!(await listening(port)) || !(await listening(port + 10000))) {
         if (child.exitCode !== null) throw new Error(`redis-server :${port} exited: ${output.slice(-300)}`);
         if (Date.now() > deadline) throw new Error(`redis-server :${port} did not listen within 10 s`);
         await new Promise((r) => setTimeout(r, 20));
@@ -299,7 +300,9 @@ async function clusterPorts(n: number, taken: readonly number[] = []): Promise<n
   const used = (p: number): boolean =>
     [...taken, ...ports].some((q) => q === p || q === p + 10000 || q === p - 10000);
   for (let tries = 0; ports.length < n && tries < 500; tries++) {
-    const p = 20000 + Math.floor(Math.random() * 25000);
+    // Both the port and its bus port below Linux's ephemeral range (32768 up): an outgoing
+    // connection (the members' own bus links among them) cannot hold either when it starts.
+    const p = 10000 + Math.floor(Math.random() * 12700);
     if (used(p)) continue;
     if ((await listening(p)) || (await listening(p + 10000))) continue;
     ports.push(p);
