@@ -234,7 +234,18 @@ describe('faults: Redis Cluster', () => {
     const calls = [send('west')];
     await waitFor("advance slots held in west's shard", async () =>
       (await client.zrange(west.resv('fs2'), 0, -1)).some((m) => m.startsWith('#')),
-    );
+    ).catch(async (err: unknown) => {
+      // What the proxy saw, for a failure that does not come back when run again.
+      const p = rig.proxies[0];
+      const ready = await p?.readyz().catch(() => undefined);
+      const metrics = [...((await p?.metrics().catch(() => undefined)) ?? [])];
+      throw new Error(
+        `${err instanceof Error ? err.message : String(err)}; the proxy's view ${JSON.stringify(ready?.body.view)}, ` +
+          `reservations ${JSON.stringify(metrics.filter(([k]) => k.startsWith('fslb_proxy_reservations_total')))}, ` +
+          `west's first call answered ${calls[0]?.req?.finalResponse?.status ?? 'not yet'}, ` +
+          `its warnings: ${(p?.warnings ?? []).slice(-5).join(' | ')}`,
+      );
+    });
     for (let i = 0; i < 39; i++) calls.push(send(i % 2 === 0 ? 'east' : 'west'));
     await waitFor('every call answered', () => calls.every((c) => c.req?.finalResponse !== undefined), {
       timeoutMs: 20_000,
