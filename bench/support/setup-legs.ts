@@ -19,7 +19,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { quantile } from './results.js';
+import { FrameDecoder, WireError } from '../../test/drachtio-double/wire.js';
+import { quantile, round } from './results.js';
 
 export const LEGS = ['inbound', 'app', 'outbound', 'callee', 'back', 'total'] as const;
 export type Leg = (typeof LEGS)[number];
@@ -130,7 +131,7 @@ const CSEQ = /\r\nCSeq[ \t]*:[ \t]*\d+[ \t]+(\w+)/i;
 /** Splits every call's setup time in `file` (a pcap) into its legs, per app connection and run. */
 export function setupLegs(file: Buffer, lastS = 4): LegRun[] {
   const calls = new Map<string, CallTimes>();
-  const streams = new Map<string, Buffer>();
+  const streams = new Map<string, FrameDecoder>();
   const txnCall = new Map<string, string>();
   const commands = new Map<string, { t: number; fslb: boolean }>();
   const call = (id: string): CallTimes => {
@@ -175,29 +176,25 @@ export function setupLegs(file: Buffer, lastS = 4): LegRun[] {
       continue;
     }
     if (p.payload.length === 0) continue;
-    // drachtio-server's framing: `<len>#<message>`, several to a segment or one over several.
+    // drachtio-server's framing, several messages to a segment or one over several. A stream
+    // caught mid-message (the capture began there) starts again at its next segment.
     const key = `${p.src}:${p.sport}>${p.dst}:${p.dport}`;
-    let buf = Buffer.concat([streams.get(key) ?? Buffer.alloc(0), p.payload]);
-    for (;;) {
-      const hash = buf.indexOf(0x23);
-      if (hash < 1 || hash > 6) {
-        if (hash > 6 || (hash < 0 && buf.length > 6)) buf = Buffer.alloc(0);
-        break;
-      }
-      const n = Number(buf.subarray(0, hash).toString('latin1'));
-      if (!Number.isInteger(n)) {
-        buf = Buffer.alloc(0);
-        break;
-      }
-      if (buf.length < hash + 1 + n) break;
-      const msg = buf.subarray(hash + 1, hash + 1 + n).toString('utf8');
-      buf = buf.subarray(hash + 1 + n);
+    let decoder = streams.get(key);
+    if (!decoder) streams.set(key, (decoder = new FrameDecoder()));
+    let messages: string[];
+    try {
+      messages = decoder.push(p.payload);
+    } catch (err) {
+      if (!(err instanceof WireError)) throw err;
+      streams.delete(key);
+      continue;
+    }
+    for (const msg of messages) {
       // The app's end of the connection is the port that is not drachtio-server's (the one
       // that sends `sip|network` messages is drachtio-server).
       const fromServer = msg.includes('|sip|network|');
       onAppMessage(fromServer ? p.dst : p.src, fromServer ? p.dport : p.sport, p.t, msg);
     }
-    streams.set(key, buf);
   }
 
   // Each call's legs, grouped by the app connection that carried it.
@@ -235,7 +232,7 @@ export function setupLegs(file: Buffer, lastS = 4): LegRun[] {
       const legs = Object.fromEntries(
         LEGS.map((name, i) => {
           const v = kept.map((r) => r.legs[i] ?? 0).sort((a, b) => a - b);
-          return [name, { p50: round(quantile(v, 0.5)), p99: round(quantile(v, 0.99)) }];
+          return [name, { p50: round(quantile(v, 0.5), 2), p99: round(quantile(v, 0.99), 2) }];
         }),
       ) as LegRun['legs'];
       runs.push({
@@ -256,8 +253,6 @@ export function setupLegs(file: Buffer, lastS = 4): LegRun[] {
   }
   return runs;
 }
-
-const round = (ms: number): number => Math.round(ms * 100) / 100;
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const file = process.argv[2];
