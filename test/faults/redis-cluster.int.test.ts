@@ -130,9 +130,11 @@ describe('faults: Redis Cluster', () => {
       await waitFor('calls connecting while the slot is half moved', () => load.connected() >= before + 10);
     });
     assert.equal(await cluster.masterOf(slot), to);
-    const left = cluster.node(from);
-    t.after(() => left.disconnect());
-    assert.equal(await left.cluster('COUNTKEYSINSLOT', slot), 0, 'no key left on the old master');
+    assert.equal(
+      await cluster.ask(from, (r) => r.cluster('COUNTKEYSINSLOT', slot)),
+      0,
+      'no key left on the old master',
+    );
     const movedMs = Date.now() - movingAt;
     let before = load.connected();
     await waitFor('calls connecting after the reshard', () => load.connected() >= before + 20);
@@ -258,14 +260,7 @@ describe('faults: Redis Cluster', () => {
     }
     const [eastMaster, westMaster] = [await cluster.masterOf(eastSlot), await cluster.masterOf(westSlot)];
     assert.notEqual(eastMaster, westMaster, 'the shards are served by two masters');
-    const onMaster = async (port: number, key: string): Promise<number> => {
-      const r = cluster.node(port);
-      try {
-        return await r.exists(key);
-      } finally {
-        r.disconnect();
-      }
-    };
+    const onMaster = (port: number, key: string): Promise<number> => cluster.ask(port, (r) => r.exists(key));
     assert.equal(await onMaster(eastMaster, east.node('fs1')), 1, "fs1's record on east's master");
     assert.equal(await onMaster(westMaster, west.node('fs2')), 1, "fs2's record on west's master");
     assert.equal(
@@ -428,15 +423,8 @@ describe('faults: Redis Cluster', () => {
 
     // Redis dropped the proxy's subscription to the events channel with the slot: it subscribes
     // again on the new master, reloads for what it missed, and then hears events there.
-    const subscribers = async (): Promise<number> => {
-      const r = cluster.node(to);
-      try {
-        const reply = (await r.call('PUBSUB', 'SHARDNUMSUB', keys.events)) as [string, number];
-        return reply[1];
-      } finally {
-        r.disconnect();
-      }
-    };
+    const subscribers = async (): Promise<number> =>
+      ((await cluster.ask(to, (r) => r.call('PUBSUB', 'SHARDNUMSUB', keys.events))) as [string, number])[1];
     await waitFor(
       'subscribed again on the new master',
       async () => reloads.includes('resubscribed') && (await subscribers()) === 1,

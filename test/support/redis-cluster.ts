@@ -131,7 +131,8 @@ export class TestRedisCluster {
     return r;
   }
 
-  async #ask<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
+  /** `fn` on a plain client of one member, disconnected after. */
+  async ask<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
     const r = this.node(port);
     try {
       return await fn(r);
@@ -146,13 +147,13 @@ export class TestRedisCluster {
     for (;;) {
       let ok = true;
       for (const m of this.members.filter((x) => x.running)) {
-        const info = await this.#ask(m.port, (r) => r.cluster('INFO')).catch(() => '');
+        const info = await this.ask(m.port, (r) => r.cluster('INFO')).catch(() => '');
         if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) ok = false;
       }
       // Replicas in sync with their masters, so that a killed master has one to fail over to.
       if (ok) {
         for (const m of this.members.filter((x) => x.running)) {
-          const repl = await this.#ask(m.port, (r) => r.info('replication')).catch(() => '');
+          const repl = await this.ask(m.port, (r) => r.info('replication')).catch(() => '');
           if (/role:slave/.test(repl) && !/master_link_status:up/.test(repl)) ok = false;
         }
       }
@@ -179,7 +180,7 @@ export class TestRedisCluster {
   async #nodesView(): Promise<{ id: string; port: number; master: boolean; slots: [number, number][] }[]> {
     const m = this.members.find((x) => x.running);
     if (!m) throw new Error('no member running');
-    const text = await this.#ask(m.port, (r) => r.cluster('NODES') as Promise<string>);
+    const text = await this.ask(m.port, (r) => r.cluster('NODES') as Promise<string>);
     return text
       .trim()
       .split('\n')
@@ -204,7 +205,7 @@ export class TestRedisCluster {
   }
 
   async #nodeId(port: number): Promise<string> {
-    return this.#ask(port, (r) => r.cluster('MYID'));
+    return this.ask(port, (r) => r.cluster('MYID'));
   }
 
   /** SIGKILLs one member; resolves when it has exited. */
@@ -225,16 +226,10 @@ export class TestRedisCluster {
    */
   async migrateSlot(slot: number, to: number, midway?: () => Promise<void>): Promise<void> {
     const move = await this.startMigration(slot, to);
-    const pending = { midway };
-    for (;;) {
-      const keys = await this.#ask(move.from, (r) => r.cluster('GETKEYSINSLOT', slot, 10));
-      if (keys.length === 0) break;
-      await move.keys(...keys);
-      const run = pending.midway;
-      pending.midway = undefined;
-      if (run) await run();
+    if (midway) {
+      await move.keys(...(await this.ask(move.from, (r) => r.cluster('GETKEYSINSLOT', slot, 10))));
+      await midway();
     }
-    if (pending.midway) await pending.midway();
     await move.finish();
   }
 
@@ -249,23 +244,23 @@ export class TestRedisCluster {
     const from = await this.masterOf(slot);
     if (from === to) throw new Error(`slot ${slot} is already on :${to}`);
     const [fromId, toId] = [await this.#nodeId(from), await this.#nodeId(to)];
-    await this.#ask(to, (r) => r.cluster('SETSLOT', slot, 'IMPORTING', fromId));
-    await this.#ask(from, (r) => r.cluster('SETSLOT', slot, 'MIGRATING', toId));
+    await this.ask(to, (r) => r.cluster('SETSLOT', slot, 'IMPORTING', fromId));
+    await this.ask(from, (r) => r.cluster('SETSLOT', slot, 'MIGRATING', toId));
     const keys = async (...names: string[]): Promise<void> => {
       if (names.length === 0) return;
-      await this.#ask(from, (r) => r.migrate('127.0.0.1', to, '', 0, 5000, 'REPLACE', 'KEYS', ...names));
+      await this.ask(from, (r) => r.migrate('127.0.0.1', to, '', 0, 5000, 'REPLACE', 'KEYS', ...names));
     };
     const finish = async (): Promise<void> => {
       for (;;) {
-        const left = await this.#ask(from, (r) => r.cluster('GETKEYSINSLOT', slot, 10));
+        const left = await this.ask(from, (r) => r.cluster('GETKEYSINSLOT', slot, 10));
         if (left.length === 0) break;
         await keys(...left);
       }
       for (const port of await this.masters()) {
-        await this.#ask(port, (r) => r.cluster('SETSLOT', slot, 'NODE', toId)).catch(() => undefined);
+        await this.ask(port, (r) => r.cluster('SETSLOT', slot, 'NODE', toId)).catch(() => undefined);
       }
-      await this.#ask(to, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
-      await this.#ask(from, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+      await this.ask(to, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
+      await this.ask(from, (r) => r.cluster('SETSLOT', slot, 'NODE', toId));
     };
     return { from, keys, finish };
   }
