@@ -4,7 +4,7 @@ import { callIdentity, ClusterKeys, type FslbConfig, type Logger } from '@fslb/s
 import type { FslbProxy } from '@fslb/proxy';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
-import { DrachtioDouble, tagOf } from '../drachtio-double/index.js';
+import { DrachtioDouble, tagOf, type DrachtioDoubleOptions } from '../drachtio-double/index.js';
 import { config, startMonitor, waitForNode } from '../monitor/support.js';
 import { deletePrefix, testPrefix, type TestRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -19,6 +19,8 @@ export interface SceneOptions {
   /** Selection's random source: a constant makes ties deterministic. */
   random?: () => number;
   log?: Logger;
+  /** The drachtio-server double's options (the hostports it announces, ...). */
+  drachtio?: DrachtioDoubleOptions;
 }
 
 export interface Scene {
@@ -64,7 +66,7 @@ export async function proxyScene(
       'up',
     );
   }
-  const dx = await DrachtioDouble.start();
+  const dx = await DrachtioDouble.start(o.drachtio);
   t.after(() => dx.close());
   const cfg = proxyConfig({
     ...base,

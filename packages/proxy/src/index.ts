@@ -15,9 +15,11 @@ export {
   type TargetResponse,
 } from './drachtio/drachtio-link.js';
 export { SourceAcl } from './guards/acl.js';
+export { BacklogShedder, type ShedSettings } from './guards/backlog-shedder.js';
+export { readUdpBacklog, udpPorts, type UdpBacklog } from './guards/udp-backlog.js';
 export { SourceRateLimiter, TokenBucket } from './guards/token-bucket.js';
 export { ProxyMetrics } from './metrics.js';
-export { accountingSettings, FslbProxy, routerParts, type ProxyOptions } from './proxy.js';
+export { accountingSettings, FslbProxy, routerParts, shedSettings, type ProxyOptions } from './proxy.js';
 export { aorOf, Router, type RouterSettings } from './router.js';
 export {
   PoolNodes,

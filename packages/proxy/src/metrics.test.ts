@@ -59,7 +59,7 @@ describe('ProxyMetrics counted on the request path', () => {
     assert.deepEqual(await lines(m, 'fslb_proxy_decision_duration_seconds'), []);
   });
 
-  it('reads calls in progress at scrape time', async () => {
+  it('reads calls in progress and the overload gauges at scrape time', async () => {
     const m = new ProxyMetrics();
     m.gaugesFrom({
       callsInProgress: () => 4,
@@ -68,8 +68,14 @@ describe('ProxyMetrics counted on the request path', () => {
       redisUp: () => true,
       drachtioUp: () => true,
       eligibleNodes: () => 0,
+      udpQueuedBytes: () => 65_536,
+      admitRatio: () => 0.75,
       nodes: () => [],
     });
     assert.deepEqual(await lines(m, 'fslb_proxy_calls_in_progress'), ['fslb_proxy_calls_in_progress 4']);
+    assert.deepEqual(await lines(m, 'fslb_proxy_drachtio_udp_queued_bytes'), [
+      'fslb_proxy_drachtio_udp_queued_bytes 65536',
+    ]);
+    assert.deepEqual(await lines(m, 'fslb_proxy_admit_ratio'), ['fslb_proxy_admit_ratio 0.75']);
   });
 });

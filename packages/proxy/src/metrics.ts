@@ -135,6 +135,10 @@ export interface GaugeSource {
   redisUp(): boolean;
   drachtioUp(): boolean;
   eligibleNodes(): number;
+  /** Bytes waiting in drachtio-server's UDP SIP socket at the last reading (0 when not watched). */
+  udpQueuedBytes(): number;
+  /** Share of new INVITEs admitted (1: none shed for drachtio-server's backlog). */
+  admitRatio(): number;
   nodes(): Iterable<{ id: string; sessions: number; reservations: number; maxSessions: number }>;
 }
 
@@ -145,7 +149,7 @@ export class ProxyMetrics {
     name: 'fslb_proxy_requests_total',
     help:
       'Requests by method and outcome (connected, failed, challenged, cancelled, no-capacity, ' +
-      'forbidden, rate-limited, overloaded, in-dialog, loop, shutting-down, timeout, error, ' +
+      'forbidden, rate-limited, overloaded, backlog, in-dialog, loop, shutting-down, timeout, error, ' +
       'over-limit, rejected, no-route, ' +
       'drachtio-lost, options-ok, options-unavailable)',
     labelNames: ['method', 'outcome'] as const,
@@ -156,7 +160,8 @@ export class ProxyMetrics {
     help:
       'Requests refused before routing, by reason: forbidden (outside proxy.acl), rate-limited ' +
       '(its source over proxy.rateLimit), in-dialog (481), loop (482, from a node), overloaded ' +
-      '(replica over proxy.maxCps), shutting-down, error (a fault inside fslb, 500), own-header ' +
+      "(replica over proxy.maxCps), backlog (drachtio-server's SIP socket backing up, " +
+      'proxy.overload), shutting-down, error (a fault inside fslb, 500), own-header ' +
       '(an INVITE from outside carrying X-Fslb-Limits or X-Fslb-Slot, 403)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
@@ -228,6 +233,23 @@ export class ProxyMetrics {
     help: '1 when connected to drachtio-server',
     registers: [this.registry],
     collect: this.#fromState((s) => this.drachtioUp.set(s.drachtioUp() ? 1 : 0)),
+  });
+  readonly udpQueuedBytes = new Gauge({
+    name: 'fslb_proxy_drachtio_udp_queued_bytes',
+    help: "Bytes waiting in drachtio-server's UDP SIP socket (kernel accounting), read every proxy.overload.sampleMs",
+    registers: [this.registry],
+    collect: this.#fromState((s) => this.udpQueuedBytes.set(s.udpQueuedBytes())),
+  });
+  readonly udpDrops = new Counter({
+    name: 'fslb_proxy_drachtio_udp_drops_total',
+    help: "Datagrams the kernel dropped at drachtio-server's UDP SIP socket (receive buffer full) while this proxy watched",
+    registers: [this.registry],
+  });
+  readonly admitRatio = new Gauge({
+    name: 'fslb_proxy_admit_ratio',
+    help: "Share of new INVITEs admitted: below 1 while drachtio-server's SIP socket backs up (proxy.overload)",
+    registers: [this.registry],
+    collect: this.#fromState((s) => this.admitRatio.set(s.admitRatio())),
   });
   readonly callsInProgress = new Gauge({
     name: 'fslb_proxy_calls_in_progress',

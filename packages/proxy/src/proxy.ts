@@ -15,8 +15,10 @@ import { ADVANCE_REFRESH_MS, ADVANCE_SHARE } from './advance-slots.js';
 import { CallAccounting, type AccountingSettings } from './call-accounting.js';
 import { DrachtioLink } from './drachtio/drachtio-link.js';
 import { SourceAcl } from './guards/acl.js';
+import { BacklogShedder, type ShedSettings } from './guards/backlog-shedder.js';
 import { SourceLimits } from './guards/source-limits.js';
 import { TokenBucket } from './guards/token-bucket.js';
+import { defaultReceiveBuffer } from './guards/udp-backlog.js';
 import { ProxyMetrics } from './metrics.js';
 import { Router } from './router.js';
 import { RouteTable } from './routing/route-table.js';
@@ -95,6 +97,25 @@ export function routerParts(
   };
 }
 
+/** Linux's usual net.core.rmem_default, when it cannot be read. */
+const USUAL_RECEIVE_BUFFER = 212_992;
+
+/**
+ * The overload shedding's settings. Unset marks come from the buffer drachtio-server's UDP
+ * socket gets by default (drachtio-server v0.9.10 asks for 4 MB, but after the socket is open,
+ * which leaves it at net.core.rmem_default, as `ss -uam` shows): half of it and a quarter, at most
+ * 1 MiB and 256 KiB. A low mark set alone above the high one moves the high one to twice it.
+ */
+export function shedSettings(
+  o: FslbConfig['proxy']['overload'],
+  buffer = defaultReceiveBuffer() ?? USUAL_RECEIVE_BUFFER,
+): ShedSettings {
+  let high = o.highBytes ?? Math.min(Math.floor(buffer / 2), 1 << 20);
+  if (o.lowBytes !== undefined && o.highBytes === undefined && o.lowBytes >= high) high = 2 * o.lowBytes;
+  const low = o.lowBytes ?? Math.min(Math.floor(buffer / 4), 256 << 10, Math.floor(high / 2));
+  return { enabled: o.enabled, sampleMs: o.sampleMs, highBytes: high, lowBytes: low };
+}
+
 /** How often a proxy refreshes its presence key; the key lives three times as long. */
 const PRESENCE_MS = 2000;
 
@@ -117,6 +138,7 @@ export class FslbProxy extends EventEmitter<Events> {
   readonly #sync: ViewSync;
   readonly #accounting: CallAccounting;
   readonly #router: Router;
+  readonly #shedder: BacklogShedder;
   readonly #link: DrachtioLink;
   readonly #opts: ProxyOptions;
   readonly #startedAt = Date.now();
@@ -164,8 +186,17 @@ export class FslbProxy extends EventEmitter<Events> {
       redisReady: () => this.#conns.client.status === 'ready',
       onLost: () => void this.#sync.resync('a reservation found node records missing'),
     });
+    this.#shedder = new BacklogShedder({
+      settings: shedSettings(p.overload),
+      log: this.#log,
+      onSample: (_b, drops) => {
+        if (drops > 0) metrics.udpDrops.inc(drops);
+      },
+    });
+    const shedder = this.#shedder;
     const now = performance.now();
     this.#router = new Router({
+      shed: () => shedder.shed(),
       view: this.view,
       accounting: this.#accounting,
       ...routerParts(config, now),
@@ -211,8 +242,12 @@ export class FslbProxy extends EventEmitter<Events> {
     }
     await this.#sync.start();
     this.#link.on('request', (req) => this.#router.handle(req));
-    this.#link.on('connected', () => this.emit('connected'));
+    this.#link.on('connected', (hostports: string) => {
+      this.#shedder.watch(hostports);
+      this.emit('connected');
+    });
     this.#link.on('disconnected', () => {
+      this.#shedder.stop();
       this.#router.abandonInFlight('drachtio-lost');
       this.emit('disconnected');
     });
@@ -238,6 +273,8 @@ export class FslbProxy extends EventEmitter<Events> {
       redisUp: () => this.#conns.client.status === 'ready',
       drachtioUp: () => this.#link.connected,
       eligibleNodes: () => this.view.withRoom(),
+      udpQueuedBytes: () => this.#shedder.queuedBytes,
+      admitRatio: () => this.#shedder.admitRatio,
       nodes: () => this.view.nodes,
     });
     void this.#announce();
@@ -328,6 +365,7 @@ export class FslbProxy extends EventEmitter<Events> {
       clearInterval(this.#presence);
       this.#sync.close();
       this.#link.close();
+      this.#shedder.stop();
       this.#router.abandonInFlight('closed');
       this.#router.close();
       this.#accounting.close();

@@ -89,6 +89,7 @@ const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
   [Refusal.Forbidden]: 'source outside proxy.acl: answered 403',
   [Refusal.RateLimited]: 'source over its rate limit (proxy.rateLimit): answered 503',
   [Refusal.Overloaded]: 'replica over proxy.maxCps: answered 503',
+  [Refusal.Backlog]: "drachtio-server's SIP socket backing up (proxy.overload): answered 503",
   [Refusal.InDialog]: 'INVITE with a To tag for a dialog this proxy does not hold: answered 481',
   [Refusal.Loop]: 'INVITE sent by a cluster node (proxy.fromNodes: reject): answered 482',
   [Refusal.Error]: 'request failed inside fslb: answered 500',
@@ -124,6 +125,7 @@ export class Router {
    */
   readonly #callLog: Logger;
   readonly #random: () => number;
+  readonly #shed: () => boolean;
   /** drachtio-server's proxy timeouts, as it takes them ('2000ms'), made once. */
   readonly #timeouts: { provisional: string; final: string };
   /**
@@ -156,6 +158,8 @@ export class Router {
     log: Logger;
     random?: () => number;
     refusalLog?: Partial<RefusalLogSettings>;
+    /** Whether to shed this new INVITE while drachtio-server is behind (`BacklogShedder.shed`). */
+    shed?: () => boolean;
   }) {
     this.#view = opts.view;
     this.#accounting = opts.accounting;
@@ -173,6 +177,7 @@ export class Router {
       if (c.slots) this.#accounting.release(c.slots);
     });
     this.#random = opts.random ?? Math.random;
+    this.#shed = opts.shed ?? (() => false);
     this.#timeouts = {
       provisional: `${opts.settings.provisionalTimeoutMs}ms`,
       final: `${opts.settings.finalTimeoutMs}ms`,
@@ -350,6 +355,9 @@ export class Router {
     ) {
       return Refusal.OwnHeader;
     }
+    // Before the replica's CPS budget: a call shed here never reached drachtio-server's queue
+    // of work, so it should not spend a token either.
+    if (this.#shed()) return Refusal.Backlog;
     if (!this.#cps.take(now)) return Refusal.Overloaded;
     return undefined;
   }

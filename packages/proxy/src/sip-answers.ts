@@ -15,6 +15,8 @@ export const Refusal = {
   RateLimited: 'rate-limited',
   /** This replica is past `proxy.maxCps`: shed to its SRV peers. */
   Overloaded: 'overloaded',
+  /** drachtio-server's SIP socket is backing up (`proxy.overload`): a share of new INVITEs shed. */
+  Backlog: 'backlog',
   /** SIGTERM: finishing the calls in progress, taking no new ones. */
   ShuttingDown: 'shutting-down',
   /** No node is eligible or every eligible node is full. */
@@ -52,6 +54,7 @@ export function refusalAnswer(refusal: Refusal, retryAfterSec: number): SipAnswe
     case Refusal.RateLimited:
       return { status: 503, reason: 'Rate Limit Exceeded', headers: retry };
     case Refusal.Overloaded:
+    case Refusal.Backlog:
       return { status: 503, reason: 'Overloaded', headers: retry };
     case Refusal.ShuttingDown:
       return { status: 503, reason: 'Shutting Down', headers: retry };

@@ -265,6 +265,26 @@ const proxySchema = z
      * drachtio-server sharing a 2-core host fell behind (~1,250-1,500 calls/s; see the README).
      */
     maxCps: z.number().positive().default(1000),
+    /**
+     * Shedding on drachtio-server's own backlog: the bytes waiting in its UDP SIP socket, read
+     * every `sampleMs` from /proc/net/udp (the proxy must share drachtio-server's network
+     * namespace to see it). Past `highBytes`, or when the kernel drops a datagram there, a
+     * growing share of new INVITEs is answered 503; at `lowBytes` the share admitted grows back.
+     * Unset, the marks are a half and a quarter of the socket's buffer as the kernel gives it by
+     * default (net.core.rmem_default), at most 1 MiB and 256 KiB.
+     */
+    overload: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        sampleMs: positiveMs.default(50),
+        highBytes: z.number().int().positive().optional(),
+        lowBytes: z.number().int().min(0).optional(),
+      })
+      .prefault({})
+      .refine((o) => o.highBytes === undefined || o.lowBytes === undefined || o.lowBytes < o.highBytes, {
+        message: 'must be below proxy.overload.highBytes',
+        path: ['lowBytes'],
+      }),
     http: z.strictObject({ host: z.string().default('0.0.0.0'), port: port.default(9102) }).prefault({}),
   })
   .prefault({});

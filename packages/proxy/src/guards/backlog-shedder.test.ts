@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { configSchema, createLogger } from '@fslb/shared';
+import { shedSettings } from '../proxy.js';
+import { BacklogShedder, type ShedSettings } from './backlog-shedder.js';
+import { addUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
+
+const SETTINGS: ShedSettings = { enabled: true, sampleMs: 50, highBytes: 100_000, lowBytes: 25_000 };
+
+function logLines(): { log: ReturnType<typeof createLogger>; lines: () => { level: number; msg: string }[] } {
+  let text = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _e, done) {
+      text += chunk.toString();
+      done();
+    },
+  });
+  return {
+    log: createLogger({ level: 'info' }, sink),
+    lines: () =>
+      text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as { level: number; msg: string }),
+  };
+}
+
+const at = (queuedBytes: number, drops = 0): UdpBacklog => ({ sockets: 1, queuedBytes, drops });
+
+describe('BacklogShedder', () => {
+  it('admits everything while the backlog stays at or under the high mark', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => 0.999 });
+    for (const q of [0, 30_000, 100_000, 5_000]) s.sample(at(q));
+    assert.equal(s.admitRatio, 1);
+    assert.equal(s.shed(), false);
+  });
+
+  it('cuts admission by a quarter per reading over the mark and not shrinking, to none, then grows it back under the low mark', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    s.sample(at(150_000));
+    assert.equal(s.admitRatio, 0.75);
+    s.sample(at(150_000));
+    assert.equal(s.admitRatio, 0.5625);
+    // Over the mark but smaller than the last reading: the shedding already works, it holds.
+    s.sample(at(140_000));
+    assert.equal(s.admitRatio, 0.5625);
+    // Between the marks: it grows by 2 points when the backlog shrinks, holds when it grows.
+    s.sample(at(60_000));
+    assert.equal(s.admitRatio, 0.5825);
+    s.sample(at(70_000));
+    assert.equal(s.admitRatio, 0.5825);
+    for (let i = 0; i < 20; i++) s.sample(at(200_000 + i));
+    assert.equal(s.admitRatio, 0, 'below 1 % nothing is admitted');
+    assert.equal(s.shed(), true);
+    s.sample(at(25_000));
+    assert.equal(s.admitRatio, 0.05);
+    for (let i = 0; i < 30; i++) s.sample(at(0));
+    assert.equal(s.admitRatio, 1);
+  });
+
+  it('sheds the share not admitted, by its random draw', () => {
+    let draw = 0;
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => draw });
+    s.sample(at(150_000));
+    draw = 0.74;
+    assert.equal(s.shed(), false);
+    draw = 0.76;
+    assert.equal(s.shed(), true);
+  });
+
+  it('treats a datagram dropped since the last reading as over the mark, whatever the backlog', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    s.sample(at(0, 40)); // drops before watching started are history
+    assert.equal(s.admitRatio, 1);
+    s.sample(at(0, 41));
+    assert.equal(s.admitRatio, 0.75);
+    s.sample(at(0, 41));
+    assert.equal(s.admitRatio, 0.8);
+  });
+
+  it('logs an episode once when it starts and once when it ends; episodes close behind it are added to the next line', () => {
+    let now = 0;
+    const { log, lines } = logLines();
+    const s = new BacklogShedder({ settings: SETTINGS, log, random: () => 0.9, now: () => now });
+    const episode = (): void => {
+      s.sample(at(150_000, 0));
+      for (let i = 0; i < 3; i++) assert.equal(s.shed(), true);
+      for (let i = 0; i < 10; i++) s.sample(at(0, 0));
+      assert.equal(s.admitRatio, 1);
+    };
+    episode();
+    now = 1000;
+    episode();
+    now = 2000;
+    episode();
+    now = 20_000;
+    episode();
+    const got = lines();
+    const starts = got.filter((l) => l.msg.startsWith('drachtio-server is falling behind'));
+    const ends = got.filter((l) => l.msg.startsWith('drachtio-server caught up')) as unknown as {
+      shed: number;
+      earlierEpisodes?: number;
+      earlierShed?: number;
+    }[];
+    assert.equal(starts.length, 2, 'the episodes 1 s and 2 s after a logged one are not logged');
+    assert.deepEqual(
+      ends.map((e) => [e.shed, e.earlierEpisodes, e.earlierShed]),
+      [
+        [3, undefined, undefined],
+        [3, 2, 6],
+      ],
+    );
+  });
+
+  it('watches only a UDP port it can see, and says why not otherwise', () => {
+    const { log, lines } = logLines();
+    const seen: number[][] = [];
+    const s = new BacklogShedder({
+      settings: SETTINGS,
+      log,
+      read: (ports) => {
+        seen.push([...ports]);
+        return { sockets: ports.has(5080) ? 1 : 0, queuedBytes: 0, drops: 0 };
+      },
+    });
+    s.watch('tcp/10.0.0.1:5060');
+    assert.equal(s.watching, false);
+    s.watch('udp/10.0.0.1:5060,tcp/10.0.0.1:5060');
+    assert.equal(s.watching, false);
+    s.watch('udp/10.0.0.1:5080');
+    assert.equal(s.watching, true);
+    s.stop();
+    assert.equal(s.watching, false);
+    assert.deepEqual(seen, [[5060], [5080]]);
+    const msgs = lines().map((l) => l.msg);
+    assert.match(msgs[0] ?? '', /no UDP SIP port/);
+    assert.match(msgs[1] ?? '', /not visible from this proxy/);
+    assert.match(msgs[2] ?? '', /watching drachtio-server's SIP socket backlog/);
+  });
+
+  it('does nothing when proxy.overload.enabled is false', () => {
+    const s = new BacklogShedder({
+      settings: { ...SETTINGS, enabled: false },
+      log: logLines().log,
+      read: () => assert.fail('read while disabled'),
+    });
+    s.watch('udp/127.0.0.1:5060');
+    assert.equal(s.watching, false);
+  });
+});
+
+describe('udp backlog readings', () => {
+  it('takes the UDP ports from the hostports drachtio-server sends', () => {
+    assert.deepEqual(
+      udpPorts('udp/10.0.0.1:5060,tcp/10.0.0.1:5060,udp/[2001:db8::1]:5070,wss/1.2.3.4:443'),
+      [5060, 5070],
+    );
+    assert.deepEqual(udpPorts('tcp/10.0.0.1:5060'), []);
+  });
+
+  it('adds up the sockets bound to the ports asked for, at any address, from /proc/net/udp text', () => {
+    const text = [
+      '   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops',
+      '  101: 0100007F:13C4 00000000:0000 07 00000000:00000A00 00:00000000 00000000     0        0 1 2 0000000000000000 7',
+      '  102: 00000000:13C4 00000000:0000 07 00000000:00000100 00:00000000 00000000     0        0 2 2 0000000000000000 0',
+      '  103: 0100007F:13C5 00000000:13C4 01 00000000:00FF0000 00:00000000 00000000     0        0 3 2 0000000000000000 99',
+      '',
+    ].join('\n');
+    const out = { sockets: 0, queuedBytes: 0, drops: 0 };
+    addUdpBacklog(text, new Set([5060]), out);
+    // The third socket only talks to 5060 (remote address): not counted.
+    assert.deepEqual(out, { sockets: 2, queuedBytes: 0xa00 + 0x100, drops: 7 });
+  });
+});
+
+describe('shedSettings', () => {
+  const cfg = (overload: Record<string, unknown> = {}) =>
+    configSchema.parse({ proxy: { overload } }).proxy.overload;
+  it('derives the marks from the default socket buffer: a half and a quarter, at most 1 MiB and 256 KiB', () => {
+    assert.deepEqual(shedSettings(cfg(), 212_992), {
+      enabled: true,
+      sampleMs: 50,
+      highBytes: 106_496,
+      lowBytes: 53_248,
+    });
+    const big = shedSettings(cfg(), 8 << 20);
+    assert.equal(big.highBytes, 1 << 20);
+    assert.equal(big.lowBytes, 256 << 10);
+  });
+  it('keeps marks that are set, and moves the high one above a low one set alone', () => {
+    const set = shedSettings(cfg({ highBytes: 500_000, lowBytes: 100_000 }), 212_992);
+    assert.equal(set.highBytes, 500_000);
+    assert.equal(set.lowBytes, 100_000);
+    const lowOnly = shedSettings(cfg({ lowBytes: 300_000 }), 212_992);
+    assert.equal(lowOnly.highBytes, 600_000);
+    assert.equal(lowOnly.lowBytes, 300_000);
+  });
+  it('refuses a low mark at or over the high one', () => {
+    const r = configSchema.safeParse({ proxy: { overload: { highBytes: 1000, lowBytes: 1000 } } });
+    assert.equal(r.success, false);
+    assert.match(JSON.stringify(r.error.issues), /proxy\.overload\.highBytes/);
+  });
+});

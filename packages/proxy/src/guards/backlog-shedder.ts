@@ -1,0 +1,229 @@
+/**
+ * Sheds new INVITEs while drachtio-server's SIP thread is behind, before its UDP socket overflows.
+ *
+ * Past the rate its SIP thread can carry, drachtio-server's receive buffer grows by the excess
+ * every second. Once the buffer is full the kernel drops datagrams, the callers and callees
+ * retransmit them, and the retransmissions take the room of new calls: throughput falls to a
+ * fraction of what the chain carries (measured: 232 of 2500 calls/s completed, 63 % failed).
+ * Before that, every call waits in the queue, and a wait past the provisional timeout looks like a
+ * silent node, so it also costs a failover INVITE.
+ *
+ * A call answered 503 by the proxy costs drachtio-server's SIP thread about half of a proxied one
+ * (no INVITE out, no provisional or final response from a node to relay). So the share of new
+ * INVITEs admitted falls by a quarter at each reading (to none below 1 %) that finds the socket's
+ * backlog past `highBytes` and not smaller than at the reading before, or a datagram dropped since
+ * then. It grows back by 5 points at each reading at or below `lowBytes`, and by 2 at a reading
+ * between the marks that finds the backlog smaller: admission settles near what drachtio-server
+ * carries instead of staying as low as the first surge pushed it. Otherwise it holds. Only new INVITEs are shed: CANCEL,
+ * ACK, BYE and requests inside dialogs finish calls in progress and are cheap.
+ */
+import type { Logger } from '@fslb/shared';
+import { readUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
+
+export interface ShedSettings {
+  enabled: boolean;
+  /** How often the backlog is read, ms. */
+  sampleMs: number;
+  /** Backlog (bytes) past which admission falls. */
+  highBytes: number;
+  /** Backlog (bytes) at or below which admission grows back. */
+  lowBytes: number;
+}
+
+/** Admission falls to this share of itself at each reading over the mark. */
+const DECREASE = 0.75;
+/** Below this share nothing is admitted: a deterministic full stop, and a cheaper one. */
+const MIN_ADMIT = 0.01;
+/** Admission grows back by this much at each reading at or below the low mark. */
+const INCREASE = 0.05;
+/** ...and by this much at a reading between the marks that finds the backlog smaller than the last. */
+const INCREASE_DRAINING = 0.02;
+/** One reading taking more than this share of the interval doubles the interval (up to 1 s). */
+const READ_COST_SHARE = 0.05;
+const MAX_SAMPLE_MS = 1000;
+/** At most one "shedding" line per this long; the next "stopped" line adds up what was not logged. */
+const LOG_EVERY_MS = 10_000;
+
+export interface ShedderOptions {
+  settings: ShedSettings;
+  log: Logger;
+  /** Reads the backlog of these ports (tests give their own); /proc by default. */
+  read?: (ports: ReadonlySet<number>) => UdpBacklog;
+  random?: () => number;
+  /** Called after each reading (metrics). */
+  onSample?: (b: UdpBacklog, newDrops: number) => void;
+  now?: () => number;
+}
+
+export class BacklogShedder {
+  readonly #s: ShedSettings;
+  readonly #log: Logger;
+  readonly #read: (ports: ReadonlySet<number>) => UdpBacklog;
+  readonly #random: () => number;
+  readonly #onSample: ((b: UdpBacklog, newDrops: number) => void) | undefined;
+  readonly #now: () => number;
+  /** Share of new INVITEs admitted: 1 while drachtio-server keeps up. */
+  #admit = 1;
+  #ports: ReadonlySet<number> = new Set();
+  #timer: NodeJS.Timeout | undefined;
+  #intervalMs: number;
+  #lastDrops: number | undefined;
+  #queued = 0;
+  /** The episode of shedding under way: when it began, what it shed, the deepest backlog seen. */
+  #episode: { since: number; shed: number; peakBytes: number; drops: number; logged: boolean } | undefined;
+  /** Episodes not logged (within LOG_EVERY_MS of a logged one), added to the next line. */
+  #quiet = { episodes: 0, shed: 0 };
+  #lastLogAt = -Infinity;
+
+  constructor(opts: ShedderOptions) {
+    this.#s = opts.settings;
+    this.#log = opts.log;
+    this.#read = opts.read ?? ((ports) => readUdpBacklog(ports));
+    this.#random = opts.random ?? Math.random;
+    this.#onSample = opts.onSample;
+    this.#now = opts.now ?? (() => performance.now());
+    this.#intervalMs = opts.settings.sampleMs;
+  }
+
+  /** Share of new INVITEs admitted now (1: none shed). */
+  get admitRatio(): number {
+    return this.#admit;
+  }
+
+  /** Bytes waiting in drachtio-server's SIP sockets at the last reading. */
+  get queuedBytes(): number {
+    return this.#queued;
+  }
+
+  /** Whether a reading is running (drachtio-server's socket is visible from here). */
+  get watching(): boolean {
+    return this.#timer !== undefined;
+  }
+
+  /**
+   * Whether to refuse this new INVITE. On the INVITE path: one comparison while drachtio-server
+   * keeps up.
+   */
+  shed(): boolean {
+    if (this.#admit >= 1 || (this.#admit > 0 && this.#random() < this.#admit)) return false;
+    if (this.#episode) this.#episode.shed++;
+    return true;
+  }
+
+  /**
+   * Watches drachtio-server's UDP SIP sockets, from the hostports it sent on connecting. If none is
+   * visible from here (another network namespace, or TCP only), says so once and sheds nothing.
+   */
+  watch(hostports: string): void {
+    this.stop();
+    if (!this.#s.enabled) return;
+    const ports = udpPorts(hostports);
+    if (ports.length === 0) {
+      this.#log.info(
+        { hostports },
+        'overload shedding off: drachtio-server has no UDP SIP port (proxy.overload watches UDP only)',
+      );
+      return;
+    }
+    this.#ports = new Set(ports);
+    const first = this.#read(this.#ports);
+    if (first.sockets === 0) {
+      this.#log.warn(
+        { ports },
+        "overload shedding off: drachtio-server's UDP SIP socket is not visible from this proxy " +
+          "(run the proxy in drachtio-server's network namespace, or set proxy.overload.enabled: false)",
+      );
+      return;
+    }
+    this.#lastDrops = first.drops;
+    this.#queued = first.queuedBytes;
+    this.#log.info(
+      { ports, highBytes: this.#s.highBytes, lowBytes: this.#s.lowBytes, sampleMs: this.#intervalMs },
+      "watching drachtio-server's SIP socket backlog",
+    );
+    this.#schedule();
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#lastDrops = undefined;
+    this.#admit = 1;
+    this.#queued = 0;
+    if (this.#episode) this.#endEpisode();
+  }
+
+  #schedule(): void {
+    this.#timer = setTimeout(() => {
+      const t0 = performance.now();
+      const b = this.#read(this.#ports);
+      const cost = performance.now() - t0;
+      this.sample(b);
+      if (cost > this.#intervalMs * READ_COST_SHARE && this.#intervalMs < MAX_SAMPLE_MS) {
+        this.#intervalMs = Math.min(MAX_SAMPLE_MS, this.#intervalMs * 2);
+        this.#log.warn(
+          { readMs: Math.round(cost * 100) / 100, sampleMs: this.#intervalMs },
+          'reading the UDP socket table is slow on this host (many sockets): reading it less often',
+        );
+      }
+      if (this.#timer !== undefined) this.#schedule();
+    }, this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** One reading: admission falls, holds or grows back (public for tests). */
+  sample(b: UdpBacklog): void {
+    const newDrops = this.#lastDrops === undefined ? 0 : Math.max(0, b.drops - this.#lastDrops);
+    this.#lastDrops = b.drops;
+    this.#onSample?.(b, newDrops);
+    const q = b.queuedBytes;
+    const shrinking = q < this.#queued;
+    this.#queued = q;
+    if (newDrops > 0 || (q > this.#s.highBytes && !shrinking)) {
+      if (!this.#episode) this.#startEpisode(q, newDrops);
+      this.#admit = this.#admit * DECREASE < MIN_ADMIT ? 0 : this.#admit * DECREASE;
+    } else if (this.#admit < 1 && (q <= this.#s.lowBytes || (shrinking && q <= this.#s.highBytes))) {
+      this.#admit = Math.min(1, this.#admit + (q <= this.#s.lowBytes ? INCREASE : INCREASE_DRAINING));
+    }
+    const e = this.#episode;
+    if (!e) return;
+    e.peakBytes = Math.max(e.peakBytes, b.queuedBytes);
+    e.drops += newDrops;
+    if (this.#admit >= 1) this.#endEpisode();
+  }
+
+  #startEpisode(queuedBytes: number, drops: number): void {
+    const now = this.#now();
+    const logged = now - this.#lastLogAt >= LOG_EVERY_MS;
+    this.#episode = { since: now, shed: 0, peakBytes: queuedBytes, drops: 0, logged };
+    if (!logged) return;
+    this.#lastLogAt = now;
+    this.#log.warn(
+      { queuedBytes, highBytes: this.#s.highBytes, drops },
+      'drachtio-server is falling behind (its SIP socket is backing up): answering a share of new INVITEs 503 until it catches up',
+    );
+  }
+
+  #endEpisode(): void {
+    const e = this.#episode;
+    this.#episode = undefined;
+    if (!e) return;
+    if (!e.logged) {
+      this.#quiet.episodes++;
+      this.#quiet.shed += e.shed;
+      return;
+    }
+    const quiet = this.#quiet;
+    this.#quiet = { episodes: 0, shed: 0 };
+    this.#log.info(
+      {
+        shed: e.shed,
+        forMs: Math.round(this.#now() - e.since),
+        peakBytes: e.peakBytes,
+        drops: e.drops,
+        ...(quiet.episodes > 0 ? { earlierEpisodes: quiet.episodes, earlierShed: quiet.shed } : {}),
+      },
+      'drachtio-server caught up: shedding stopped',
+    );
+  }
+}
