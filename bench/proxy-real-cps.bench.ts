@@ -98,6 +98,8 @@ import {
   memoryMiB,
   processTicks,
   threadTicks,
+  udpDropsByPort,
+  udpReceiveBufferErrors,
 } from '../test/support/proc-stat.js';
 import {
   runUac,
@@ -287,6 +289,12 @@ interface Step {
   proxy_gc_by_kind?: Record<string, { count: number; ms: number }>;
   proxy_heap_used_mib?: number;
   settle_ms: number;
+  /**
+   * Datagrams the kernel dropped for a full receive buffer during the step: at the drachtio-servers'
+   * SIP sockets, the callees' sockets, and in all (the callers' sockets close before the step's
+   * reading, so their drops are in `all` only).
+   */
+  udp_drops: { drachtio: number; callees: number; all: number };
 }
 
 interface Skipped {
@@ -689,6 +697,8 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const r0 = rpid === undefined ? undefined : processTicks(rpid);
   const u0 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m0 = machineTicks();
+  const drops0 = udpDropsByPort();
+  const rcvbuf0 = udpReceiveBufferErrors();
   const uacs: UacRun[] = await Promise.all(
     lanes.map(async (l, i) => {
       const laneDir = join(dir, `pair-${i + 1}`);
@@ -719,6 +729,8 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const r1 = rpid === undefined ? undefined : processTicks(rpid);
   const u1 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m1 = machineTicks();
+  const drops1 = udpDropsByPort();
+  const rcvbuf1 = udpReceiveBufferErrors();
   const mems = apps.map((a) => memoryMiB(a.pid));
   const c1 = await scrapeAll(lanes);
   const self = process.cpuUsage(self0);
@@ -811,6 +823,13 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
       u.messages.map((m) => `${lanes.length > 1 ? `pair ${i + 1}: ` : ''}${row(m)}`),
     ),
     ...proxyFigures(c0, c1),
+    udp_drops: {
+      drachtio: sum(
+        lanes.map((l) => (drops1.get(l.server.sipPort) ?? 0) - (drops0.get(l.server.sipPort) ?? 0)),
+      ),
+      callees: sum(uasPorts.map((p) => (drops1.get(p) ?? 0) - (drops0.get(p) ?? 0))),
+      all: rcvbuf1 - rcvbuf0,
+    },
     settle_ms: await settle(lanes),
   };
   rmSync(dir, { recursive: true, force: true });
@@ -823,6 +842,9 @@ function show(label: string, s: Step): void {
       `failed ${String(s.failed_pct).padStart(6)} %  done ${String(s.achieved_cps).padStart(4)}/s${s.kept_pace ? ' ' : '!'}  proxy ${s.proxy_cpu_ms_per_call.toFixed(3)} ms/call (${s.proxy_main_thread_pct} % main thread)  ` +
       `drachtio ${s.drachtio_cpu_ms_per_call.toFixed(3)} ms/call (busiest thread ${s.drachtio_busiest_thread_pct} %)  ` +
       `machine ${s.machine_busy_pct} %  rss ${s.proxy_rss_mib ?? '-'} MiB  retrans ${s.retransmissions}` +
+      (s.udp_drops.all > 0
+        ? `  udp drops ${s.udp_drops.all} (drachtio ${s.udp_drops.drachtio}, callees ${s.udp_drops.callees})`
+        : '') +
       (s.contended ? `  CONTENDED (others ${s.other_processes_core_pct} % of a core)` : '') +
       (s.failed > 0
         ? `  [${Object.entries(s.failures)
