@@ -100,10 +100,14 @@ export class ViewSync extends EventEmitter<Events> {
     });
     const subscribeAll = (): Promise<unknown> =>
       Promise.all(channels.map((ch) => subscribe(this.#subscriber, ch)));
+    // The first connection is start's own: it subscribes, then reloads once. A reload from here
+    // as well would be a second read of every key, and would land at a time of its own.
+    let starting = true;
     this.#subscriber.on('ready', () => {
+      const first = starting;
       // ioredis resubscribes by itself; subscribing again is harmless and tells us when it is done.
       subscribeAll().then(
-        () => this.resync('resubscribed'),
+        () => (first ? undefined : this.resync('resubscribed')),
         (err: unknown) => this.#log.warn({ err }, 'could not subscribe to the events channel'),
       );
     });
@@ -122,6 +126,8 @@ export class ViewSync extends EventEmitter<Events> {
       await subscribeAll();
     } catch (err) {
       this.#log.warn({ err }, 'could not subscribe to the events channel yet; retrying');
+    } finally {
+      starting = false;
     }
     await this.resync('start');
   }
