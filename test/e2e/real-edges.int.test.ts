@@ -9,11 +9,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ClusterKeys, parseConfig } from '@fslb/shared';
+import type { FslbProxy } from '@fslb/proxy';
 import { FsCluster, type FsNodeOptions } from '@fslb/fs-sim';
 import { captureLogger } from '../support/log-capture.js';
 import { redisRelay } from '../support/redis-relay.js';
 import { tenantRouting } from '../support/routing.js';
-import { realPeers, startDrachtioServer } from '../support/drachtio-server.js';
+import { realPeers, startDrachtioServer, type RealDrachtio } from '../support/drachtio-server.js';
 import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
@@ -73,6 +74,8 @@ async function runSipp(
 
 interface Rig {
   keys: ClusterKeys;
+  proxy: FslbProxy;
+  drachtio: RealDrachtio;
   sims: FsCluster;
   sipPort: number;
   lines(): Record<string, unknown>[];
@@ -141,7 +144,7 @@ async function rig(
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { keys, sims, sipPort, lines, drachtioOutput: () => drachtio.output() };
+  return { keys, proxy, drachtio, sims, sipPort, lines, drachtioOutput: () => drachtio.output() };
 }
 
 describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, timeout: 120_000 }, () => {
@@ -181,6 +184,70 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
     );
     assert.ok(connected >= 48, `ordinary calls connected: ${connected} of 50`);
     assert.ok(aboutFlood.length <= 3, `lines about the flood: ${aboutFlood.length}`);
+  });
+
+  it("sheds new INVITEs while drachtio-server's SIP thread is held up, and takes every call again once it catches up", async (t) => {
+    const s = await rig(t, r, {
+      count: 2,
+      proxy: {
+        maxCps: 10_000,
+        rateLimit: { perSourcePerSec: 10_000, burst: 10_000 },
+        overload: { sampleMs: 20, highBytes: 16_384, lowBytes: 4096 },
+      },
+    });
+    const admitted = async (): Promise<number> => {
+      const m = s.proxy.metrics.registry.getSingleMetric('fslb_proxy_admit_ratio');
+      return (await m?.get())?.values[0]?.value ?? NaN;
+    };
+    await waitFor('the proxy watches the real SIP socket', () =>
+      s.lines().some((l) => l.msg === "watching drachtio-server's SIP socket backlog"),
+    );
+    // drachtio-server stopped: its SIP socket is read by no one, as when its thread falls behind.
+    const { pid } = s.drachtio;
+    process.kill(pid, 'SIGSTOP');
+    let calls: Sipp;
+    try {
+      calls = await runSipp(t, {
+        sipPort: s.sipPort,
+        address: '127.0.0.3',
+        scenario: 'uac-contact.xml',
+        service: 'caller',
+        args: ['-r', '50', '-m', '100', '-l', '100', '-d', '200'],
+      });
+      await waitFor('nothing admitted while the INVITEs wait', async () => (await admitted()) === 0);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await calls.exited;
+    const outcomes = () =>
+      s
+        .lines()
+        .filter((l) => l.msg === 'request routed')
+        .map((l) => String(l.outcome));
+    // A shed INVITE is a refusal (counted, its log line sampled), not a routed request.
+    const shedMetric = s.proxy.metrics.registry.getSingleMetric('fslb_proxy_refusals_total');
+    const shed = (await shedMetric?.get())?.values.find((v) => v.labels.reason === 'backlog')?.value ?? 0;
+    const connected = outcomes().filter((o) => o === 'connected').length;
+    t.diagnostic(`first run: ${shed} shed, ${connected} connected of 100`);
+    assert.ok(shed >= 1, `INVITEs read after the stop were shed: ${shed}`);
+    assert.ok(connected >= 1, `calls after the backlog drained connected: ${connected}`);
+    assert.equal(shed + connected, 100, 'every call either connected or was shed');
+    assert.equal(
+      s.lines().filter((l) => String(l.msg).startsWith('drachtio-server is falling behind')).length,
+      1,
+    );
+
+    await waitFor('every INVITE admitted again', async () => (await admitted()) === 1);
+    const before = connected;
+    const again = await runSipp(t, {
+      sipPort: s.sipPort,
+      address: '127.0.0.3',
+      scenario: 'uac-contact.xml',
+      service: 'caller',
+      args: ['-r', '20', '-m', '20', '-l', '20', '-d', '200'],
+    });
+    assert.equal(await again.exited, 0, again.stderr());
+    assert.equal(outcomes().filter((o) => o === 'connected').length - before, 20);
   });
 
   it('accounts the retry after a digest challenge on the node that challenged', async (t) => {

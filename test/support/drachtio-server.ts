@@ -41,6 +41,8 @@ export interface RealDrachtio {
   readonly appPort: number;
   readonly sipPort: number;
   readonly secret: string;
+  /** Its process id (tests stop and continue it to hold its SIP thread up). */
+  readonly pid: number;
   /** What it printed, for failure messages. */
   output(): string;
   close(): Promise<void>;
@@ -107,5 +109,5 @@ export async function startDrachtioServer(
     await stop();
     throw err;
   }
-  return { appPort, sipPort, secret, output: () => out, close: stop };
+  return { appPort, sipPort, secret, pid: child.pid ?? 0, output: () => out, close: stop };
 }
