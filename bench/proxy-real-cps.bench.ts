@@ -46,7 +46,10 @@
  * step for each app at that rate, the order swapped each round; the medians of the rounds where
  * both were clean, else the highest step below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
- * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app).
+ * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app); and
+ * overload_goodput_fslb / _bare: at each app's first step past its limit, the calls completed
+ * per second over those at the clean step below (each step also counts the datagrams the kernel
+ * dropped, `udp_drops`).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
  * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
@@ -205,6 +208,8 @@ if (skip !== undefined) {
     real_cps_two_pairs: null,
     real_cps_ratio_rr: null,
     proxy_cpu_ratio_to_bare: null,
+    overload_goodput_fslb: null,
+    overload_goodput_bare: null,
     setup_p99_added_ms: null,
     real_cps_fslb_no_reservations: null,
     notes: Object.fromEntries(
@@ -1061,6 +1066,20 @@ function highest(steps: readonly (Step | Skipped)[], ok: (s: Step) => boolean): 
 const highestClean = (steps: readonly (Step | Skipped)[]): number | null => highest(steps, (s) => s.clean);
 
 /** At the first step that was not clean (and the last clean one): who was busiest. */
+/**
+ * What the chain still completes just past its limit: at the in-turn series' first step that was
+ * not clean, the calls completed per second over those completed at the clean step below it
+ * (1: it holds at what it carries; a collapse reads far below). Null when no step was unclean.
+ */
+function overloadGoodput(steps: readonly (Step | Skipped)[]): number | null {
+  const r = ran(steps);
+  const i = r.findIndex((s) => !s.clean);
+  const over = r[i];
+  const below = r[i - 1];
+  if (i <= 0 || !over || !below || below.achieved_cps <= 0) return null;
+  return round(over.achieved_cps / below.achieved_cps, 2);
+}
+
 function degradeReport(steps: readonly (Step | Skipped)[]): Record<string, unknown> {
   const r = ran(steps);
   const i = r.findIndex((s) => !s.clean);
@@ -1081,6 +1100,8 @@ function degradeReport(steps: readonly (Step | Skipped)[]): Record<string, unkno
           uac_cpu_pct: s.uac_cpu_pct,
           failures: s.failures,
           retransmissions: s.retransmissions,
+          udp_drops: s.udp_drops,
+          shed: s.proxy_counters?.['requests_total{method="INVITE",outcome="backlog"}'] ?? 0,
         }
       : null;
   return {
@@ -1186,12 +1207,15 @@ function markdown(r: Record<string, unknown>): string {
       top ? `${top.proxy_cpu_ms_per_call} ms (${top.proxy_main_thread_pct} % main thread)` : null,
       top ? `${top.drachtio_cpu_ms_per_call} ms (busiest thread ${top.drachtio_busiest_thread_pct} %)` : null,
       top ? `${top.machine_busy_pct} %` : null,
-      bad ? `${bad.rate}/s: ${bad.failed_pct} % failed, ${bad.achieved_cps}/s done` : null,
+      bad
+        ? `${bad.rate}/s: ${bad.failed_pct} % failed, ${bad.achieved_cps}/s done, ` +
+          `${bad.udp_drops.all} datagrams dropped, ${bad.retransmissions} retransmitted`
+        : null,
     ];
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}, ${FINE_STEPS > 0 ? `then ${FINE_STEPS} finer steps up to the first that was not` : 'no finer steps'}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}, ${FINE_STEPS > 0 ? `then ${FINE_STEPS} finer steps up to the first that was not` : 'no finer steps'}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**. Just past each app's limit, the share of what it carried that it still completed: **fslb-proxy ${String(r.overload_goodput_fslb)}, the bare app ${String(r.overload_goodput_bare)}**.
 
 ${table(
   [
@@ -1653,6 +1677,8 @@ try {
     real_cps_bare_rr: rrBareClean,
     real_cps_ratio_rr: rrFslbClean !== null && rrBareClean ? round(rrFslbClean / rrBareClean, 2) : null,
     proxy_cpu_ratio_to_bare: proxyCpuRatio,
+    overload_goodput_fslb: overloadGoodput(fslbSteps),
+    overload_goodput_bare: overloadGoodput(bareSteps),
     setup_p99_added_ms: setupAdded?.p99 ?? null,
     setup_added_ms: setupAdded,
     compare_rate: comparison?.rate ?? null,

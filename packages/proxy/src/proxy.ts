@@ -104,7 +104,9 @@ const USUAL_RECEIVE_BUFFER = 212_992;
  * The overload shedding's settings. Unset marks come from the buffer drachtio-server's UDP
  * socket gets by default (drachtio-server v0.9.10 asks for 4 MB, but after the socket is open,
  * which leaves it at net.core.rmem_default, as `ss -uam` shows): half of it and a quarter, at most
- * 1 MiB and 256 KiB. A low mark set alone above the high one moves the high one to twice it.
+ * 1 MiB and 256 KiB. At 2000-2500 calls/s 1 MiB is 100-150 ms of drachtio-server's work; a wait
+ * near SIP's T1 (500 ms, about 4 MiB there) makes callers retransmit every INVITE still queued,
+ * and a run with a 4 MiB mark collapsed that way. A low mark set alone above the high one moves the high one to twice it.
  */
 export function shedSettings(
   o: FslbConfig['proxy']['overload'],
