@@ -106,7 +106,8 @@ const USUAL_RECEIVE_BUFFER = 212_992;
  * which leaves it at net.core.rmem_default, as `ss -uam` shows): half of it and a quarter, at most
  * 1 MiB and 256 KiB. At 2000-2500 calls/s 1 MiB is 100-150 ms of drachtio-server's work; a wait
  * near SIP's T1 (500 ms, about 4 MiB there) makes callers retransmit every INVITE still queued,
- * and a run with a 4 MiB mark collapsed that way. A low mark set alone above the high one moves the high one to twice it.
+ * and a run with a 4 MiB mark collapsed that way. A low mark set alone above the high one moves
+ * the high one to twice it.
  */
 export function shedSettings(
   o: FslbConfig['proxy']['overload'],

@@ -355,8 +355,7 @@ export class Router {
     ) {
       return Refusal.OwnHeader;
     }
-    // Before the replica's CPS budget: a call shed here never reached drachtio-server's queue
-    // of work, so it should not spend a token either.
+    // Before the replica's CPS budget: a shed call is never proxied, so it spends no token.
     if (this.#shed()) return Refusal.Backlog;
     if (!this.#cps.take(now)) return Refusal.Overloaded;
     return undefined;
