@@ -1,25 +1,23 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { configSchema, createLogger } from '@fslb/shared';
+import { configSchema } from '@fslb/shared';
+import { captureLogger } from '../../../../test/support/log-capture.js';
 import { shedSettings } from '../proxy.js';
 import { BacklogShedder, type ShedSettings } from './backlog-shedder.js';
 import { addUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
 
 const SETTINGS: ShedSettings = { enabled: true, sampleMs: 50, highBytes: 100_000, lowBytes: 25_000 };
 
-function logLines(): { log: ReturnType<typeof createLogger>; lines: () => { level: number; msg: string }[] } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _e, done) {
-      text += chunk.toString();
-      done();
-    },
-  });
+/** A logger at info and its lines, parsed. */
+function logLines(): {
+  log: ReturnType<typeof captureLogger>['log'];
+  lines: () => { level: number; msg: string }[];
+} {
+  const { log, text } = captureLogger('info');
   return {
-    log: createLogger({ level: 'info' }, sink),
+    log,
     lines: () =>
-      text
+      text()
         .split('\n')
         .filter((l) => l !== '')
         .map((l) => JSON.parse(l) as { level: number; msg: string }),
