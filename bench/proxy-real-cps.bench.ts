@@ -77,6 +77,7 @@ import { Redis } from 'ioredis';
 import { ClusterKeys } from '@fslb/shared';
 import { FsNode } from '@fslb/fs-sim';
 import type { Monitor } from '@fslb/monitor';
+import { readUdpBacklog } from '@fslb/proxy';
 import {
   drachtioBin,
   sippBin,
@@ -101,7 +102,6 @@ import {
   memoryMiB,
   processTicks,
   threadTicks,
-  udpDropsByPort,
   udpReceiveBufferErrors,
 } from '../test/support/proc-stat.js';
 import {
@@ -702,7 +702,10 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const r0 = rpid === undefined ? undefined : processTicks(rpid);
   const u0 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m0 = machineTicks();
-  const drops0 = udpDropsByPort();
+  // Drops at drachtio-server's SIP sockets and at the callees' (the proxy's own reading of them).
+  const serverPorts = new Set(lanes.map((l) => l.server.sipPort));
+  const calleePorts = new Set(uasPorts);
+  const drops0 = { server: readUdpBacklog(serverPorts).drops, callees: readUdpBacklog(calleePorts).drops };
   const rcvbuf0 = udpReceiveBufferErrors();
   const uacs: UacRun[] = await Promise.all(
     lanes.map(async (l, i) => {
@@ -734,7 +737,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const r1 = rpid === undefined ? undefined : processTicks(rpid);
   const u1 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
   const m1 = machineTicks();
-  const drops1 = udpDropsByPort();
+  const drops1 = { server: readUdpBacklog(serverPorts).drops, callees: readUdpBacklog(calleePorts).drops };
   const rcvbuf1 = udpReceiveBufferErrors();
   const mems = apps.map((a) => memoryMiB(a.pid));
   const c1 = await scrapeAll(lanes);
@@ -829,10 +832,8 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
     ),
     ...proxyFigures(c0, c1),
     udp_drops: {
-      drachtio: sum(
-        lanes.map((l) => (drops1.get(l.server.sipPort) ?? 0) - (drops0.get(l.server.sipPort) ?? 0)),
-      ),
-      callees: sum(uasPorts.map((p) => (drops1.get(p) ?? 0) - (drops0.get(p) ?? 0))),
+      drachtio: drops1.server - drops0.server,
+      callees: drops1.callees - drops0.callees,
       all: rcvbuf1 - rcvbuf0,
     },
     settle_ms: await settle(lanes),

@@ -124,29 +124,6 @@ export function udpBound(port: number): boolean {
   }
 }
 
-/**
- * Datagrams the kernel dropped at each bound UDP socket (the `drops` column of /proc/net/udp and
- * udp6: a full receive buffer), summed by local port. A socket that closed takes its count with it.
- */
-export function udpDropsByPort(): Map<number, number> {
-  const out = new Map<number, number>();
-  for (const file of ['/proc/net/udp', '/proc/net/udp6']) {
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      const port = Number.parseInt(f[1]?.split(':')[1] ?? '', 16);
-      const drops = Number(f[12]);
-      if (Number.isFinite(port) && Number.isFinite(drops)) out.set(port, (out.get(port) ?? 0) + drops);
-    }
-  }
-  return out;
-}
-
 /** Datagrams the machine dropped for a full receive buffer, every socket (Udp RcvbufErrors in /proc/net/snmp). */
 export function udpReceiveBufferErrors(): number {
   try {
