@@ -19,7 +19,7 @@ import { freeUdpPort } from '../support/net.js';
 import { deletePrefix, testPrefix, useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { rawConfig, startMonitor, waitForNode } from '../monitor/support.js';
-import { proxyRawConfig, startProxy } from '../proxy/support.js';
+import { metricValue, proxyRawConfig, startProxy } from '../proxy/support.js';
 
 /**
  * Carrier traffic at the edges through real peers: SIPp callers -> a real drachtio-server ->
@@ -195,10 +195,7 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
         overload: { sampleMs: 20, highBytes: 16_384, lowBytes: 4096 },
       },
     });
-    const admitted = async (): Promise<number> => {
-      const m = s.proxy.metrics.registry.getSingleMetric('fslb_proxy_admit_ratio');
-      return (await m?.get())?.values[0]?.value ?? NaN;
-    };
+    const admitted = (): Promise<number> => metricValue(s.proxy, 'fslb_proxy_admit_ratio');
     await waitFor('the proxy watches the real SIP socket', () =>
       s.lines().some((l) => l.msg === "watching drachtio-server's SIP socket backlog"),
     );
@@ -225,8 +222,7 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
         .filter((l) => l.msg === 'request routed')
         .map((l) => String(l.outcome));
     // A shed INVITE is a refusal (counted, its log line sampled), not a routed request.
-    const shedMetric = s.proxy.metrics.registry.getSingleMetric('fslb_proxy_refusals_total');
-    const shed = (await shedMetric?.get())?.values.find((v) => v.labels.reason === 'backlog')?.value ?? 0;
+    const shed = await metricValue(s.proxy, 'fslb_proxy_refusals_total', { reason: 'backlog' });
     const connected = outcomes().filter((o) => o === 'connected').length;
     t.diagnostic(`first run: ${shed} shed, ${connected} connected of 100`);
     assert.ok(shed >= 1, `INVITEs read after the stop were shed: ${shed}`);

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
 import { after, before, describe, it, type TestContext } from 'node:test';
-import type { FslbProxy } from '@fslb/proxy';
 import { readUdpBacklog } from '@fslb/proxy';
 import { captureLogger } from '../support/log-capture.js';
 import { holdUdpSocket, type HeldUdpSocket } from '../support/held-udp-socket.js';
@@ -9,6 +8,7 @@ import { freeUdpPort } from '../support/net.js';
 import { useRedis } from '../support/redis.js';
 import { waitFor } from '../support/wait.js';
 import { proxyScene } from './scene.js';
+import { metricValue } from './support.js';
 
 /**
  * Overload shedding on drachtio-server's own backlog, with the kernel's real accounting: a UDP
@@ -26,16 +26,6 @@ async function send(port: number, count: number, size = 1000): Promise<void> {
     );
   }
   s.close();
-}
-
-async function metric(proxy: FslbProxy, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = proxy.metrics.registry.getSingleMetric(name);
-  if (!m) throw new Error(`no metric ${name}`);
-  const { values } = await m.get();
-  const v = values.find((x) =>
-    Object.entries(labels).every(([k, want]) => (x.labels as Record<string, unknown>)[k] === want),
-  );
-  return v?.value ?? 0;
 }
 
 async function held(t: TestContext, opts: { recvBufferSize?: number } = {}): Promise<HeldUdpSocket> {
@@ -90,9 +80,9 @@ describe('fslb-proxy overload shedding (drachtio-server backlog)', () => {
     await send(socket.port, 40);
     await waitFor(
       'no new INVITE admitted',
-      async () => (await metric(s.proxy, 'fslb_proxy_admit_ratio')) === 0,
+      async () => (await metricValue(s.proxy, 'fslb_proxy_admit_ratio')) === 0,
     );
-    assert.ok((await metric(s.proxy, 'fslb_proxy_drachtio_udp_queued_bytes')) >= 40_000);
+    assert.ok((await metricValue(s.proxy, 'fslb_proxy_drachtio_udp_queued_bytes')) >= 40_000);
     for (let i = 0; i < 3; i++) {
       const call = s.dx.inject({ method: 'INVITE', sdp: true });
       const shed = await call.response();
@@ -101,16 +91,16 @@ describe('fslb-proxy overload shedding (drachtio-server backlog)', () => {
       assert.equal(shed.reason, 'Overloaded');
       assert.equal(shed.message.get('Retry-After'), '5');
     }
-    assert.equal(await metric(s.proxy, 'fslb_proxy_refusals_total', { reason: 'backlog' }), 3);
+    assert.equal(await metricValue(s.proxy, 'fslb_proxy_refusals_total', { reason: 'backlog' }), 3);
     assert.equal(
-      await metric(s.proxy, 'fslb_proxy_requests_total', { method: 'INVITE', outcome: 'backlog' }),
+      await metricValue(s.proxy, 'fslb_proxy_requests_total', { method: 'INVITE', outcome: 'backlog' }),
       3,
     );
 
     socket.release();
     await waitFor(
       'every INVITE admitted again',
-      async () => (await metric(s.proxy, 'fslb_proxy_admit_ratio')) === 1,
+      async () => (await metricValue(s.proxy, 'fslb_proxy_admit_ratio')) === 1,
     );
     assert.equal((await s.dx.inject({ method: 'INVITE', sdp: true }).final()).status, 486);
     const lines = text()
@@ -143,7 +133,7 @@ describe('fslb-proxy overload shedding (drachtio-server backlog)', () => {
     assert.ok(dropped > 0);
     await waitFor(
       'the drops counted',
-      async () => (await metric(s.proxy, 'fslb_proxy_drachtio_udp_drops_total')) === dropped,
+      async () => (await metricValue(s.proxy, 'fslb_proxy_drachtio_udp_drops_total')) === dropped,
     );
     const line = text()
       .split('\n')
@@ -160,6 +150,6 @@ describe('fslb-proxy overload shedding (drachtio-server backlog)', () => {
     await waitFor('the reason logged', () => text().includes('overload shedding off'));
     assert.match(text(), /not visible from this proxy/);
     assert.equal((await s.dx.inject({ method: 'INVITE', sdp: true }).final()).status, 486);
-    assert.equal(await metric(s.proxy, 'fslb_proxy_admit_ratio'), 1);
+    assert.equal(await metricValue(s.proxy, 'fslb_proxy_admit_ratio'), 1);
   });
 });

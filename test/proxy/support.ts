@@ -47,4 +47,22 @@ export async function startProxy(
   return p;
 }
 
+/**
+ * A proxy metric's value now (its `collect` run), for the series whose labels include `labels`;
+ * 0 when no series matches yet.
+ */
+export async function metricValue(
+  proxy: FslbProxy,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const m = proxy.metrics.registry.getSingleMetric(name);
+  if (!m) throw new Error(`no metric ${name}`);
+  const { values } = await m.get();
+  const v = values.find((x) =>
+    Object.entries(labels).every(([k, want]) => (x.labels as Record<string, unknown>)[k] === want),
+  );
+  return v?.value ?? 0;
+}
+
 export type { FsNode };
