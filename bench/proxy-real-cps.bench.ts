@@ -55,6 +55,7 @@
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_KEEP_WORK (set: keep the apps' logs and SIPp's files, and print where),
+ * BENCH_BACKLOG_TRACE (a directory: each step's drachtio-server socket backlog readings, one file a step),
  * BENCH_CPS_SERIES (fslb,nores,bare,bareopts,two,rr: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart;
  * bareopts tells drachtio-server's share apart).
@@ -153,6 +154,10 @@ const PACE = 0.95;
  */
 const TAIL_S = 0.3;
 const UDP_BUFFER = 8_388_608;
+/** How often a step reads drachtio-server's socket backlog, and the mark it reports time past (the proxy's default). */
+const BACKLOG_SAMPLE_MS = 10;
+const BACKLOG_MARK = 1_048_576;
+const BACKLOG_TRACE = process.env.BENCH_BACKLOG_TRACE;
 const NODES = 2;
 const UAC_SCENARIO = join(ROOT, 'test/e2e/sipp/uac-contact.xml');
 const UAS_SCENARIO = join(ROOT, 'bench/sipp/uas-via.xml');
@@ -300,6 +305,12 @@ interface Step {
    * reading, so their drops are in `all` only).
    */
   udp_drops: { drachtio: number; callees: number; all: number };
+  /**
+   * drachtio-servers' SIP socket backlog read every BACKLOG_SAMPLE_MS through the step: its
+   * deepest, its 99th percentile, and the longest stretch spent past the proxy's default shedding
+   * mark (1 MiB): how close the step came to shedding or dropping.
+   */
+  udp_backlog: { peak_kib: number; p99_kib: number; longest_over_mark_ms: number; samples: number };
 }
 
 interface Skipped {
@@ -707,6 +718,11 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const calleePorts = new Set(uasPorts);
   const drops0 = { server: readUdpBacklog(serverPorts).drops, callees: readUdpBacklog(calleePorts).drops };
   const rcvbuf0 = udpReceiveBufferErrors();
+  const backlog = sampleBacklog(
+    serverPorts,
+    `${lanes[0]?.app.kind ?? 'x'}-${lanes.length}x-${rate}`,
+    lanes.map((l) => l.serverPid),
+  );
   const uacs: UacRun[] = await Promise.all(
     lanes.map(async (l, i) => {
       const laneDir = join(dir, `pair-${i + 1}`);
@@ -739,6 +755,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const m1 = machineTicks();
   const drops1 = { server: readUdpBacklog(serverPorts).drops, callees: readUdpBacklog(calleePorts).drops };
   const rcvbuf1 = udpReceiveBufferErrors();
+  const udpBacklog = backlog.stop();
   const mems = apps.map((a) => memoryMiB(a.pid));
   const c1 = await scrapeAll(lanes);
   const self = process.cpuUsage(self0);
@@ -836,10 +853,73 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
       callees: drops1.callees - drops0.callees,
       all: rcvbuf1 - rcvbuf0,
     },
+    udp_backlog: udpBacklog,
     settle_ms: await settle(lanes),
   };
   rmSync(dir, { recursive: true, force: true });
   return step;
+}
+
+/**
+ * Reads the drachtio-servers' SIP socket backlog every BACKLOG_SAMPLE_MS until stopped. With
+ * BENCH_BACKLOG_TRACE=<dir>, also writes each reading (ms since the start, bytes) to
+ * <dir>/<label>.tsv, for a look at how the backlog rises and drains.
+ */
+function sampleBacklog(
+  ports: ReadonlySet<number>,
+  label: string,
+  serverPids: readonly number[],
+): { stop: () => Step['udp_backlog'] } {
+  const t0 = performance.now();
+  const bytes: number[] = [];
+  const times: number[] = [];
+  // With a trace, each drachtio-server thread's CPU ticks too (the busiest's share of each interval).
+  const ticks: Map<number, number>[] = [];
+  const timer = setInterval(() => {
+    times.push(performance.now() - t0);
+    bytes.push(readUdpBacklog(ports).queuedBytes);
+    if (BACKLOG_TRACE) {
+      const all = new Map<number, number>();
+      for (const pid of serverPids) for (const [tid, t] of threadTicks(pid)) all.set(tid, t);
+      ticks.push(all);
+    }
+  }, BACKLOG_SAMPLE_MS);
+  return {
+    stop: () => {
+      clearInterval(timer);
+      if (BACKLOG_TRACE) {
+        mkdirSync(BACKLOG_TRACE, { recursive: true });
+        writeFileSync(
+          join(BACKLOG_TRACE, `${label}.tsv`),
+          times
+            .map((t, i) => {
+              const before = ticks[i - 1];
+              const now = ticks[i];
+              let busiest = 0;
+              if (before && now)
+                for (const [tid, v] of now) busiest = Math.max(busiest, v - (before.get(tid) ?? v));
+              return `${Math.round(t)}\t${bytes[i]}\t${busiest}`;
+            })
+            .join('\n') + '\n',
+        );
+      }
+      let longest = 0;
+      let since: number | undefined;
+      for (let i = 0; i < bytes.length; i++) {
+        const t = times[i] ?? 0;
+        if ((bytes[i] ?? 0) > BACKLOG_MARK) since ??= t;
+        else since = undefined;
+        if (since !== undefined) longest = Math.max(longest, t - since + BACKLOG_SAMPLE_MS);
+      }
+      const sorted = [...bytes].sort((a, b) => a - b);
+      return {
+        peak_kib: round((sorted[sorted.length - 1] ?? 0) / 1024, 0),
+        p99_kib: round((sorted.length === 0 ? 0 : quantile(sorted, 0.99)) / 1024, 0),
+        longest_over_mark_ms: Math.round(longest),
+        samples: bytes.length,
+      };
+    },
+  };
 }
 
 function show(label: string, s: Step): void {
@@ -848,6 +928,10 @@ function show(label: string, s: Step): void {
       `failed ${String(s.failed_pct).padStart(6)} %  done ${String(s.achieved_cps).padStart(4)}/s${s.kept_pace ? ' ' : '!'}  proxy ${s.proxy_cpu_ms_per_call.toFixed(3)} ms/call (${s.proxy_main_thread_pct} % main thread)  ` +
       `drachtio ${s.drachtio_cpu_ms_per_call.toFixed(3)} ms/call (busiest thread ${s.drachtio_busiest_thread_pct} %)  ` +
       `machine ${s.machine_busy_pct} %  rss ${s.proxy_rss_mib ?? '-'} MiB  retrans ${s.retransmissions}` +
+      `  backlog peak ${s.udp_backlog.peak_kib} KiB` +
+      (s.udp_backlog.longest_over_mark_ms > 0
+        ? ` (${s.udp_backlog.longest_over_mark_ms} ms past 1 MiB)`
+        : '') +
       (s.udp_drops.all > 0
         ? `  udp drops ${s.udp_drops.all} (drachtio ${s.udp_drops.drachtio}, callees ${s.udp_drops.callees})`
         : '') +
@@ -1102,6 +1186,7 @@ function degradeReport(steps: readonly (Step | Skipped)[]): Record<string, unkno
           failures: s.failures,
           retransmissions: s.retransmissions,
           udp_drops: s.udp_drops,
+          udp_backlog: s.udp_backlog,
           shed: s.proxy_counters?.['requests_total{method="INVITE",outcome="backlog"}'] ?? 0,
         }
       : null;
