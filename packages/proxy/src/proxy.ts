@@ -104,10 +104,11 @@ const USUAL_RECEIVE_BUFFER = 212_992;
  * The overload shedding's settings. Unset marks come from the buffer drachtio-server's UDP
  * socket gets by default (drachtio-server v0.9.10 asks for 4 MB, but after the socket is open,
  * which leaves it at net.core.rmem_default, as `ss -uam` shows): half of it and a quarter, at most
- * 1 MiB and 256 KiB. At 2000-2500 calls/s 1 MiB is 100-150 ms of drachtio-server's work; a wait
- * near SIP's T1 (500 ms, about 4 MiB there) makes callers retransmit every INVITE still queued,
- * and a run with a 4 MiB mark collapsed that way. A low mark set alone above the high one moves
- * the high one to twice it.
+ * 1 MiB and 256 KiB. At 1500-2500 calls/s 1 MiB is 100-250 ms of drachtio-server's work; a wait
+ * near SIP's T1 (500 ms) makes callers retransmit every INVITE still queued, and a run with a
+ * 4 MiB mark collapsed that way. The hard mark, past which admission falls without waiting out
+ * the hold, is twice the high one, or halfway from it to the buffer's size when that is less. A
+ * low mark set alone above the high one moves the high one to twice it.
  */
 export function shedSettings(
   o: FslbConfig['proxy']['overload'],
@@ -116,7 +117,15 @@ export function shedSettings(
   let high = o.highBytes ?? Math.min(Math.floor(buffer / 2), 1 << 20);
   if (o.lowBytes !== undefined && o.highBytes === undefined && o.lowBytes >= high) high = 2 * o.lowBytes;
   const low = o.lowBytes ?? Math.min(Math.floor(buffer / 4), 256 << 10, Math.floor(high / 2));
-  return { enabled: o.enabled, sampleMs: o.sampleMs, highBytes: high, lowBytes: low };
+  const hard = Math.max(high, Math.min(2 * high, Math.floor((high + buffer) / 2)));
+  return {
+    enabled: o.enabled,
+    sampleMs: o.sampleMs,
+    highBytes: high,
+    holdMs: o.holdMs,
+    hardBytes: hard,
+    lowBytes: low,
+  };
 }
 
 /** How often a proxy refreshes its presence key; the key lives three times as long. */

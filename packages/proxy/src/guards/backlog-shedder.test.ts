@@ -6,7 +6,14 @@ import { shedSettings } from '../proxy.js';
 import { BacklogShedder, type ShedSettings } from './backlog-shedder.js';
 import { addUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
 
-const SETTINGS: ShedSettings = { enabled: true, sampleMs: 50, highBytes: 100_000, lowBytes: 25_000 };
+const SETTINGS: ShedSettings = {
+  enabled: true,
+  sampleMs: 50,
+  highBytes: 100_000,
+  holdMs: 200,
+  hardBytes: 200_000,
+  lowBytes: 25_000,
+};
 
 /** A logger at info and its lines, parsed. */
 function logLines(): {
@@ -36,53 +43,78 @@ describe('BacklogShedder', () => {
     assert.equal(s.shed(), false);
   });
 
-  it('cuts admission by a quarter per reading over the mark and not shrinking (from the second in a row), to none, then grows it back', () => {
+  it('lets a burst past the high mark drain: admission falls only after the backlog stays past it for the hold', () => {
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
-    s.sample(at(150_000));
+    // 200 ms hold at 50 ms a reading: four readings past the mark are still a burst.
+    for (const q of [150_000, 160_000, 170_000, 180_000]) s.sample(at(q));
     near(s.admitRatio, 1);
-    s.sample(at(50_000));
-    s.sample(at(150_000));
+    s.sample(at(90_000));
+    for (const q of [150_000, 160_000, 170_000, 180_000]) s.sample(at(q));
     near(s.admitRatio, 1);
-    s.sample(at(150_000));
+    // The fifth in a row: a standing queue.
+    s.sample(at(180_000));
     near(s.admitRatio, 0.75);
-    s.sample(at(150_000));
+    // The hold starts again: a queue still between the marks waits it out before the next cut.
+    for (let i = 0; i < 4; i++) s.sample(at(185_000 + i));
+    near(s.admitRatio, 0.75);
+    s.sample(at(190_000));
     near(s.admitRatio, 0.5625);
-    // Over the mark but smaller than the last reading: the shedding already works, it holds.
-    s.sample(at(140_000));
-    near(s.admitRatio, 0.5625);
-    // Between the marks: it grows by 5 points when the backlog shrinks, holds when it grows.
+  });
+
+  it('holds while a backlog past the mark shrinks, and grows admission back as it drains', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    for (let i = 0; i < 5; i++) s.sample(at(150_000));
+    near(s.admitRatio, 0.75);
+    // Past the mark, long enough, but smaller than the last reading: the cut works, it holds.
+    for (let i = 0; i < 8; i++) s.sample(at(140_000 - i * 1000));
+    near(s.admitRatio, 0.75);
+    // Between the marks: 5 points back at each reading that finds it smaller, none while it grows.
     s.sample(at(60_000));
-    near(s.admitRatio, 0.6125);
+    near(s.admitRatio, 0.8);
     s.sample(at(70_000));
-    near(s.admitRatio, 0.6125);
-    for (let i = 0; i < 50; i++) s.sample(at(200_000 + i));
+    near(s.admitRatio, 0.8);
+    s.sample(at(25_000));
+    near(s.admitRatio, 0.85);
+    for (let i = 0; i < 10; i++) s.sample(at(0));
+    assert.equal(s.admitRatio, 1);
+  });
+
+  it('halves admission at every reading past the hard mark that has not shrunk, to none, without waiting for the hold', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    s.sample(at(250_000));
+    near(s.admitRatio, 0.5);
+    s.sample(at(260_000));
+    near(s.admitRatio, 0.25);
+    s.sample(at(240_000));
+    near(s.admitRatio, 0.25);
+    for (let i = 0; i < 10; i++) s.sample(at(300_000 + i));
     assert.equal(s.admitRatio, 0, 'below 1 % nothing is admitted');
     assert.equal(s.shed(), true);
     s.sample(at(25_000));
     near(s.admitRatio, 0.05);
     for (let i = 0; i < 30; i++) s.sample(at(0));
     assert.equal(s.admitRatio, 1);
+    assert.equal(s.shed(), false);
   });
 
   it('sheds the share not admitted, by its random draw', () => {
     let draw = 0;
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => draw });
-    s.sample(at(150_000));
-    s.sample(at(150_000));
-    draw = 0.74;
+    s.sample(at(250_000));
+    draw = 0.49;
     assert.equal(s.shed(), false);
-    draw = 0.76;
+    draw = 0.51;
     assert.equal(s.shed(), true);
   });
 
-  it('treats a datagram dropped since the last reading as over the mark, whatever the backlog', () => {
+  it('halves admission at a datagram dropped since the last reading, whatever the backlog', () => {
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
     s.sample(at(0, 40)); // drops before watching started are history
     assert.equal(s.admitRatio, 1);
     s.sample(at(0, 41));
-    near(s.admitRatio, 0.75);
+    near(s.admitRatio, 0.5);
     s.sample(at(0, 41));
-    near(s.admitRatio, 0.8);
+    near(s.admitRatio, 0.55);
   });
 
   it('logs an episode once when it starts and once when it ends; episodes close behind it are added to the next line', () => {
@@ -90,8 +122,7 @@ describe('BacklogShedder', () => {
     const { log, lines } = logLines();
     const s = new BacklogShedder({ settings: SETTINGS, log, random: () => 0.95, now: () => now });
     const episode = (): void => {
-      s.sample(at(150_000, 0));
-      s.sample(at(150_000, 0));
+      s.sample(at(250_000, 0));
       for (let i = 0; i < 3; i++) assert.equal(s.shed(), true);
       for (let i = 0; i < 10; i++) s.sample(at(0, 0));
       assert.equal(s.admitRatio, 1);
@@ -117,6 +148,24 @@ describe('BacklogShedder', () => {
         [3, undefined, undefined],
         [3, 2, 6],
       ],
+    );
+  });
+
+  it('ends an episode when drachtio-server goes, saying so, and admits everything again', () => {
+    const { log, lines } = logLines();
+    const s = new BacklogShedder({ settings: SETTINGS, log, random: () => 0.95 });
+    s.sample(at(250_000));
+    assert.equal(s.shed(), true);
+    s.stop();
+    assert.equal(s.admitRatio, 1);
+    assert.equal(s.shed(), false);
+    const ends = lines().filter((l) => l.msg.includes('shedding stopped')) as unknown as {
+      msg: string;
+      shed: number;
+    }[];
+    assert.deepEqual(
+      ends.map((e) => [e.msg, e.shed]),
+      [['drachtio-server disconnected: shedding stopped', 1]],
     );
   });
 
@@ -189,16 +238,23 @@ describe('shedSettings', () => {
       enabled: true,
       sampleMs: 50,
       highBytes: 106_496,
+      holdMs: 500,
+      // Twice the high mark would be the whole buffer: halfway to it instead.
+      hardBytes: 159_744,
       lowBytes: 53_248,
     });
     const big = shedSettings(cfg(), 8 << 20);
     assert.equal(big.highBytes, 1 << 20);
+    assert.equal(big.hardBytes, 2 << 20);
     assert.equal(big.lowBytes, 256 << 10);
   });
   it('keeps marks that are set, and moves the high one above a low one set alone', () => {
-    const set = shedSettings(cfg({ highBytes: 500_000, lowBytes: 100_000 }), 212_992);
+    const set = shedSettings(cfg({ highBytes: 500_000, lowBytes: 100_000, holdMs: 200 }), 212_992);
     assert.equal(set.highBytes, 500_000);
     assert.equal(set.lowBytes, 100_000);
+    assert.equal(set.holdMs, 200);
+    // A high mark past the buffer's size: no room for a hard one above it.
+    assert.equal(set.hardBytes, 500_000);
     const lowOnly = shedSettings(cfg({ lowBytes: 300_000 }), 212_992);
     assert.equal(lowOnly.highBytes, 600_000);
     assert.equal(lowOnly.lowBytes, 300_000);
