@@ -68,31 +68,40 @@ describe('BacklogShedder', () => {
     // Past the mark, long enough, but smaller than the last reading: the cut works, it holds.
     for (let i = 0; i < 8; i++) s.sample(at(140_000 - i * 1000));
     near(s.admitRatio, 0.75);
-    // Between the marks: 5 points back at each reading that finds it smaller, none while it grows.
+    // At or under the high mark: 5 points back at each reading, growing or not; 10 at the low one.
+    s.sample(at(100_000));
+    near(s.admitRatio, 0.8);
     s.sample(at(60_000));
-    near(s.admitRatio, 0.8);
-    s.sample(at(70_000));
-    near(s.admitRatio, 0.8);
-    s.sample(at(25_000));
     near(s.admitRatio, 0.85);
-    for (let i = 0; i < 10; i++) s.sample(at(0));
-    assert.equal(s.admitRatio, 1);
+    s.sample(at(70_000));
+    near(s.admitRatio, 0.9);
+    s.sample(at(25_000));
+    near(s.admitRatio, 1);
   });
 
-  it('halves admission at every reading past the hard mark that has not shrunk, to none, without waiting for the hold', () => {
+  it('halves admission from the second reading in a row past the hard mark that has not shrunk, to none, without waiting for the hold', () => {
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    // One reading there that drains the next moment is a pause, not a surge.
     s.sample(at(250_000));
-    near(s.admitRatio, 0.5);
+    s.sample(at(50_000));
+    s.sample(at(250_000));
+    near(s.admitRatio, 1);
     s.sample(at(260_000));
+    near(s.admitRatio, 0.5);
+    s.sample(at(270_000));
     near(s.admitRatio, 0.25);
     s.sample(at(240_000));
     near(s.admitRatio, 0.25);
     for (let i = 0; i < 10; i++) s.sample(at(300_000 + i));
     assert.equal(s.admitRatio, 0, 'below 1 % nothing is admitted');
     assert.equal(s.shed(), true);
-    s.sample(at(25_000));
+    s.sample(at(150_000));
+    assert.equal(s.admitRatio, 0, 'past the high mark it holds');
+    s.sample(at(100_000));
     near(s.admitRatio, 0.05);
-    for (let i = 0; i < 30; i++) s.sample(at(0));
+    s.sample(at(25_000));
+    near(s.admitRatio, 0.15);
+    for (let i = 0; i < 10; i++) s.sample(at(0));
     assert.equal(s.admitRatio, 1);
     assert.equal(s.shed(), false);
   });
@@ -100,6 +109,7 @@ describe('BacklogShedder', () => {
   it('sheds the share not admitted, by its random draw', () => {
     let draw = 0;
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => draw });
+    s.sample(at(250_000));
     s.sample(at(250_000));
     draw = 0.49;
     assert.equal(s.shed(), false);
@@ -114,7 +124,7 @@ describe('BacklogShedder', () => {
     s.sample(at(0, 41));
     near(s.admitRatio, 0.5);
     s.sample(at(0, 41));
-    near(s.admitRatio, 0.55);
+    near(s.admitRatio, 0.6);
   });
 
   it('logs an episode once when it starts and once when it ends; episodes close behind it are added to the next line', () => {
@@ -122,6 +132,7 @@ describe('BacklogShedder', () => {
     const { log, lines } = logLines();
     const s = new BacklogShedder({ settings: SETTINGS, log, random: () => 0.95, now: () => now });
     const episode = (): void => {
+      s.sample(at(250_000, 0));
       s.sample(at(250_000, 0));
       for (let i = 0; i < 3; i++) assert.equal(s.shed(), true);
       for (let i = 0; i < 10; i++) s.sample(at(0, 0));
@@ -154,6 +165,7 @@ describe('BacklogShedder', () => {
   it('ends an episode when drachtio-server goes, saying so, and admits everything again', () => {
     const { log, lines } = logLines();
     const s = new BacklogShedder({ settings: SETTINGS, log, random: () => 0.95 });
+    s.sample(at(250_000));
     s.sample(at(250_000));
     assert.equal(s.shed(), true);
     s.stop();
@@ -238,7 +250,7 @@ describe('shedSettings', () => {
       enabled: true,
       sampleMs: 50,
       highBytes: 106_496,
-      holdMs: 500,
+      holdMs: 1000,
       // Twice the high mark would be the whole buffer: halfway to it instead.
       hardBytes: 159_744,
       lowBytes: 53_248,

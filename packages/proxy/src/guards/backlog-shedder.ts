@@ -11,16 +11,15 @@
  * a second without any call suffering: measured at 1500 calls/s with shedding off, it stayed past
  * 1 MiB for up to 450 ms at a time, with no call failed or retransmitted. Shedding on such a burst
  * costs calls a bare app completes. So admission falls only on a backlog that does not drain:
- * - a datagram dropped since the last reading;
- * - a backlog past `hardBytes` (twice the mark) and not smaller than at the last reading;
- * - a backlog past `highBytes` for `holdMs` in a row and not shrinking: a standing queue. The hold
- *   then starts again, so a queue between the marks costs at most a quarter every `holdMs`.
- *
- * Each such reading cuts the share of new INVITEs admitted by a quarter (to none below 1 %): a
- * call answered 503 costs drachtio-server's SIP thread about half of a proxied one. The share
- * grows back by 5 points at each reading at or below `lowBytes`, or under `highBytes` and smaller
- * than the last, so admission settles near what drachtio-server carries instead of staying as low
- * as the first surge pushed it. Only new INVITEs are shed: CANCEL, ACK, BYE and requests inside
+ * - by a quarter when it has stayed past `highBytes` for `holdMs` and is not shrinking: a standing
+ *   queue. The hold then starts again, so a queue between the marks costs at most a quarter every
+ *   `holdMs`;
+ * - by half when it is past `hardBytes` for a second reading in a row and not shrinking, or a
+ *   datagram was dropped since the last reading: a surge, where what is queued keeps it growing for
+ *   a while after the cut.
+ * A call answered 503 costs drachtio-server's SIP thread about half of a proxied one; below 1 %
+ * nothing is admitted. The share grows back by 5 points at each reading at or under `highBytes`,
+ * 10 at or under `lowBytes`. Only new INVITEs are shed: CANCEL, ACK, BYE and requests inside
  * dialogs finish calls in progress and are cheap.
  */
 import type { Logger } from '@fslb/shared';
@@ -52,9 +51,19 @@ const DECREASE = 0.75;
  * every caller's retransmissions on top.
  */
 const SURGE_DECREASE = 0.5;
+/**
+ * Readings in a row past the hard mark before it counts: on a busy host one reading there can be
+ * a pause of drachtio-server's thread that drains the next moment (measured: a 2.8 MB peak at 90 %
+ * of the rate the bare app carried, where cutting at once shed 37 % of the step).
+ */
+const HARD_READINGS = 2;
 /** Below this share nothing is admitted: a deterministic full stop, and a cheaper one. */
 const MIN_ADMIT = 0.01;
-/** Admission grows back by this much at each reading at or below the low mark, or draining under the high one. */
+/**
+ * Admission grows back by this much at each reading at or under the high mark, twice as much at
+ * or under the low one: from none to all in 1-2 s. A share held while the backlog sat between the
+ * marks shed up to a third of a step the bare app passed (the backlog there is no sign of overload).
+ */
 const INCREASE = 0.05;
 /** One reading taking more than this share of the interval doubles the interval (up to 1 s). */
 const READ_COST_SHARE = 0.05;
@@ -89,6 +98,8 @@ export class BacklogShedder {
   #queued = 0;
   /** How long the backlog has been past the high mark (ms, by readings), since it passed it or the last cut. */
   #overMs = 0;
+  /** Readings in a row past the hard mark. */
+  #hard = 0;
   /** The episode of shedding under way: when it began, what it shed, the deepest backlog seen. */
   #episode: { since: number; shed: number; peakBytes: number; drops: number; logged: boolean } | undefined;
   /** Episodes not logged (within LOG_EVERY_MS of a logged one), added to the next line. */
@@ -178,6 +189,7 @@ export class BacklogShedder {
     this.#admit = 1;
     this.#queued = 0;
     this.#overMs = 0;
+    this.#hard = 0;
     if (this.#episode) this.#endEpisode('drachtio-server disconnected: shedding stopped');
   }
 
@@ -208,8 +220,9 @@ export class BacklogShedder {
     const shrinking = q < this.#queued;
     this.#queued = q;
     this.#overMs = q > this.#s.highBytes ? this.#overMs + this.#intervalMs : 0;
+    this.#hard = q > this.#s.hardBytes ? this.#hard + 1 : 0;
     const standing = this.#overMs > this.#s.holdMs && !shrinking;
-    const surging = q > this.#s.hardBytes && !shrinking;
+    const surging = this.#hard >= HARD_READINGS && !shrinking;
     if (newDrops > 0 || surging || standing) {
       if (!this.#episode) this.#startEpisode(q, newDrops);
       const next = this.#admit * (standing && !surging && newDrops === 0 ? DECREASE : SURGE_DECREASE);
@@ -217,8 +230,8 @@ export class BacklogShedder {
       // The cut needs time to show in the backlog: a queue still between the marks waits a whole
       // hold again before the next one.
       this.#overMs = 0;
-    } else if (this.#admit < 1 && (q <= this.#s.lowBytes || (shrinking && q <= this.#s.highBytes))) {
-      this.#admit = Math.min(1, this.#admit + INCREASE);
+    } else if (this.#admit < 1 && q <= this.#s.highBytes) {
+      this.#admit = Math.min(1, this.#admit + (q <= this.#s.lowBytes ? 2 * INCREASE : INCREASE));
     }
     const e = this.#episode;
     if (!e) return;

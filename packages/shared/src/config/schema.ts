@@ -268,18 +268,18 @@ const proxySchema = z
     /**
      * Shedding on drachtio-server's own backlog: the bytes waiting in its UDP SIP socket, read
      * every `sampleMs` from /proc/net/udp (the proxy must share drachtio-server's network
-     * namespace to see it). When the backlog stays past `highBytes` for `holdMs`, passes twice
-     * `highBytes`, or the kernel drops a datagram there, a growing share of new INVITEs is
-     * answered 503; at `lowBytes` the share admitted grows back. Unset, the marks are a half and
-     * a quarter of the socket's buffer as the kernel gives it by default (net.core.rmem_default),
-     * at most 1 MiB and 256 KiB.
+     * namespace to see it). When the backlog stays past `highBytes` for `holdMs`, stays past
+     * twice `highBytes`, or the kernel drops a datagram there, a growing share of new INVITEs is
+     * answered 503; under `highBytes` the share admitted grows back, faster under `lowBytes`.
+     * Unset, the marks are a half and a quarter of the socket's buffer as the kernel gives it by
+     * default (net.core.rmem_default), at most 1 MiB and 256 KiB.
      */
     overload: z
       .strictObject({
         enabled: z.boolean().default(true),
         sampleMs: positiveMs.default(50),
         highBytes: z.number().int().positive().optional(),
-        holdMs: z.number().int().min(0).default(500),
+        holdMs: z.number().int().min(0).default(1000),
         lowBytes: z.number().int().min(0).optional(),
       })
       .prefault({})
