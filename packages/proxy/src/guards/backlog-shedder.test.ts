@@ -250,7 +250,7 @@ describe('shedSettings', () => {
       enabled: true,
       sampleMs: 50,
       highBytes: 106_496,
-      holdMs: 1000,
+      holdMs: 500,
       // Twice the high mark would be the whole buffer: halfway to it instead.
       hardBytes: 159_744,
       lowBytes: 53_248,

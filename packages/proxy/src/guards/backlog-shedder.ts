@@ -33,9 +33,9 @@ export interface ShedSettings {
   highBytes: number;
   /** How long the backlog must stay past `highBytes` before admission falls, ms. */
   holdMs: number;
-  /** Backlog (bytes) past which admission falls at once (at each reading it has not shrunk). */
+  /** Backlog (bytes) past which admission falls without the hold (from its second reading in a row). */
   hardBytes: number;
-  /** Backlog (bytes) at or below which admission grows back. */
+  /** Backlog (bytes) at or under which admission grows back twice as fast. */
   lowBytes: number;
 }
 

@@ -279,7 +279,7 @@ const proxySchema = z
         enabled: z.boolean().default(true),
         sampleMs: positiveMs.default(50),
         highBytes: z.number().int().positive().optional(),
-        holdMs: z.number().int().min(0).default(1000),
+        holdMs: z.number().int().min(0).default(500),
         lowBytes: z.number().int().min(0).optional(),
       })
       .prefault({})
