@@ -34,6 +34,13 @@ function logLines(): {
 const at = (queuedBytes: number, drops = 0): UdpBacklog => ({ sockets: 1, queuedBytes, drops });
 const near = (actual: number, expected: number): void =>
   assert.ok(Math.abs(actual - expected) < 1e-9, `admission ${actual}, expected ${expected}`);
+/** Readings one by one, each as [backlog, the admission expected after it]. */
+const walk = (s: BacklogShedder, readings: readonly (readonly [number, number])[]): void => {
+  for (const [q, admit] of readings) {
+    s.sample(at(q));
+    near(s.admitRatio, admit);
+  }
+};
 
 describe('BacklogShedder', () => {
   it('admits everything while the backlog stays at or under the high mark', () => {
@@ -69,38 +76,34 @@ describe('BacklogShedder', () => {
     for (let i = 0; i < 8; i++) s.sample(at(140_000 - i * 1000));
     near(s.admitRatio, 0.75);
     // At or under the high mark: 5 points back at each reading, growing or not; 10 at the low one.
-    s.sample(at(100_000));
-    near(s.admitRatio, 0.8);
-    s.sample(at(60_000));
-    near(s.admitRatio, 0.85);
-    s.sample(at(70_000));
-    near(s.admitRatio, 0.9);
-    s.sample(at(25_000));
-    near(s.admitRatio, 1);
+    walk(s, [
+      [100_000, 0.8],
+      [60_000, 0.85],
+      [70_000, 0.9],
+      [25_000, 1],
+    ]);
   });
 
   it('halves admission from the second reading in a row past the hard mark that has not shrunk, to none, without waiting for the hold', () => {
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
     // One reading there that drains the next moment is a pause, not a surge.
-    s.sample(at(250_000));
-    s.sample(at(50_000));
-    s.sample(at(250_000));
-    near(s.admitRatio, 1);
-    s.sample(at(260_000));
-    near(s.admitRatio, 0.5);
-    s.sample(at(270_000));
-    near(s.admitRatio, 0.25);
-    s.sample(at(240_000));
-    near(s.admitRatio, 0.25);
+    walk(s, [
+      [250_000, 1],
+      [50_000, 1],
+      [250_000, 1],
+      [260_000, 0.5],
+      [270_000, 0.25],
+      [240_000, 0.25],
+    ]);
     for (let i = 0; i < 10; i++) s.sample(at(300_000 + i));
     assert.equal(s.admitRatio, 0, 'below 1 % nothing is admitted');
     assert.equal(s.shed(), true);
-    s.sample(at(150_000));
-    assert.equal(s.admitRatio, 0, 'past the high mark it holds');
-    s.sample(at(100_000));
-    near(s.admitRatio, 0.05);
-    s.sample(at(25_000));
-    near(s.admitRatio, 0.15);
+    // Past the high mark it holds; under it, it grows back.
+    walk(s, [
+      [150_000, 0],
+      [100_000, 0.05],
+      [25_000, 0.15],
+    ]);
     for (let i = 0; i < 10; i++) s.sample(at(0));
     assert.equal(s.admitRatio, 1);
     assert.equal(s.shed(), false);
