@@ -862,8 +862,9 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
 
 /**
  * Reads the drachtio-servers' SIP socket backlog every BACKLOG_SAMPLE_MS until stopped. With
- * BENCH_BACKLOG_TRACE=<dir>, also writes each reading (ms since the start, bytes) to
- * <dir>/<label>.tsv, for a look at how the backlog rises and drains.
+ * BENCH_BACKLOG_TRACE=<dir>, also writes each reading (ms since the start, bytes, and the CPU
+ * ticks of drachtio-server's busiest thread since the reading before) to <dir>/<label>.tsv, for a
+ * look at how the backlog rises and drains.
  */
 function sampleBacklog(
   ports: ReadonlySet<number>,
@@ -895,9 +896,7 @@ function sampleBacklog(
             .map((t, i) => {
               const before = ticks[i - 1];
               const now = ticks[i];
-              let busiest = 0;
-              if (before && now)
-                for (const [tid, v] of now) busiest = Math.max(busiest, v - (before.get(tid) ?? v));
+              const busiest = before && now ? busiestThreadDelta(before, now) : 0;
               return `${Math.round(t)}\t${bytes[i]}\t${busiest}`;
             })
             .join('\n') + '\n',

@@ -40,7 +40,7 @@ export interface ShedSettings {
 }
 
 /**
- * Admission falls to this share of itself at each reading over the mark. Measured: at 0.9 (and a
+ * Admission falls to this share of itself at each cut on a standing queue. Measured: at 0.9 (and a
  * 4 MiB mark) the backlog outran it, reached the 8 MB buffer and the chain collapsed; at 0.75 (and
  * 1 MiB) no datagram was dropped in any run.
  */
@@ -221,11 +221,11 @@ export class BacklogShedder {
     this.#queued = q;
     this.#overMs = q > this.#s.highBytes ? this.#overMs + this.#intervalMs : 0;
     this.#hard = q > this.#s.hardBytes ? this.#hard + 1 : 0;
+    const surge = newDrops > 0 || (this.#hard >= HARD_READINGS && !shrinking);
     const standing = this.#overMs > this.#s.holdMs && !shrinking;
-    const surging = this.#hard >= HARD_READINGS && !shrinking;
-    if (newDrops > 0 || surging || standing) {
+    if (surge || standing) {
       if (!this.#episode) this.#startEpisode(q, newDrops);
-      const next = this.#admit * (standing && !surging && newDrops === 0 ? DECREASE : SURGE_DECREASE);
+      const next = this.#admit * (surge ? SURGE_DECREASE : DECREASE);
       this.#admit = next < MIN_ADMIT ? 0 : next;
       // The cut needs time to show in the backlog: a queue still between the marks waits a whole
       // hold again before the next one.
