@@ -13,7 +13,7 @@
  *   CHANNEL_CREATE ever settles a reservation, and none lapses during the run either
  *   (proxy.reservationMarginMs 30 min, bench/support/settlement.ts): every call's slot stays
  *   counted, as a settled call's session would be.
- * - Calls: test/e2e/sipp/uac-contact.xml (ACK and BYE to the 200's Contact: no record-routing),
+ * - Calls: bench/sipp/uac.xml (ACK and BYE to the 200's Contact: no record-routing; a 503 ACKed),
  *   no hold; callee bench/sipp/uas-via.xml. Callees are started afresh for every step.
  * - Per step: min(BENCH_CALLS, BENCH_STEP_S of calls); SIPp's exit code and -trace_stat figures;
  *   CPU from /proc/<pid>/stat (utime + stime, all threads) of the proxies, drachtio-servers,
@@ -159,7 +159,7 @@ const BACKLOG_SAMPLE_MS = 10;
 const BACKLOG_MARK = 1_048_576;
 const BACKLOG_TRACE = process.env.BENCH_BACKLOG_TRACE;
 const NODES = 2;
-const UAC_SCENARIO = join(ROOT, 'test/e2e/sipp/uac-contact.xml');
+const UAC_SCENARIO = join(ROOT, 'bench/sipp/uac.xml');
 const UAS_SCENARIO = join(ROOT, 'bench/sipp/uas-via.xml');
 /** The record-route series' caller and callees: ACK and BYE along the route set. */
 const UAC_RR_SCENARIO = join(ROOT, 'bench/sipp/uac-rr.xml');
@@ -722,6 +722,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
     serverPorts,
     `${lanes[0]?.app.kind ?? 'x'}-${lanes.length}x-${rate}`,
     lanes.map((l) => l.serverPid),
+    lanes[0]?.app.httpPort,
   );
   const uacs: UacRun[] = await Promise.all(
     lanes.map(async (l, i) => {
@@ -870,15 +871,33 @@ function sampleBacklog(
   ports: ReadonlySet<number>,
   label: string,
   serverPids: readonly number[],
+  httpPort?: number,
 ): { stop: () => Step['udp_backlog'] } {
   const t0 = performance.now();
   const bytes: number[] = [];
   const times: number[] = [];
+  // With a trace and an fslb-proxy, its share of new INVITEs admitted too (its /metrics, read apart).
+  const admitted: number[] = [];
+  let admit = 1;
+  let tracing = BACKLOG_TRACE !== undefined && httpPort !== undefined;
+  void (async () => {
+    while (tracing) {
+      try {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(1000) });
+        const m = /^fslb_proxy_admit_ratio (\S+)$/m.exec(await r.text());
+        if (m?.[1] !== undefined) admit = Number(m[1]);
+      } catch {
+        // a slow answer leaves the last value
+      }
+      await sleep(BACKLOG_SAMPLE_MS * 5);
+    }
+  })();
   // With a trace, each drachtio-server thread's CPU ticks too (the busiest's share of each interval).
   const ticks: Map<number, number>[] = [];
   const timer = setInterval(() => {
     times.push(performance.now() - t0);
     bytes.push(readUdpBacklog(ports).queuedBytes);
+    admitted.push(admit);
     if (BACKLOG_TRACE) {
       const all = new Map<number, number>();
       for (const pid of serverPids) for (const [tid, t] of threadTicks(pid)) all.set(tid, t);
@@ -888,6 +907,7 @@ function sampleBacklog(
   return {
     stop: () => {
       clearInterval(timer);
+      tracing = false;
       if (BACKLOG_TRACE) {
         mkdirSync(BACKLOG_TRACE, { recursive: true });
         writeFileSync(
@@ -897,7 +917,7 @@ function sampleBacklog(
               const before = ticks[i - 1];
               const now = ticks[i];
               const busiest = before && now ? busiestThreadDelta(before, now) : 0;
-              return `${Math.round(t)}\t${bytes[i]}\t${busiest}`;
+              return `${Math.round(t)}\t${bytes[i]}\t${busiest}\t${admitted[i]}`;
             })
             .join('\n') + '\n',
         );

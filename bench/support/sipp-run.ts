@@ -236,12 +236,18 @@ export async function runUac(
   const wallMs = performance.now() - t0;
   const s = readSippStats(statFile);
   const attempted = s ? count(s, 'TotalCallCreated') : o.calls;
-  const successful = count(s, 'SuccessfulCall(C)');
+  const completed = count(s, 'SuccessfulCall(C)');
   const failures: Record<string, number> = {};
   for (const [k, v] of Object.entries(s ?? {})) {
     if (/^Failed.+\(C\)$/.test(k) && Number(v) > 0) failures[k.slice(6, -3)] = Number(v);
   }
   const setupMs = pid === undefined ? [] : readRtt(o.dir, pid);
+  const messages = readMessageTable(screenFile);
+  // A scenario that acknowledges a 503 and ends the call (bench/sipp/uac.xml) ends it where SIPp
+  // counts a success: it is a refused call.
+  const refused = messages.filter((m) => m.msg === '503 <-').reduce((n, m) => n + m.count, 0);
+  if (refused > 0) failures.Refused503 = refused;
+  const successful = completed - refused;
   return {
     setupMs,
     exitCode: code,
@@ -254,7 +260,7 @@ export async function runUac(
     wallMs,
     cpuTicks,
     firstError: firstEvent(errorFile),
-    messages: readMessageTable(screenFile),
+    messages,
   };
 }
 
