@@ -11,14 +11,12 @@
  * a second without any call suffering: measured at 1500 calls/s with shedding off, it stayed past
  * 1 MiB for up to 450 ms at a time, with no call failed or retransmitted. Shedding on such a burst
  * costs calls a bare app completes. So admission falls only on a backlog that does not drain:
- * - by a quarter when it has stayed past `highBytes` for `holdMs` and is no smaller than when the
- *   hold began: a standing queue. The hold then starts again, so a queue between the marks costs at
- *   most a quarter every `holdMs`;
+ * - by a quarter when it has stayed past `highBytes` for `holdMs` and is not shrinking: a standing
+ *   queue. The hold then starts again, so a queue between the marks costs at most a quarter every
+ *   `holdMs`;
  * - by half when it is past `hardBytes` for a second reading in a row and not shrinking, or a
- *   datagram was dropped since the last reading: a surge. A surge cuts again only once the queue has
- *   grown a quarter past where the last cut found it: a cut shows in the backlog only after what was
- *   queued before it has been read (measured: 0.85 s at 2.5 MB), and cutting at every reading of
- *   that plateau took admission from 1 to 0.02 in 0.8 s, where one halving was enough.
+ *   datagram was dropped since the last reading: a surge, where what is queued keeps it growing for
+ *   a while after the cut.
  * A call answered 503 costs drachtio-server's SIP thread about half of a proxied one; below 1 %
  * nothing is admitted. The share grows back by 5 points at each reading at or under `highBytes`,
  * 10 at or under `lowBytes`. Only new INVITEs are shed: CANCEL, ACK, BYE and requests inside
@@ -59,8 +57,6 @@ const SURGE_DECREASE = 0.5;
  * of the rate the bare app carried, where cutting at once shed 37 % of the step).
  */
 const HARD_READINGS = 2;
-/** A surge cuts again only past this multiple of the backlog its last cut saw. */
-const SURGE_REGROWTH = 1.25;
 /** Below this share nothing is admitted: a deterministic full stop, and a cheaper one. */
 const MIN_ADMIT = 0.01;
 /**
@@ -104,10 +100,6 @@ export class BacklogShedder {
   #overMs = 0;
   /** Readings in a row past the hard mark. */
   #hard = 0;
-  /** The backlog when the hold under way began (its first reading past the high mark, or the last cut). */
-  #holdFrom = 0;
-  /** The backlog the last surge cut saw, until the backlog is back under the high mark. */
-  #surgeAt: number | undefined;
   /** The episode of shedding under way: when it began, what it shed, the deepest backlog seen. */
   #episode: { since: number; shed: number; peakBytes: number; drops: number; logged: boolean } | undefined;
   /** Episodes not logged (within LOG_EVERY_MS of a logged one), added to the next line. */
@@ -198,7 +190,6 @@ export class BacklogShedder {
     this.#queued = 0;
     this.#overMs = 0;
     this.#hard = 0;
-    this.#surgeAt = undefined;
     if (this.#episode) this.#endEpisode('drachtio-server disconnected: shedding stopped');
   }
 
@@ -228,27 +219,16 @@ export class BacklogShedder {
     const q = b.queuedBytes;
     const shrinking = q < this.#queued;
     this.#queued = q;
-    if (q > this.#s.highBytes) {
-      if (this.#overMs === 0) this.#holdFrom = q;
-      this.#overMs += this.#intervalMs;
-    } else {
-      this.#overMs = 0;
-      this.#surgeAt = undefined;
-    }
+    this.#overMs = q > this.#s.highBytes ? this.#overMs + this.#intervalMs : 0;
     this.#hard = q > this.#s.hardBytes ? this.#hard + 1 : 0;
-    const surge =
-      newDrops > 0 ||
-      (this.#hard >= HARD_READINGS &&
-        !shrinking &&
-        (this.#surgeAt === undefined || q > this.#surgeAt * SURGE_REGROWTH));
-    const standing = this.#overMs > this.#s.holdMs && q >= this.#holdFrom;
+    const surge = newDrops > 0 || (this.#hard >= HARD_READINGS && !shrinking);
+    const standing = this.#overMs > this.#s.holdMs && !shrinking;
     if (surge || standing) {
       if (!this.#episode) this.#startEpisode(q, newDrops);
       const next = this.#admit * (surge ? SURGE_DECREASE : DECREASE);
       this.#admit = next < MIN_ADMIT ? 0 : next;
-      if (surge) this.#surgeAt = q;
-      // The cut needs time to show in the backlog: a queue still past the high mark waits a whole
-      // hold again, measured from the next reading, before the next one.
+      // The cut needs time to show in the backlog: a queue still between the marks waits a whole
+      // hold again before the next one.
       this.#overMs = 0;
     } else if (this.#admit < 1 && q <= this.#s.highBytes) {
       this.#admit = Math.min(1, this.#admit + (q <= this.#s.lowBytes ? 2 * INCREASE : INCREASE));
