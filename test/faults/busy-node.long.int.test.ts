@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { waitFor } from '../support/wait.js';
+import { FaultRig } from './rig.js';
+import { report, useFaultRedis } from './support.js';
+
+/**
+ * A busy node under a steady call load, with the monitor's default probe timings: its process
+ * frozen 300 ms of every 500 ms for a minute answers late but within the probe timeout, so it
+ * stays up. A minute of mostly waiting: `scripts/run-tests.mjs` runs `*.long.int.test.ts` files
+ * beside the others rather than in turn, and the load the others put on the host only makes the
+ * zero-false-downs condition harder.
+ */
+describe('faults: a busy node', () => {
+  const redis = useFaultRedis({ before, after });
+
+  it('a busy node is not a hung one: frozen 300 ms of every 500 ms for a minute, with zero false downs', async (t) => {
+    const r = redis();
+    // The monitor's default probe settings (interval 1 s, timeout 1.5 s): a node that answers
+    // 300 ms late is slow, not gone.
+    const monitor = { probeIntervalMs: 1000, probeTimeoutMs: 1500, leaseTtlMs: 5000, claimIntervalMs: 1000 };
+    const rig = await FaultRig.start(
+      t,
+      { redis: { url: r.url }, nodes: 2, monitors: 1, proxies: 1, monitor },
+      r.client,
+    );
+    const busy = rig.node('fs1');
+    const downs: string[] = [];
+    const sub = r.client.duplicate();
+    t.after(() => sub.disconnect());
+    sub.on('message', (_c: string, m: string) => {
+      if (m.includes('"id":"fs1"') && /"state":"(down|draining|unknown)"/.test(m)) downs.push(m);
+    });
+    await sub.subscribe(rig.keys.events);
+    const load = rig.load(50);
+    const startedAt = Date.now();
+    let frozen = false;
+    const cycle = setInterval(() => {
+      const phase = (Date.now() - startedAt) % 500;
+      const want = phase < 300;
+      if (want !== frozen) {
+        frozen = want;
+        busy.proc.signal(want ? 'SIGSTOP' : 'SIGCONT');
+      }
+    }, 10);
+    t.after(() => {
+      clearInterval(cycle);
+      busy.proc.signal('SIGCONT');
+    });
+    await waitFor('a minute of stop-and-go', () => Date.now() - startedAt >= 60_000, {
+      timeoutMs: 65_000,
+      intervalMs: 250,
+    });
+    clearInterval(cycle);
+    busy.proc.signal('SIGCONT');
+    await load.stop();
+    const state = await r.client.hget(rig.keys.node('fs1'), 'state');
+    const toBusy = load.sentTo('fs1', startedAt).length;
+    report('busy node', {
+      falseDowns: downs.length,
+      callsToBusyNode: toBusy,
+      outcomes: load.summary(startedAt),
+    });
+    assert.equal(downs.length, 0, `no down event for the busy node: ${downs[0] ?? ''}`);
+    assert.equal(state, 'up');
+    assert.ok(toBusy >= 100, `the busy node kept taking calls (${toBusy})`);
+  });
+});
