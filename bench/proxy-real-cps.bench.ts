@@ -55,7 +55,8 @@
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_KEEP_WORK (set: keep the apps' logs and SIPp's files, and print where),
- * BENCH_BACKLOG_TRACE (a directory: each step's drachtio-server socket backlog readings, one file a step),
+ * BENCH_BACKLOG_TRACE (a directory: each step's drachtio-server socket backlog readings, one file a step;
+ *   columns ms, bytes, the busiest drachtio-server thread's ticks and fslb-proxy's admission share),
  * BENCH_CPS_SERIES (fslb,nores,bare,bareopts,two,rr: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart;
  * bareopts tells drachtio-server's share apart).
