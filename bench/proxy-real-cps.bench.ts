@@ -723,7 +723,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
     serverPorts,
     `${lanes[0]?.app.kind ?? 'x'}-${lanes.length}x-${rate}`,
     lanes.map((l) => l.serverPid),
-    lanes[0]?.app.httpPort,
+    lanes[0]?.app,
   );
   const uacs: UacRun[] = await Promise.all(
     lanes.map(async (l, i) => {
@@ -864,32 +864,27 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
 
 /**
  * Reads the drachtio-servers' SIP socket backlog every BACKLOG_SAMPLE_MS until stopped. With
- * BENCH_BACKLOG_TRACE=<dir>, also writes each reading (ms since the start, bytes, and the CPU
- * ticks of drachtio-server's busiest thread since the reading before) to <dir>/<label>.tsv, for a
- * look at how the backlog rises and drains.
+ * BENCH_BACKLOG_TRACE=<dir>, also writes each reading (ms since the start, bytes, the CPU ticks
+ * of drachtio-server's busiest thread since the reading before, and fslb-proxy's admission share
+ * from its /metrics) to <dir>/<label>.tsv, for a look at how the backlog rises and drains.
  */
 function sampleBacklog(
   ports: ReadonlySet<number>,
   label: string,
   serverPids: readonly number[],
-  httpPort?: number,
+  app?: App,
 ): { stop: () => Step['udp_backlog'] } {
   const t0 = performance.now();
   const bytes: number[] = [];
   const times: number[] = [];
-  // With a trace and an fslb-proxy, its share of new INVITEs admitted too (its /metrics, read apart).
+  // With a trace, the proxy's share of new INVITEs admitted too, scraped apart from the readings
+  // (the bare app has no metrics: it admits everything).
   const admitted: number[] = [];
   let admit = 1;
-  let tracing = BACKLOG_TRACE !== undefined && httpPort !== undefined;
+  let tracing = BACKLOG_TRACE !== undefined && app?.httpPort !== undefined;
   void (async () => {
-    while (tracing) {
-      try {
-        const r = await fetch(`http://127.0.0.1:${httpPort}/metrics`, { signal: AbortSignal.timeout(1000) });
-        const m = /^fslb_proxy_admit_ratio (\S+)$/m.exec(await r.text());
-        if (m?.[1] !== undefined) admit = Number(m[1]);
-      } catch {
-        // a slow answer leaves the last value
-      }
+    while (tracing && app) {
+      admit = (await scrape(app)).get('admit_ratio') ?? admit;
       await sleep(BACKLOG_SAMPLE_MS * 5);
     }
   })();
@@ -898,8 +893,8 @@ function sampleBacklog(
   const timer = setInterval(() => {
     times.push(performance.now() - t0);
     bytes.push(readUdpBacklog(ports).queuedBytes);
-    admitted.push(admit);
     if (BACKLOG_TRACE) {
+      admitted.push(admit);
       const all = new Map<number, number>();
       for (const pid of serverPids) for (const [tid, t] of threadTicks(pid)) all.set(tid, t);
       ticks.push(all);
