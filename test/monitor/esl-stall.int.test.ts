@@ -56,4 +56,19 @@ describe('ESL command timeouts when the monitor itself stalls', () => {
     assert.equal(await died, EslErrorCode.Timeout);
     assert.equal(conn.ended, true);
   });
+
+  it('fails every other command pending when one times out, and when the connection is closed', async (t) => {
+    const { node, conn } = await connected(t);
+    node.stall();
+    // A long timeout: only the first command's end (the connection's death) can settle it.
+    const other = conn.api('uptime', 60_000);
+    await assert.rejects(conn.api('uptime', 200), { code: EslErrorCode.Timeout });
+    await assert.rejects(other, { code: EslErrorCode.Timeout });
+
+    const second = await connected(t);
+    second.node.stall();
+    const pending = second.conn.api('uptime', 60_000);
+    second.conn.close();
+    await assert.rejects(pending, { code: EslErrorCode.Closed });
+  });
 });

@@ -232,9 +232,10 @@ export class EslConnection extends EventEmitter<Events> {
   }
 
   #failPending(err: EslError): void {
-    const pending = [...this.#pending];
-    this.#pending.clear();
-    for (const p of pending) p(err);
+    // Each one takes itself out of the set as it settles (a command already out of it has
+    // settled): clearing the set first left every pending command unsettled, and whatever
+    // awaited one (a channel reconcile) waited for ever.
+    for (const p of [...this.#pending]) p(err);
   }
 
   #teardown(): void {
