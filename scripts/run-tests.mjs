@@ -31,7 +31,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 // Files named `*.long.int.test.ts` spend a minute or more mostly waiting (a fault held for a
-// while): they run in a second test process beside the others, which run one file at a time.
+// while, a fresh copy's `npm ci`): they run one after another in a second test process beside
+// the others, which run one file at a time.
 const long = files.filter((f) => f.endsWith('.long.int.test.ts'));
 const rest = files.filter((f) => !long.includes(f));
 

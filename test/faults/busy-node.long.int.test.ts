@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { waitFor } from '../support/wait.js';
 import { FaultRig } from './rig.js';
@@ -34,25 +36,31 @@ describe('faults: a busy node', () => {
     await sub.subscribe(rig.keys.events);
     const load = rig.load(50);
     const startedAt = Date.now();
-    let frozen = false;
-    const cycle = setInterval(() => {
-      const phase = (Date.now() - startedAt) % 500;
-      const want = phase < 300;
-      if (want !== frozen) {
-        frozen = want;
-        busy.proc.signal(want ? 'SIGSTOP' : 'SIGCONT');
+    // The stop-and-go comes from a shell loop of its own: driven from this process's event loop,
+    // a stall here (a busy host) could hold the node frozen past the probe timeout: hung, not busy.
+    const driver = spawn(
+      'sh',
+      [
+        '-c',
+        `while :; do kill -STOP ${busy.proc.pid}; sleep 0.3; kill -CONT ${busy.proc.pid}; sleep 0.2; done`,
+      ],
+      { stdio: 'ignore' },
+    );
+    const stopDriver = async (): Promise<void> => {
+      if (driver.exitCode === null && driver.signalCode === null) {
+        const exited = once(driver, 'exit');
+        driver.kill('SIGKILL');
+        await exited;
       }
-    }, 10);
-    t.after(() => {
-      clearInterval(cycle);
       busy.proc.signal('SIGCONT');
-    });
+    };
+    t.after(stopDriver);
     await waitFor('a minute of stop-and-go', () => Date.now() - startedAt >= 60_000, {
       timeoutMs: 65_000,
       intervalMs: 250,
     });
-    clearInterval(cycle);
-    busy.proc.signal('SIGCONT');
+    assert.equal(driver.exitCode, null, 'the stop-and-go loop ran the whole minute');
+    await stopDriver();
     await load.stop();
     const state = await r.client.hget(rig.keys.node('fs1'), 'state');
     const toBusy = load.sentTo('fs1', startedAt).length;
