@@ -51,29 +51,32 @@ describe('call accounting: a late Redis reply', () => {
   const TIMEOUT_MS = 100;
   const r = useRedis({ before, after });
 
-  async function fixture(t: TestContext, client: Redis) {
+  async function fixture(t: TestContext, client: Redis, timeoutMs = TIMEOUT_MS) {
     const { keys, view } = await seededView(t, r.client, { a: { max: 1000 }, b: { max: 1000 } });
     const store = new ClusterStore(client, keys);
-    const accounting = accountingOf(store, view, client, { timeoutMs: TIMEOUT_MS });
+    const accounting = accountingOf(store, view, client, { timeoutMs });
     return { keys, view, accounting };
   }
 
   it('waits for a Redis that answers other reservations, and takes every slot there', async (t) => {
-    // Every reply 300 ms late, three times the timeout; a call is offered every 20 ms.
-    const relay = await redisRelay(new URL(r.server.url), 3 * TIMEOUT_MS);
+    // Every reply three times the timeout late; a call is offered every fifth of the timeout. A
+    // longer timeout than the others' here: a stall of this process or the relay longer than the
+    // timeout less one interval (a busy host) would leave a call seeing no recent answer.
+    const timeoutMs = 250;
+    const relay = await redisRelay(new URL(r.server.url), 3 * timeoutMs);
     const client = new Redis(relay.url, { maxRetriesPerRequest: 1 });
     t.after(async () => {
       client.disconnect();
       await relay.close();
     });
     await client.ping();
-    const { keys, view, accounting } = await fixture(t, client);
+    const { keys, view, accounting } = await fixture(t, client, timeoutMs);
     t.after(() => accounting.close());
 
     const calls: Promise<ReserveOutcome>[] = [];
     for (let i = 0; i < 30; i++) {
       calls.push(Promise.resolve(accounting.reserve(`call-${i}`, view.nodes)));
-      await sleep(20);
+      await sleep(timeoutMs / 5);
     }
     const outcomes = await Promise.all(calls);
     const modes = outcomes.map((o) => (o.kind === 'reserved' ? o.slots.mode : o.kind));
@@ -87,7 +90,7 @@ describe('call accounting: a late Redis reply', () => {
       `modes: ${modes.join(',')}`,
     );
     for (const o of outcomes.slice(firstRedis)) {
-      assert.ok(o.ms > TIMEOUT_MS, `a late reply was waited for: ${o.ms} ms`);
+      assert.ok(o.ms > timeoutMs, `a late reply was waited for: ${o.ms} ms`);
     }
     // The calls counted in Redis are exactly those in its reservation sets (the local ones' late
     // replies released theirs).

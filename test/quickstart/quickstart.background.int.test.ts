@@ -16,7 +16,8 @@ import { waitFor } from '../support/wait.js';
  * git tracks, and new ones not ignored; no dist/, no node_modules), `npm ci`, then the Quick
  * start's commands, with no `npm run build` and no drachtio-server. The commands are read from
  * the README, so that a change there fails here until the test follows. Over a minute, most of it
- * `npm ci` (a `*.long.int.test.ts` file: `scripts/run-tests.mjs` runs it beside the others).
+ * `npm ci` (a `*.background.int.test.ts` file: `scripts/run-tests.mjs` runs it beside the others, at
+ * a lower CPU priority).
  */
 const root = new URL('../..', import.meta.url).pathname;
 const run = promisify(execFile);
