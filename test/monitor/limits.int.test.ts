@@ -121,6 +121,27 @@ describe('monitor: live calls counted against limits', () => {
     });
   });
 
+  it('reads the channels again after a connection that died with a reconcile under way', async (t) => {
+    const s = await scene(t);
+    const a = await s.call('tenant:again');
+    await s.call('tenant:again');
+    await waitFor('two counted', async () => (await s.count('tenant:again')) === 2);
+    // A stalled node answers nothing: the reconcile started every 300 ms is still waiting for
+    // FreeSWITCH's list when the probe times out and ends the connection.
+    const state = () => r.client.hget(s.keys.node('fs1'), 'state');
+    s.node.stall();
+    await waitFor('the node is down', async () => (await state()) === 'down', { timeoutMs: 6000 });
+    s.node.unstall();
+    await waitFor('the node is up again', async () => (await state()) === 'up', { timeoutMs: 6000 });
+    // Counted again from FreeSWITCH's list on the new connection, and corrected by later reads.
+    await waitFor('counted again', async () => (await s.count('tenant:again')) === 2, { timeoutMs: 6000 });
+    s.node.loseEvents('CHANNEL_DESTROY', 1);
+    await a.bye();
+    await waitFor('the ended call no longer counts', async () => (await s.count('tenant:again')) === 1, {
+      timeoutMs: 6000,
+    });
+  });
+
   it('a new owner reads every channel it had no event for, a few at a time', async (t) => {
     const s = await scene(t, 200);
     const calls = await Promise.all(Array.from({ length: 120 }, () => s.call('tenant:many')));
