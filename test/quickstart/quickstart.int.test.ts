@@ -15,9 +15,10 @@ import { waitFor } from '../support/wait.js';
  * The README's first steps, as a newcomer takes them: a fresh copy of the repository (the files
  * git tracks, and new ones not ignored; no dist/, no node_modules), `npm ci`, then the Quick
  * start's commands, with no `npm run build` and no drachtio-server. The commands are read from
- * the README, so that a change there fails here until the test follows. Over a minute, most of it
- * `npm ci` (a `*.background.int.test.ts` file: `scripts/run-tests.mjs` runs it beside the others, at
- * a lower CPU priority).
+ * the README, so that a change there fails here until the test follows. It runs with the others,
+ * one file at a time: beside them its `npm ci` and demo starved timing-sensitive tests (a real-peer
+ * flood test lost ordinary calls) and, at a lower CPU priority, were starved in turn (the demo's
+ * probes timed out).
  */
 const root = new URL('../..', import.meta.url).pathname;
 const run = promisify(execFile);
