@@ -128,11 +128,10 @@ describe('monitor: live calls counted against limits', () => {
     await waitFor('two counted', async () => (await s.count('tenant:again')) === 2);
     // A stalled node answers nothing: the reconcile started every 300 ms is still waiting for
     // FreeSWITCH's list when the probe times out and ends the connection.
-    const state = () => r.client.hget(s.keys.node('fs1'), 'state');
     s.node.stall();
-    await waitFor('the node is down', async () => (await state()) === 'down', { timeoutMs: 6000 });
+    await waitForNode(r.client, s.keys, 'fs1', (h) => h.state === 'down', 'down', 6000);
     s.node.unstall();
-    await waitFor('the node is up again', async () => (await state()) === 'up', { timeoutMs: 6000 });
+    await waitForNode(r.client, s.keys, 'fs1', (h) => h.state === 'up', 'up again', 6000);
     // Counted again from FreeSWITCH's list on the new connection, and corrected by later reads.
     await waitFor('counted again', async () => (await s.count('tenant:again')) === 2, { timeoutMs: 6000 });
     s.node.loseEvents('CHANNEL_DESTROY', 1);
