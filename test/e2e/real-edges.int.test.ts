@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { once } from 'node:events';
 import { after, before, describe, it, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -244,6 +245,56 @@ describe('real drachtio-server and SIPp: carrier traffic at the edges', { skip, 
     });
     assert.equal(await again.exited, 0, again.stderr());
     assert.equal(outcomes().filter((o) => o === 'connected').length - before, 20);
+  });
+
+  it("times drachtio-server's queue with an OPTIONS of its own, answered through the real drachtio-server", async (t) => {
+    const s = await rig(t, r, { count: 1, proxy: { overload: { sampleMs: 20 } } });
+    await waitFor('the proxy watches the real SIP socket', () =>
+      s.lines().some((l) => l.msg === "watching drachtio-server's SIP socket backlog"),
+    );
+    const low = Number(
+      s.lines().find((l) => l.msg === "watching drachtio-server's SIP socket backlog")?.lowBytes,
+    );
+    // drachtio-server stopped with datagrams queued past the low mark: the proxy sends its probe
+    // behind them, and drachtio-server reaches it only once it has read them all.
+    const { pid } = s.drachtio;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const junk = createSocket('udp4');
+      t.after(() => junk.close());
+      const payload = Buffer.alloc(1200, 0x78);
+      for (let i = 0; i < 40; i++) {
+        await new Promise<void>((resolve, reject) =>
+          junk.send(payload, s.sipPort, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
+        );
+      }
+      await waitFor(
+        'the backlog past the low mark',
+        async () => (await metricValue(s.proxy, 'fslb_proxy_drachtio_udp_queued_bytes')) >= low,
+      );
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await waitFor('the probe answered', () =>
+      s.lines().some((l) => String(l.msg).startsWith('learnt how fast drachtio-server works')),
+    );
+    const learnt = s.lines().find((l) => String(l.msg).startsWith('learnt how fast drachtio-server works'));
+    assert.ok(
+      Number(learnt?.bytesAhead) >= low,
+      `the probe went behind the backlog: ${JSON.stringify(learnt)}`,
+    );
+    assert.ok(Number(learnt?.drainMBps) > 0);
+    // Past it, the proxy reports the wait the backlog means; the probe was neither counted nor refused.
+    await waitFor('the wait reported', async () => {
+      const m = await s.proxy.metrics.registry
+        .getSingleMetric('fslb_proxy_drachtio_queue_wait_seconds')
+        ?.get();
+      return m?.values.length === 1 && (m.values[0]?.value ?? 1) < 0.5;
+    });
+    assert.equal(
+      await metricValue(s.proxy, 'fslb_proxy_requests_total', { method: 'OPTIONS', outcome: 'options-ok' }),
+      0,
+    );
   });
 
   it('accounts the retry after a digest challenge on the node that challenged', async (t) => {

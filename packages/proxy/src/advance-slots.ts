@@ -222,7 +222,9 @@ export class AdvanceSlots {
       return;
     }
     if (this.#timer) return;
-    const wait = Math.max(0, this.#lastRun + MIN_GAP_MS - performance.now());
+    // Whole ms: Node.js keeps a timer list per duration, and a fractional one made a new list
+    // (and a priority-queue insert) for nearly every call.
+    const wait = Math.max(0, Math.ceil(this.#lastRun + MIN_GAP_MS - performance.now()));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#run();

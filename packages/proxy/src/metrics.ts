@@ -139,6 +139,8 @@ export interface GaugeSource {
   udpQueuedBytes(): number;
   /** Share of new INVITEs admitted (1: none shed for drachtio-server's backlog). */
   admitRatio(): number;
+  /** The wait that backlog means (ms), once the proxy has timed drachtio-server's queue. */
+  drachtioWaitMs?(): number | undefined;
   nodes(): Iterable<{ id: string; sessions: number; reservations: number; maxSessions: number }>;
 }
 
@@ -244,6 +246,16 @@ export class ProxyMetrics {
     name: 'fslb_proxy_drachtio_udp_drops_total',
     help: "Datagrams the kernel dropped at drachtio-server's UDP SIP socket (receive buffer full) while this proxy watched",
     registers: [this.registry],
+  });
+  readonly drachtioWait = new Gauge({
+    name: 'fslb_proxy_drachtio_queue_wait_seconds',
+    help: "The wait drachtio-server's UDP SIP backlog means at the rate it drains (timed with the proxy's own OPTIONS); absent until timed",
+    registers: [this.registry],
+    collect: this.#fromState((s) => {
+      const ms = s.drachtioWaitMs?.();
+      if (ms === undefined) this.drachtioWait.reset();
+      else this.drachtioWait.set(ms / 1000);
+    }),
   });
   readonly admitRatio = new Gauge({
     name: 'fslb_proxy_admit_ratio',

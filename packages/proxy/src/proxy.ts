@@ -108,7 +108,10 @@ const USUAL_RECEIVE_BUFFER = 212_992;
  * near SIP's T1 (500 ms) makes callers retransmit every INVITE still queued, and a run with a
  * 4 MiB mark collapsed that way. The hard mark, past which admission falls without waiting out
  * the hold, is twice the high one, or halfway from it to the buffer's size when that is less. A
- * low mark set alone above the high one moves the high one to twice it.
+ * low mark set alone above the high one moves the high one to twice it. These hold until the
+ * proxy has timed drachtio-server's queue (`QueueProbe`); from then on the marks are the bytes it
+ * drains in `delayMs` (twice that for the hard one), within the buffer, unless marks were set in
+ * bytes.
  */
 export function shedSettings(
   o: FslbConfig['proxy']['overload'],
@@ -125,6 +128,9 @@ export function shedSettings(
     holdMs: o.holdMs,
     hardBytes: hard,
     lowBytes: low,
+    // Marks set in bytes are kept as bytes; otherwise the wait they mean decides, once known.
+    delayMs: o.highBytes === undefined && o.lowBytes === undefined ? o.delayMs : undefined,
+    bufferBytes: buffer,
   };
 }
 
@@ -209,6 +215,7 @@ export class FslbProxy extends EventEmitter<Events> {
     const now = performance.now();
     this.#router = new Router({
       shed: () => shedder.shed(),
+      isProbe: (callId) => shedder.isProbe(callId),
       view: this.view,
       accounting: this.#accounting,
       ...routerParts(config, now),
@@ -287,6 +294,7 @@ export class FslbProxy extends EventEmitter<Events> {
       eligibleNodes: () => this.view.withRoom(),
       udpQueuedBytes: () => this.#shedder.queuedBytes,
       admitRatio: () => this.#shedder.admitRatio,
+      drachtioWaitMs: () => this.#shedder.waitMs,
       nodes: () => this.view.nodes,
     });
     void this.#announce();

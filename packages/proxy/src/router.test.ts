@@ -227,6 +227,7 @@ function setup(
     cpsBurst?: number;
     nodes?: NodeRecord[];
     routing?: { pools?: PoolConfig[]; routes?: RouteConfig[]; limits?: LimitConfig[] };
+    isProbe?: (callId: string) => boolean;
   } = {},
 ) {
   const lines: Record<string, unknown>[] = [];
@@ -254,6 +255,7 @@ function setup(
     metrics,
     log,
     random: () => 0,
+    ...(o.isProbe ? { isProbe: o.isProbe } : {}),
   });
   t.after(() => router.close());
   const refusals = async (reason: string) =>
@@ -298,6 +300,28 @@ describe('Router admission', () => {
     assert.equal(inside.answers[0]?.status, 200);
     assert.equal(ledger.reserved.length, 0);
     assert.equal(await refusals('forbidden'), 2);
+  });
+
+  it("answers the proxy's own queue probe 200 at once, outside the ACL and the limits, and counts nothing", async (t) => {
+    const { router, metrics, refusals } = setup(t, {
+      acl: ['10.0.0.0/8'],
+      limits: { perSourcePerSec: 0.001, burst: 1 },
+      isProbe: (callId) => callId.startsWith('probe-secret-'),
+    });
+    const probes = [1, 2, 3].map((i) =>
+      request({ method: 'OPTIONS', source: '127.0.0.1', callId: `probe-secret-${i}` }),
+    );
+    const other = request({ method: 'OPTIONS', source: '127.0.0.1', callId: 'probe-guess-1' });
+    for (const r of [...probes, other]) router.handle(r);
+    await settle();
+    assert.deepEqual(
+      probes.map((r) => r.answers),
+      probes.map(() => [{ status: 200, reason: 'OK', headers: {} }]),
+    );
+    assert.equal(other.answers[0]?.status, 403, 'an OPTIONS without the secret is admitted as any other');
+    assert.equal(await refusals('forbidden'), 1);
+    const counted = (await metrics.requests.get()).values.reduce((n, v) => n + v.value, 0);
+    assert.equal(counted, 1, 'only the OPTIONS that was not a probe is counted');
   });
 
   it('counts REGISTER, SUBSCRIBE and OPTIONS against a budget of their own, not the INVITE one', async (t) => {

@@ -84,6 +84,9 @@ const EXPIRY_SWEEP_MS = 1000;
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms).unref());
 
+/** The answer to this proxy's own probe of drachtio-server's queue. */
+const PROBE_ANSWER: SipAnswer = { status: 200, reason: 'OK', headers: {} };
+
 /** Refusal lines: one per source per window, each with its own words. */
 const REFUSAL_TEXT: Partial<Record<Refusal, string>> = {
   [Refusal.Forbidden]: 'source outside proxy.acl: answered 403',
@@ -126,6 +129,7 @@ export class Router {
   readonly #callLog: Logger;
   readonly #random: () => number;
   readonly #shed: () => boolean;
+  readonly #isProbe: (callId: string) => boolean;
   /** drachtio-server's proxy timeouts, as it takes them ('2000ms'), made once. */
   readonly #timeouts: { provisional: string; final: string };
   /**
@@ -160,6 +164,8 @@ export class Router {
     refusalLog?: Partial<RefusalLogSettings>;
     /** Whether to shed this new INVITE while drachtio-server is behind (`BacklogShedder.shed`). */
     shed?: () => boolean;
+    /** Whether an OPTIONS is this proxy's own probe of drachtio-server's queue (`BacklogShedder.isProbe`). */
+    isProbe?: (callId: string) => boolean;
   }) {
     this.#view = opts.view;
     this.#accounting = opts.accounting;
@@ -178,6 +184,7 @@ export class Router {
     });
     this.#random = opts.random ?? Math.random;
     this.#shed = opts.shed ?? (() => false);
+    this.#isProbe = opts.isProbe ?? (() => false);
     this.#timeouts = {
       provisional: `${opts.settings.provisionalTimeoutMs}ms`,
       final: `${opts.settings.finalTimeoutMs}ms`,
@@ -281,6 +288,12 @@ export class Router {
     const source = req.sourceAddress;
     const trusted = this.#limits.isTrusted(source);
     if (method === 'OPTIONS') {
+      // This proxy timing drachtio-server's queue: answered at once, neither admitted nor counted.
+      if (this.#isProbe(req.callId)) {
+        attempt.handedOff = true;
+        this.#answer(req, PROBE_ANSWER);
+        return;
+      }
       const refusal = this.#admit(req, 'other', trusted, started);
       if (refusal) return this.#refuse(req, attempt, refusal, started);
       const ok = this.canRoute(started);

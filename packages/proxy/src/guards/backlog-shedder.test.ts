@@ -109,6 +109,63 @@ describe('BacklogShedder', () => {
     assert.equal(s.shed(), false);
   });
 
+  it('once the rate drachtio-server drains at is known, judges the backlog by the wait it means', () => {
+    // 100 ms of wait at 5,000 bytes/ms: the high mark at 500 kB, the hard one at 1 MB, the low
+    // one at 250 kB, where the byte marks were 100, 200 and 25 kB.
+    const drain: { rate?: number } = {};
+    const settings = { ...SETTINGS, delayMs: 100, bufferBytes: 8 << 20 };
+    const s = new BacklogShedder({ settings, log: logLines().log, drainRate: () => drain.rate });
+    // Not known yet: the byte marks.
+    walk(s, [
+      [250_000, 1],
+      [260_000, 0.5],
+    ]);
+    assert.equal(s.waitMs, undefined);
+    for (let i = 0; i < 12; i++) s.sample(at(0));
+    near(s.admitRatio, 1);
+    drain.rate = 5000;
+    // 50-90 ms of wait, past every byte mark: held as long as it lasts, nothing shed.
+    for (let i = 0; i < 20; i++) s.sample(at(250_000 + i * 10_000));
+    near(s.admitRatio, 1);
+    assert.equal(s.waitMs, 440_000 / 5000);
+    // Past 200 ms for a second reading in a row: a surge, halved.
+    walk(s, [
+      [1_100_000, 1],
+      [1_150_000, 0.5],
+    ]);
+    // Between 100 and 200 ms, shrinking: held; at 50 ms or under, grows back by 10 points.
+    walk(s, [
+      [900_000, 0.5],
+      [450_000, 0.55],
+      [240_000, 0.65],
+    ]);
+  });
+
+  it('keeps the marks a wait stands for within half the socket buffer', () => {
+    // A fast drain: 100 ms would be 10 MB, past the 4 MB buffer.
+    const settings = { ...SETTINGS, delayMs: 100, bufferBytes: 4_000_000 };
+    const s = new BacklogShedder({ settings, log: logLines().log, drainRate: () => 100_000 });
+    // 2 MB: half the buffer. Past it for the hold (200 ms, four readings) and not shrinking.
+    for (let i = 0; i < 4; i++) s.sample(at(2_000_001));
+    near(s.admitRatio, 1);
+    s.sample(at(2_000_001));
+    near(s.admitRatio, 0.75);
+    // The hard mark halfway from there to the buffer's size: 3 MB.
+    walk(s, [
+      [3_000_001, 0.75],
+      [3_000_002, 0.375],
+    ]);
+  });
+
+  it('keeps to the byte marks without a wait to judge by (marks set in bytes)', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, drainRate: () => 5000 });
+    walk(s, [
+      [250_000, 1],
+      [260_000, 0.5],
+    ]);
+    assert.equal(s.waitMs, undefined);
+  });
+
   it('sheds the share not admitted, by its random draw', () => {
     let draw = 0;
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => draw });
@@ -257,6 +314,9 @@ describe('shedSettings', () => {
       // Twice the high mark would be the whole buffer: halfway to it instead.
       hardBytes: 159_744,
       lowBytes: 53_248,
+      // Until the drain rate is known; then the marks are what drains in 150 ms, within the buffer.
+      delayMs: 150,
+      bufferBytes: 212_992,
     });
     const big = shedSettings(cfg(), 8 << 20);
     assert.equal(big.highBytes, 1 << 20);
@@ -273,6 +333,10 @@ describe('shedSettings', () => {
     const lowOnly = shedSettings(cfg({ lowBytes: 300_000 }), 212_992);
     assert.equal(lowOnly.highBytes, 600_000);
     assert.equal(lowOnly.lowBytes, 300_000);
+    // Marks set in bytes stay bytes: no wait is judged.
+    assert.equal(set.delayMs, undefined);
+    assert.equal(lowOnly.delayMs, undefined);
+    assert.equal(shedSettings(cfg({ delayMs: 80 }), 212_992).delayMs, 80);
   });
   it('refuses a low mark at or over the high one', () => {
     const r = configSchema.safeParse({ proxy: { overload: { highBytes: 1000, lowBytes: 1000 } } });

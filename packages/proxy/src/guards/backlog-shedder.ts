@@ -18,12 +18,17 @@
  *   datagram was dropped since the last reading: a surge, where what is queued keeps it growing for
  *   a while after the cut.
  * A call answered 503 costs drachtio-server's SIP thread about half of a proxied one; below 1 %
- * nothing is admitted. The share grows back by 5 points at each reading at or under `highBytes`,
+ * nothing is admitted.
+ *
+ * The marks are a wait, `delayMs` (and twice it for the hard one), once a `QueueProbe` has learnt
+ * how fast drachtio-server drains its queue: the bytes it drains in that long, at most half the
+ * socket's buffer. Until then, or with `highBytes` set, they are the byte marks. The share grows back by 5 points at each reading at or under `highBytes`,
  * 10 at or under `lowBytes`. Only new INVITEs are shed: CANCEL, ACK, BYE and requests inside
  * dialogs finish calls in progress and are cheap.
  */
 import type { Logger } from '@fslb/shared';
-import { readUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
+import { probeTarget, QueueProbe } from './queue-probe.js';
+import { PROC_NET_UDP, readUdpBacklog, udpPorts, type UdpBacklog } from './udp-backlog.js';
 
 export interface ShedSettings {
   enabled: boolean;
@@ -37,6 +42,20 @@ export interface ShedSettings {
   hardBytes: number;
   /** Backlog (bytes) at or under which admission grows back twice as fast. */
   lowBytes: number;
+  /**
+   * The wait in drachtio-server's queue (ms) that stands for the high mark once the rate it drains
+   * at is known (half of it for the low mark, twice it for the hard one); undefined: bytes only.
+   */
+  delayMs?: number | undefined;
+  /** The socket's receive buffer (bytes): the marks in bytes a wait stands for stay within it. */
+  bufferBytes?: number | undefined;
+}
+
+/** The marks one reading is judged by, in bytes. */
+interface Marks {
+  high: number;
+  hard: number;
+  low: number;
 }
 
 /**
@@ -80,6 +99,11 @@ export interface ShedderOptions {
   /** Called after each reading (metrics). */
   onSample?: (b: UdpBacklog, newDrops: number) => void;
   now?: () => number;
+  /**
+   * How fast drachtio-server drains its queue, bytes per ms (tests give their own); by default a
+   * `QueueProbe` to the UDP address drachtio-server announces learns it.
+   */
+  drainRate?: () => number | undefined;
 }
 
 export class BacklogShedder {
@@ -105,15 +129,65 @@ export class BacklogShedder {
   /** Episodes not logged (within LOG_EVERY_MS of a logged one), added to the next line. */
   #quiet = { episodes: 0, shed: 0 };
   #lastLogAt = -Infinity;
+  readonly #byteMarks: Marks;
+  /**
+   * The /proc files the sockets are in: the kernel walks its whole UDP table for each file read
+   * (150-300 µs on a busy 2-core host), so the other one is not read at every sample.
+   */
+  #files: readonly string[] = PROC_NET_UDP;
+  readonly #ownRead: boolean;
+  readonly #drainRate: (() => number | undefined) | undefined;
+  #probe: QueueProbe | undefined;
+  /** The wait the last reading's backlog means (ms), once the drain rate is known. */
+  #waitMs: number | undefined;
 
   constructor(opts: ShedderOptions) {
     this.#s = opts.settings;
     this.#log = opts.log;
-    this.#read = opts.read ?? ((ports) => readUdpBacklog(ports));
+    this.#read = opts.read ?? ((ports) => readUdpBacklog(ports, this.#files));
+    this.#ownRead = opts.read === undefined;
     this.#random = opts.random ?? Math.random;
     this.#onSample = opts.onSample;
     this.#now = opts.now ?? (() => performance.now());
     this.#intervalMs = opts.settings.sampleMs;
+    this.#byteMarks = {
+      high: opts.settings.highBytes,
+      hard: opts.settings.hardBytes,
+      low: opts.settings.lowBytes,
+    };
+    this.#drainRate = opts.drainRate;
+  }
+
+  /** The wait in drachtio-server's queue at the last reading (ms), once its drain rate is known. */
+  get waitMs(): number | undefined {
+    return this.#waitMs;
+  }
+
+  /** Whether an OPTIONS is this proxy's own probe of drachtio-server's queue (answered at once). */
+  isProbe(callId: string): boolean {
+    return this.#probe?.isProbe(callId) ?? false;
+  }
+
+  /**
+   * The marks for a backlog of `q` bytes: once the drain rate (bytes per ms) is known, what drains
+   * in `delayMs`, within the buffer; the byte marks until then. Notes the wait `q` means.
+   */
+  #marks(q: number): Marks {
+    const delay = this.#s.delayMs;
+    const rate =
+      delay === undefined ? undefined : this.#drainRate ? this.#drainRate() : this.#probe?.drainBytesPerMs;
+    if (delay === undefined || rate === undefined || !(rate > 0)) {
+      this.#waitMs = undefined;
+      return this.#byteMarks;
+    }
+    this.#waitMs = q / rate;
+    const buffer = this.#s.bufferBytes ?? Infinity;
+    const high = Math.min(rate * delay, buffer / 2);
+    return {
+      high,
+      hard: Math.min(2 * rate * delay, Math.max(high, (high + buffer) / 2)),
+      low: Math.min(rate * delay * 0.5, high / 2),
+    };
   }
 
   /** Share of new INVITEs admitted now (1: none shed). */
@@ -157,7 +231,11 @@ export class BacklogShedder {
       return;
     }
     this.#ports = new Set(ports);
+    this.#files = PROC_NET_UDP;
     const first = this.#read(this.#ports);
+    if (this.#ownRead && first.sockets > 0) {
+      this.#files = PROC_NET_UDP.filter((f) => readUdpBacklog(this.#ports, [f]).sockets > 0);
+    }
     if (first.sockets === 0) {
       this.#log.warn(
         { ports },
@@ -168,6 +246,15 @@ export class BacklogShedder {
     }
     this.#lastDrops = first.drops;
     this.#queued = first.queuedBytes;
+    const target = this.#s.delayMs === undefined || this.#drainRate ? undefined : probeTarget(hostports);
+    if (target) {
+      const probe = new QueueProbe({ target, log: this.#log });
+      this.#probe = probe;
+      probe.open().catch((err: unknown) => {
+        this.#log.warn({ err }, 'cannot open the queue probe socket: shedding on the byte marks');
+        if (this.#probe === probe) this.#probe = undefined;
+      });
+    }
     this.#log.info(
       {
         ports,
@@ -175,6 +262,7 @@ export class BacklogShedder {
         holdMs: this.#s.holdMs,
         hardBytes: this.#s.hardBytes,
         lowBytes: this.#s.lowBytes,
+        delayMs: this.#s.delayMs,
         sampleMs: this.#intervalMs,
       },
       "watching drachtio-server's SIP socket backlog",
@@ -186,6 +274,9 @@ export class BacklogShedder {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#lastDrops = undefined;
+    this.#probe?.close();
+    this.#probe = undefined;
+    this.#waitMs = undefined;
     this.#admit = 1;
     this.#queued = 0;
     this.#overMs = 0;
@@ -219,8 +310,9 @@ export class BacklogShedder {
     const q = b.queuedBytes;
     const shrinking = q < this.#queued;
     this.#queued = q;
-    this.#overMs = q > this.#s.highBytes ? this.#overMs + this.#intervalMs : 0;
-    this.#hard = q > this.#s.hardBytes ? this.#hard + 1 : 0;
+    const m = this.#marks(q);
+    this.#overMs = q > m.high ? this.#overMs + this.#intervalMs : 0;
+    this.#hard = q > m.hard ? this.#hard + 1 : 0;
     const surge = newDrops > 0 || (this.#hard >= HARD_READINGS && !shrinking);
     const standing = this.#overMs > this.#s.holdMs && !shrinking;
     if (surge || standing) {
@@ -230,9 +322,11 @@ export class BacklogShedder {
       // The cut needs time to show in the backlog: a queue still between the marks waits a whole
       // hold again before the next one.
       this.#overMs = 0;
-    } else if (this.#admit < 1 && q <= this.#s.highBytes) {
-      this.#admit = Math.min(1, this.#admit + (q <= this.#s.lowBytes ? 2 * INCREASE : INCREASE));
+    } else if (this.#admit < 1 && q <= m.high) {
+      this.#admit = Math.min(1, this.#admit + (q <= m.low ? 2 * INCREASE : INCREASE));
     }
+    // Past the low byte mark the queue is deep enough to time: a probe goes behind it.
+    if (q >= this.#s.lowBytes) this.#probe?.send(q);
     const e = this.#episode;
     if (!e) return;
     e.peakBytes = Math.max(e.peakBytes, b.queuedBytes);
@@ -246,8 +340,9 @@ export class BacklogShedder {
     this.#episode = { since: now, shed: 0, peakBytes: queuedBytes, drops: 0, logged };
     if (!logged) return;
     this.#lastLogAt = now;
+    const waitMs = this.#waitMs === undefined ? undefined : Math.round(this.#waitMs);
     this.#log.warn(
-      { queuedBytes, highBytes: this.#s.highBytes, drops },
+      { queuedBytes, highBytes: this.#s.highBytes, drops, ...(waitMs === undefined ? {} : { waitMs }) },
       'drachtio-server is falling behind (its SIP socket is backing up): answering a share of new INVITEs 503 until it catches up',
     );
   }

@@ -272,7 +272,10 @@ const proxySchema = z
      * twice `highBytes`, or the kernel drops a datagram there, a growing share of new INVITEs is
      * answered 503; under `highBytes` the share admitted grows back, faster under `lowBytes`.
      * Unset, the marks are a half and a quarter of the socket's buffer as the kernel gives it by
-     * default (net.core.rmem_default), at most 1 MiB and 256 KiB.
+     * default (net.core.rmem_default), at most 1 MiB and 256 KiB, until the proxy has timed the
+     * queue with an OPTIONS of its own sent to drachtio-server's UDP port: from then on the high
+     * mark is the backlog drachtio-server works through in `delayMs`, the hard one twice that,
+     * the low one half. Set in bytes, the marks stay bytes.
      */
     overload: z
       .strictObject({
@@ -281,6 +284,7 @@ const proxySchema = z
         highBytes: z.number().int().positive().optional(),
         holdMs: z.number().int().min(0).default(500),
         lowBytes: z.number().int().min(0).optional(),
+        delayMs: positiveMs.default(150),
       })
       .prefault({})
       .refine((o) => o.highBytes === undefined || o.lowBytes === undefined || o.lowBytes < o.highBytes, {

@@ -1,0 +1,167 @@
+/**
+ * Learns how fast drachtio-server works through its UDP SIP queue, so that a backlog in bytes
+ * reads as the wait it means. The same backlog is a short wait on a fast host with a busy chain and
+ * a long one on a slow host: measured on one 2-core VM with record-routing, 1.7 MB queued behind a
+ * bare app that completed every call, where a fixed mark of 1-2 MiB cut half of a step that the
+ * chain carried.
+ *
+ * While the backlog is past the low mark, the probe sends drachtio-server an OPTIONS from a UDP
+ * socket of its own, one at a time, noting the bytes queued ahead of it. drachtio-server hands the
+ * OPTIONS to this proxy, whose router answers it at once (`isProbe`), and the 200 comes back here:
+ * the bytes ahead over the round trip is the rate the queue drains at (bytes per ms), smoothed
+ * over probes. The round trip holds drachtio-server's and this proxy's own turns too, so the rate
+ * errs low and the wait it gives errs long.
+ *
+ * A probe that gets no answer (drachtio-server not routing OPTIONS here, an address it does not
+ * listen on, a datagram dropped) teaches nothing: the shedder keeps to its byte marks until one is
+ * answered.
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from '@fslb/shared';
+
+export interface ProbeTarget {
+  address: string;
+  port: number;
+  family: 4 | 6;
+}
+
+/**
+ * Where to send probes: the first UDP entry of the hostports drachtio-server sends when an app
+ * connects (`udp/10.0.0.1:5060`, IPv6 as `udp/[::1]:5060`); an unspecified address as loopback.
+ */
+export function probeTarget(hostports: string): ProbeTarget | undefined {
+  for (const hp of hostports.split(',')) {
+    const slash = hp.indexOf('/');
+    if (slash < 0 || hp.slice(0, slash).trim().toLowerCase() !== 'udp') continue;
+    const rest = hp.slice(slash + 1).trim();
+    const colon = rest.lastIndexOf(':');
+    const port = Number(rest.slice(colon + 1));
+    if (colon < 0 || !Number.isInteger(port) || port <= 0 || port >= 65536) continue;
+    let address = rest.slice(0, colon);
+    const v6 = address.startsWith('[');
+    if (v6) address = address.slice(1, -1);
+    if (address === '0.0.0.0') address = '127.0.0.1';
+    if (address === '::') address = '::1';
+    return { address, port, family: v6 || address.includes(':') ? 6 : 4 };
+  }
+  return undefined;
+}
+
+/** A probe unanswered this long is taken as lost, and another may go. */
+export const PROBE_LOST_MS = 2000;
+/** Weight of the newest probe in the smoothed rate. */
+const SMOOTHING = 0.5;
+
+export class QueueProbe {
+  /** The Call-ID every probe of this process starts with; secret, so no caller can pass as one. */
+  readonly callIdPrefix: string;
+  readonly #target: ProbeTarget;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  #socket: Socket | undefined;
+  #seq = 0;
+  #inFlight: { callId: string; sentAt: number; bytesAhead: number } | undefined;
+  #rate: number | undefined;
+  #answered = 0;
+  #closed = false;
+
+  constructor(opts: { target: ProbeTarget; log: Logger; now?: () => number }) {
+    this.#target = opts.target;
+    this.#log = opts.log;
+    this.#now = opts.now ?? (() => performance.now());
+    this.callIdPrefix = `fslb-probe-${randomBytes(8).toString('hex')}-`;
+  }
+
+  /** Bytes per ms drachtio-server drains its queue at, learnt from answered probes. */
+  get drainBytesPerMs(): number | undefined {
+    return this.#rate;
+  }
+
+  /** Probes answered so far (metrics, tests). */
+  get answered(): number {
+    return this.#answered;
+  }
+
+  /** Whether an OPTIONS is one of this process's probes (the router answers it at once). */
+  isProbe(callId: string): boolean {
+    return callId.startsWith(this.callIdPrefix);
+  }
+
+  /** Opens the probe's socket on loopback (or any address, for a target elsewhere on this host). */
+  async open(): Promise<void> {
+    const t = this.#target;
+    const socket = createSocket(t.family === 6 ? 'udp6' : 'udp4');
+    socket.on('message', (msg) => this.#answer(msg));
+    // Unconnected: ICMP errors do not reach it, and nothing else should end it.
+    socket.on('error', (err) => this.#log.debug({ err }, 'queue probe socket error'));
+    const loopback = t.address === '127.0.0.1' || t.address === '::1' || t.address.startsWith('127.');
+    const bindTo = loopback ? (t.family === 6 ? '::1' : '127.0.0.1') : t.family === 6 ? '::' : '0.0.0.0';
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(0, bindTo, () => {
+        socket.off('error', reject);
+        resolve();
+      });
+    });
+    socket.unref();
+    if (this.#closed) socket.close();
+    else this.#socket = socket;
+  }
+
+  /**
+   * Sends a probe behind `bytesAhead` queued bytes (the backlog just read), unless one is still
+   * on its way.
+   */
+  send(bytesAhead: number): void {
+    const socket = this.#socket;
+    if (!socket) return;
+    const now = this.#now();
+    if (this.#inFlight && now - this.#inFlight.sentAt < PROBE_LOST_MS) return;
+    const seq = ++this.#seq;
+    const callId = `${this.callIdPrefix}${seq}`;
+    this.#inFlight = { callId, sentAt: now, bytesAhead };
+    const t = this.#target;
+    const local = socket.address();
+    const host = (a: string): string => (a.includes(':') ? `[${a}]` : a);
+    const text =
+      `OPTIONS sip:${host(t.address)}:${t.port} SIP/2.0\r\n` +
+      `Via: SIP/2.0/UDP ${host(local.address)}:${local.port};branch=z9hG4bK${callId.slice(5)};rport\r\n` +
+      'Max-Forwards: 70\r\n' +
+      `From: <sip:fslb-probe@${host(local.address)}>;tag=${seq}\r\n` +
+      `To: <sip:${host(t.address)}:${t.port}>\r\n` +
+      `Call-ID: ${callId}\r\n` +
+      `CSeq: ${seq} OPTIONS\r\n` +
+      'Content-Length: 0\r\n\r\n';
+    socket.send(text, t.port, t.address, (err) => {
+      if (err) this.#log.debug({ err }, 'queue probe not sent');
+    });
+  }
+
+  /** A response: the one to the probe on its way gives the rate its bytes ahead drained at. */
+  #answer(msg: Buffer): void {
+    const p = this.#inFlight;
+    // The Call-ID ends its line: probe 1's does not match in probe 12's answer.
+    if (!p || msg.indexOf(`${p.callId}\r\n`) < 0) return;
+    this.#inFlight = undefined;
+    this.#answered++;
+    const ms = Math.max(0.1, this.#now() - p.sentAt);
+    if (p.bytesAhead <= 0) return;
+    const rate = p.bytesAhead / ms;
+    const first = this.#rate === undefined;
+    this.#rate = first ? rate : (1 - SMOOTHING) * (this.#rate ?? rate) + SMOOTHING * rate;
+    if (first) {
+      this.#log.info(
+        { drainMBps: Math.round(rate) / 1000, bytesAhead: p.bytesAhead, roundTripMs: Math.round(ms) },
+        'learnt how fast drachtio-server works through its SIP socket: shedding now goes by the wait its backlog means',
+      );
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#inFlight = undefined;
+    this.#socket?.close();
+    this.#socket = undefined;
+  }
+}
