@@ -223,7 +223,7 @@ export class AdvanceSlots {
     }
     if (this.#timer) return;
     // Whole ms: Node.js keeps a timer list per duration, and a fractional one made a new list
-    // (and a priority-queue insert) for nearly every call.
+    // (and a priority-queue insert) for each of these timers.
     const wait = Math.max(0, Math.ceil(this.#lastRun + MIN_GAP_MS - performance.now()));
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
