@@ -157,6 +157,24 @@ describe('BacklogShedder', () => {
     ]);
   });
 
+  it('never puts the marks under the byte ones, however slow the drain measured', () => {
+    // 100 ms at 100 bytes/ms would be a 10 kB mark: a probe delayed by the proxy's own turns.
+    const settings = { ...SETTINGS, delayMs: 100, bufferBytes: 8 << 20 };
+    const s = new BacklogShedder({ settings, log: logLines().log, drainRate: () => 100 });
+    walk(s, [
+      [150_000, 1],
+      [150_000, 1],
+      [150_000, 1],
+      [150_000, 1],
+      [150_000, 0.75],
+    ]);
+    assert.equal(s.waitMs, 1500, 'the wait reported is still the measured one');
+    walk(s, [
+      [250_000, 0.75],
+      [260_000, 0.375],
+    ]);
+  });
+
   it('keeps to the byte marks without a wait to judge by (marks set in bytes)', () => {
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, drainRate: () => 5000 });
     walk(s, [

@@ -20,9 +20,10 @@
  * A call answered 503 costs drachtio-server's SIP thread about half of a proxied one; below 1 %
  * nothing is admitted.
  *
- * The marks are a wait, `delayMs` (and twice it for the hard one), once a `QueueProbe` has learnt
- * how fast drachtio-server drains its queue: the bytes it drains in that long, at most half the
- * socket's buffer. Until then, or with `highBytes` set, they are the byte marks. The share grows back by 5 points at each reading at or under `highBytes`,
+ * Once a `QueueProbe` has learnt how fast drachtio-server drains its queue, the marks are also a
+ * wait, `delayMs` (twice it for the hard one): the bytes drained in that long, at most half the
+ * socket's buffer, never under the byte marks. Until then, or with `highBytes` set, they are the
+ * byte marks alone. The share grows back by 5 points at each reading at or under `highBytes`,
  * 10 at or under `lowBytes`. Only new INVITEs are shed: CANCEL, ACK, BYE and requests inside
  * dialogs finish calls in progress and are cheap.
  */
@@ -181,12 +182,16 @@ export class BacklogShedder {
       return this.#byteMarks;
     }
     this.#waitMs = q / rate;
+    // Never under the byte marks: a probe's round trip holds more than its wait in the queue, so
+    // the rate it gives can only err low, and a wait judged too long sheds calls the chain carries.
+    // Where drachtio-server drains faster than the byte marks assume, the marks move up.
     const buffer = this.#s.bufferBytes ?? Infinity;
-    const high = Math.min(rate * delay, buffer / 2);
+    const b = this.#byteMarks;
+    const high = Math.max(b.high, Math.min(rate * delay, buffer / 2));
     return {
       high,
-      hard: Math.min(2 * rate * delay, Math.max(high, (high + buffer) / 2)),
-      low: Math.min(rate * delay * 0.5, high / 2),
+      hard: Math.max(b.hard, Math.min(2 * rate * delay, Math.max(high, (high + buffer) / 2))),
+      low: Math.max(b.low, Math.min(rate * delay * 0.5, high / 2)),
     };
   }
 

@@ -68,6 +68,24 @@ describe('QueueProbe', () => {
     assert.match(text(), /learnt how fast drachtio-server works through its SIP socket/);
   });
 
+  it('keeps the highest recent rate: a probe answered late does not make the queue look slower', async (t) => {
+    const p = await peer(t);
+    const { log } = captureLogger('info');
+    const probe = new QueueProbe({ target: { address: '127.0.0.1', port: p.port, family: 4 }, log });
+    t.after(() => probe.close());
+    await probe.open();
+    p.answerAfterMs = 10;
+    probe.send(500_000);
+    await waitFor('the first probe answered', () => probe.answered === 1);
+    const fast = probe.drainBytesPerMs ?? 0;
+    // The same bytes ahead, answered ten times later (this process busy, say).
+    p.answerAfterMs = 100;
+    probe.send(500_000);
+    await waitFor('the second probe answered', () => probe.answered === 2);
+    const after = (probe as { drainBytesPerMs: number | undefined }).drainBytesPerMs ?? 0;
+    assert.ok(after > 0.9 * fast, `rate ${after} bytes/ms after a slow answer, ${fast} before`);
+  });
+
   it('keeps one probe on its way at a time, and sends another only once that one is taken as lost', async (t) => {
     const p = await peer(t);
     let now = 0;

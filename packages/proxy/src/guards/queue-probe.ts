@@ -8,9 +8,9 @@
  * While the backlog is past the low mark, the probe sends drachtio-server an OPTIONS from a UDP
  * socket of its own, one at a time, noting the bytes queued ahead of it. drachtio-server hands the
  * OPTIONS to this proxy, whose router answers it at once (`isProbe`), and the 200 comes back here:
- * the bytes ahead over the round trip is the rate the queue drains at (bytes per ms), smoothed
- * over probes. The round trip holds drachtio-server's and this proxy's own turns too, so the rate
- * errs low and the wait it gives errs long.
+ * the bytes ahead over the round trip is the rate the queue drains at (bytes per ms). The round
+ * trip holds drachtio-server's and this proxy's own turns too, so a rate can only err low: the
+ * probe keeps the recent high.
  *
  * A probe that gets no answer (drachtio-server not routing OPTIONS here, an address it does not
  * listen on, a datagram dropped) teaches nothing: the shedder keeps to its byte marks until one is
@@ -50,8 +50,11 @@ export function probeTarget(hostports: string): ProbeTarget | undefined {
 
 /** A probe unanswered this long is taken as lost, and another may go. */
 export const PROBE_LOST_MS = 2000;
-/** Weight of the newest probe in the smoothed rate. */
-const SMOOTHING = 0.5;
+/**
+ * How the highest rate measured forgets, ms. Every error of a probe is a longer round trip (its
+ * own turns, a pause of this process), so the rate is the recent high, not an average.
+ */
+const RATE_TAU_MS = 10_000;
 
 export class QueueProbe {
   /** The Call-ID every probe of this process starts with; secret, so no caller can pass as one. */
@@ -63,6 +66,7 @@ export class QueueProbe {
   #seq = 0;
   #inFlight: { callId: string; sentAt: number; bytesAhead: number } | undefined;
   #rate: number | undefined;
+  #rateAt = 0;
   #answered = 0;
   #closed = false;
 
@@ -145,11 +149,14 @@ export class QueueProbe {
     if (!p || msg.indexOf(`${p.callId}\r\n`) < 0) return;
     this.#inFlight = undefined;
     this.#answered++;
-    const ms = Math.max(0.1, this.#now() - p.sentAt);
+    const now = this.#now();
+    const ms = Math.max(0.1, now - p.sentAt);
     if (p.bytesAhead <= 0) return;
     const rate = p.bytesAhead / ms;
     const first = this.#rate === undefined;
-    this.#rate = first ? rate : (1 - SMOOTHING) * (this.#rate ?? rate) + SMOOTHING * rate;
+    const kept = first ? 0 : (this.#rate ?? 0) * Math.exp(-(now - this.#rateAt) / RATE_TAU_MS);
+    this.#rate = Math.max(rate, kept);
+    this.#rateAt = now;
     if (first) {
       this.#log.info(
         { drainMBps: Math.round(rate) / 1000, bytesAhead: p.bytesAhead, roundTripMs: Math.round(ms) },
