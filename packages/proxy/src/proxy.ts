@@ -109,7 +109,7 @@ const USUAL_RECEIVE_BUFFER = 212_992;
  * 4 MiB mark collapsed that way. The hard mark, past which admission falls without waiting out
  * the hold, is twice the high one, or halfway from it to the buffer's size when that is less. A
  * low mark set alone above the high one moves the high one to twice it. These hold until the
- * proxy has timed drachtio-server's queue (`QueueProbe`); from then on the marks are the bytes it
+ * proxy has timed drachtio-server's queue (`QueueProbe`); from then on they rise to the bytes it
  * drains in `delayMs` (twice that for the hard one), within the buffer, unless marks were set in
  * bytes.
  */

@@ -184,6 +184,21 @@ describe('BacklogShedder', () => {
     assert.equal(s.waitMs, undefined);
   });
 
+  it('reads four times less often while the socket holds next to nothing and nothing is shed', () => {
+    const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log });
+    // The low mark is 25 kB: quiet at or under a sixteenth of it.
+    s.sample(at(1000));
+    assert.equal(s.nextReadingMs, 200);
+    s.sample(at(2000));
+    assert.equal(s.nextReadingMs, 50);
+    s.sample(at(0, 1)); // a drop: admission halved, back to every interval while it grows back
+    near(s.admitRatio, 0.5);
+    assert.equal(s.nextReadingMs, 50);
+    for (let i = 0; i < 6; i++) s.sample(at(0, 1));
+    assert.equal(s.admitRatio, 1);
+    assert.equal(s.nextReadingMs, 200);
+  });
+
   it('sheds the share not admitted, by its random draw', () => {
     let draw = 0;
     const s = new BacklogShedder({ settings: SETTINGS, log: logLines().log, random: () => draw });
