@@ -70,14 +70,17 @@ describe('fslb-proxy process on SIGTERM', () => {
     dx.onProxy(() => ({ kind: 'hold' }));
     const inProgress = dx.inject({ method: 'INVITE', sdp: true });
     const cmd = await inProgress.proxied();
+    // An INVITE that reaches the proxy before it has handled the signal is still proxied: the
+    // node answers it at once, so that the wait below tries again rather than hangs on it.
+    dx.onProxy(() => ({ kind: 'respond', responses: [{ status: 486 }] }));
     const exited = once(child, 'exit');
     child.kill('SIGTERM');
     const refused = await waitFor('a new INVITE refused', async () => {
-      const res = await dx.inject({ method: 'INVITE', sdp: true }).response();
+      const res = await dx.inject({ method: 'INVITE', sdp: true }).final();
       return res.status === 503 ? res : undefined;
     });
     assert.equal(refused.reason, 'Shutting Down');
-    assert.equal(refused.message.get('Retry-After'), '5');
+    assert.equal(refused.get('Retry-After'), '5');
     assert.equal(child.exitCode, null, 'still running while a call is in progress');
     cmd.answer({ kind: 'respond', responses: [{ status: 200 }] });
     assert.equal((await inProgress.final()).status, 200);
