@@ -160,7 +160,7 @@ export class QueueProbe {
     if (first) {
       this.#log.info(
         { drainMBps: Math.round(rate) / 1000, bytesAhead: p.bytesAhead, roundTripMs: Math.round(ms) },
-        'learnt how fast drachtio-server works through its SIP socket: shedding now goes by the wait its backlog means',
+        'learnt how fast drachtio-server works through its SIP socket: the backlog marks now rise with the wait they mean',
       );
     }
   }
