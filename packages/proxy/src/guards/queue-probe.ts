@@ -19,6 +19,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@fslb/shared';
+import { udpHostports } from './udp-backlog.js';
 
 export interface ProbeTarget {
   address: string;
@@ -31,21 +32,12 @@ export interface ProbeTarget {
  * connects (`udp/10.0.0.1:5060`, IPv6 as `udp/[::1]:5060`); an unspecified address as loopback.
  */
 export function probeTarget(hostports: string): ProbeTarget | undefined {
-  for (const hp of hostports.split(',')) {
-    const slash = hp.indexOf('/');
-    if (slash < 0 || hp.slice(0, slash).trim().toLowerCase() !== 'udp') continue;
-    const rest = hp.slice(slash + 1).trim();
-    const colon = rest.lastIndexOf(':');
-    const port = Number(rest.slice(colon + 1));
-    if (colon < 0 || !Number.isInteger(port) || port <= 0 || port >= 65536) continue;
-    let address = rest.slice(0, colon);
-    const v6 = address.startsWith('[');
-    if (v6) address = address.slice(1, -1);
-    if (address === '0.0.0.0') address = '127.0.0.1';
-    if (address === '::') address = '::1';
-    return { address, port, family: v6 || address.includes(':') ? 6 : 4 };
-  }
-  return undefined;
+  const first = udpHostports(hostports)[0];
+  if (!first) return undefined;
+  let address = first.address;
+  if (address === '0.0.0.0') address = '127.0.0.1';
+  if (address === '::') address = '::1';
+  return { address, port: first.port, family: address.includes(':') ? 6 : 4 };
 }
 
 /** A probe unanswered this long is taken as lost, and another may go. */

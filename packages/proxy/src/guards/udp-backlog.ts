@@ -25,14 +25,23 @@ export const PROC_NET_UDP = ['/proc/net/udp', '/proc/net/udp6'] as const;
  * (`udp/10.0.0.1:5060,tcp/10.0.0.1:5060`, IPv6 as `udp/[::1]:5060`).
  */
 export function udpPorts(hostports: string): number[] {
-  const out = new Set<number>();
+  return [...new Set(udpHostports(hostports).map((h) => h.port))];
+}
+
+/** The UDP entries of those hostports, in order: the address as written (IPv6 unbracketed) and the port. */
+export function udpHostports(hostports: string): { address: string; port: number }[] {
+  const out: { address: string; port: number }[] = [];
   for (const hp of hostports.split(',')) {
     const slash = hp.indexOf('/');
-    if (hp.slice(0, slash).trim().toLowerCase() !== 'udp') continue;
-    const port = Number(hp.slice(hp.lastIndexOf(':') + 1));
-    if (Number.isInteger(port) && port > 0 && port < 65536) out.add(port);
+    if (slash < 0 || hp.slice(0, slash).trim().toLowerCase() !== 'udp') continue;
+    const rest = hp.slice(slash + 1).trim();
+    const colon = rest.lastIndexOf(':');
+    const port = Number(rest.slice(colon + 1));
+    if (colon < 0 || !Number.isInteger(port) || port <= 0 || port >= 65536) continue;
+    const address = rest.slice(0, colon);
+    out.push({ address: address.startsWith('[') ? address.slice(1, -1) : address, port });
   }
-  return [...out];
+  return out;
 }
 
 /**
