@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 import { configPathFrom, createLogger, flushLogger, runMain } from '@fslb/shared';
+import { plainEnvironment } from './drachtio/drachtio-link.js';
 import { FslbProxy } from './proxy.js';
+
+plainEnvironment();
 
 await runMain(
   'fslb-proxy',

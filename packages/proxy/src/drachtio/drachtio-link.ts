@@ -74,6 +74,23 @@ export interface InboundRequest {
   proxy(req: ProxyRequest): Promise<ProxyResult>;
 }
 
+/**
+ * Makes `process.env` a plain object holding the same variables. drachtio-srf reads
+ * `process.env.DRACHTIO_PRESERVE_HEADER_NAMES` once for every header of every SIP message it
+ * parses, and a read of the real `process.env` is a call into the C++ runtime and libc's
+ * `getenv`, a scan of the whole environment: about 5 µs of a 10 µs INVITE parse measured here,
+ * more in a container whose environment holds a variable per service. From a plain object the
+ * same read is a property look-up.
+ *
+ * For the proxy's process alone, at its start, before it connects: nothing in fslb-proxy sets
+ * environment variables at run time, and a child process started with the default options
+ * still gets these variables (it takes `process.env` whatever it is).
+ */
+export function plainEnvironment(): void {
+  if (Object.getPrototypeOf(process.env) === Object.prototype) return;
+  process.env = { ...process.env };
+}
+
 export interface DrachtioSettings {
   host: string;
   port: number;
