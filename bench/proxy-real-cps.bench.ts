@@ -43,7 +43,7 @@
  * uas-rr.xml; steps from BENCH_RATES_RR, which start lower), real_cps_bare_fslb_options (the
  * bare app asking drachtio-server for fslb-proxy's proxy options and doing nothing else), and, at 75 % of the
  * bare app's highest clean rate (to 10 calls/s; BENCH_COMPARE_ROUNDS rounds, 3 by default, of a
- * step for each app at that rate, the order swapped each round; the medians of the rounds where
+ * step of BENCH_COMPARE_S (20) for each app at that rate, the order swapped each round; the medians of the rounds where
  * both were clean, else the highest step below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
  * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app); and
@@ -51,7 +51,7 @@
  * per second over those at the clean step below (each step also counts the datagrams the kernel
  * dropped, `udp_drops`).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
- * (100000), BENCH_STEP_S (4), BENCH_CONFIRM_S (0: off), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
+ * (100000), BENCH_STEP_S (4), BENCH_COMPARE_S (20), BENCH_CONFIRM_S (0: off), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_KEEP_WORK (set: keep the apps' logs and SIPp's files, and print where),
@@ -132,6 +132,13 @@ const RATES_RR = (process.env.BENCH_RATES_RR ?? '250,500,750,1000,1250,1500,1750
 const RATES_TWO = (process.env.BENCH_RATES_TWO ?? '500,1000,1500,2000,2500,3000').split(',').map(Number);
 const MAX_CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
 const STEP_S = Number(process.env.BENCH_STEP_S ?? 4);
+/**
+ * How long each comparison step lasts, s. A proxy runs for days: its cost per call is the one
+ * once its code is compiled and its heap sized, which 4 s after a fresh start it is not yet (on
+ * a 2-core VM, fslb-proxy's ratio to the bare app was 1.37-1.53 over 10-14 s steps and 1.11-1.19
+ * over 30-60 s ones). A longer step also lets no single stall of the host decide a p99.
+ */
+const COMPARE_S = Number(process.env.BENCH_COMPARE_S ?? 20);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Rounds of the comparison at 75 % of the bare app's best (one fslb step, one bare step each). */
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
@@ -943,6 +950,7 @@ function show(label: string, s: Step): void {
       `failed ${String(s.failed_pct).padStart(6)} %  done ${String(s.achieved_cps).padStart(4)}/s${s.kept_pace ? ' ' : '!'}  proxy ${s.proxy_cpu_ms_per_call.toFixed(3)} ms/call (${s.proxy_main_thread_pct} % main thread)  ` +
       `drachtio ${s.drachtio_cpu_ms_per_call.toFixed(3)} ms/call (busiest thread ${s.drachtio_busiest_thread_pct} %)  ` +
       `machine ${s.machine_busy_pct} %  rss ${s.proxy_rss_mib ?? '-'} MiB  retrans ${s.retransmissions}` +
+      (s.setup_ms ? `  setup p50 ${s.setup_ms.p50} p99 ${s.setup_ms.p99} ms` : '') +
       `  backlog peak ${s.udp_backlog.peak_kib} KiB` +
       (s.udp_backlog.longest_over_mark_ms > 0
         ? ` (${s.udp_backlog.longest_over_mark_ms} ms past 1 MiB)`
@@ -1589,9 +1597,8 @@ try {
   // fslb-proxy step and one bare app step, each on a fresh drachtio-server after its warm-up and a
   // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first,
   // then bare first) so that a drift of the host falls on both. The CPU ratio and the setup time
-  // fslb adds are the medians of the rounds where both were clean: one step is 4 s, and one hiccup
-  // of the host in it (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms
-  // either way. Where no round was clean for both, they are taken at the highest step of the
+  // fslb adds are the medians of the rounds where both were clean: one hiccup of the host in a
+  // step (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both, they are taken at the highest step of the
   // series below that rate where both were clean.
   const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
   const rounds: { fslb: Step; bare: Step }[] = [];
@@ -1601,7 +1608,7 @@ try {
       lane.app = await start();
       await warmUp([lane]);
       await rampUp([lane], compareAt);
-      const st = await runStep([lane], compareAt, Math.min(MAX_CALLS, Math.round(compareAt * STEP_S)));
+      const st = await runStep([lane], compareAt, Math.min(MAX_CALLS, Math.round(compareAt * COMPARE_S)));
       show(label, st);
       await stopApp(lane.app);
       return st;
