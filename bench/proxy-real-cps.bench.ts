@@ -1772,9 +1772,10 @@ try {
       )
       .join('; ');
     notes.setup_p99_added_ms =
-      `the median over rounds of fslb's p99 less the bare app's, at ${comparison.rate}/s: ${rounds}. ` +
+      `the median over the ${comparison.rounds.length} round(s) both apps carried clean ` +
+      `of fslb's p99 less the bare app's, at ${comparison.rate}/s: ${rounds}. ` +
       `Where both apps' p99 is far above the few ms either adds itself, the figure is the queue in front of ` +
-      `drachtio-server's SIP thread, which fslb's proxy options make busier.`;
+      `drachtio-server's SIP thread.`;
   }
   Object.assign(result, {
     real_cps_fslb: fslbClean,
