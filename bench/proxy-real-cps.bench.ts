@@ -1598,8 +1598,9 @@ try {
   // ramp through the series' rates below (`rampUp`), the order swapped every round (fslb first,
   // then bare first) so that a drift of the host falls on both. The CPU ratio and the setup time
   // fslb adds are the medians of the rounds where both were clean: one hiccup of the host in a
-  // step (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms either way. Where no round was clean for both, they are taken at the highest step of the
-  // series below that rate where both were clean.
+  // step (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms either
+  // way. Where no round was clean for both, they are taken at the highest step of the series
+  // below that rate where both were clean.
   const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
   const rounds: { fslb: Step; bare: Step }[] = [];
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
