@@ -69,7 +69,13 @@ describe('faults: a busy node', () => {
       callsToBusyNode: toBusy,
       outcomes: load.summary(startedAt),
     });
-    assert.equal(downs.length, 0, `no down event for the busy node: ${downs[0] ?? ''}`);
+    // On a failure, what the monitor said about the node (which command went unanswered, and when).
+    const said = rig
+      .logLines()
+      .filter((l) => l.includes('fs1') && /node down|no answer|timed out|timeout/i.test(l))
+      .slice(0, 5)
+      .join('\n');
+    assert.equal(downs.length, 0, `no down event for the busy node: ${downs[0] ?? ''}\n${said}`);
     assert.equal(state, 'up');
     assert.ok(toBusy >= 100, `the busy node kept taking calls (${toBusy})`);
   });
