@@ -54,7 +54,7 @@
  * (100000), BENCH_STEP_S (4), BENCH_COMPARE_S (20), BENCH_CONFIRM_S (0: off), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
- * BENCH_KEEP_WORK (set: keep the apps' logs and SIPp's files, and print where),
+ * BENCH_KEEP_WORK (set: keep the apps' logs and every step's SIPp files, its -trace_rtt setup times among them, and print where),
  * BENCH_BACKLOG_TRACE (a directory: each step's drachtio-server socket backlog readings, one file a step;
  *   columns ms, bytes, the busiest drachtio-server thread's ticks and fslb-proxy's admission share),
  * BENCH_CPS_SERIES (fslb,nores,bare,bareopts,two,rr: which series run; the figures of a series left out are
@@ -207,7 +207,7 @@ const skip =
   drachtio === undefined || (drachtio.includes('/') && !existsSync(drachtio))
     ? `no drachtio-server: set FSLB_DRACHTIO_BIN to its binary or put \`drachtio\` on PATH${drachtio ? ` (${drachtio} does not exist)` : ''}`
     : sipp === undefined
-      ? 'sipp (Debian package sip-tester) is not on PATH'
+      ? 'no SIPp: set FSLB_SIPP_BIN or put `sipp` (Debian package sip-tester) on PATH'
       : undefined;
 if (skip !== undefined) {
   console.log(`proxy-real-cps skipped: ${skip}`);
@@ -252,7 +252,7 @@ interface Lane {
 
 interface Step {
   /** Setup time (INVITE sent to 200 received) of the answered calls, ms, from SIPp. */
-  setup_ms: { p50: number; p99: number; calls: number } | null;
+  setup_ms: { p50: number; p99: number; calls: number; resolution_ms: number } | null;
   rate: number;
   /** drachtio-server + app pairs, each called at rate / pairs. */
   pairs: number;
@@ -350,6 +350,20 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     console.error(`proxy-real-cps: ${sig}, cleaning up`);
     void cleanup().finally(() => process.exit(130));
   });
+}
+
+/**
+ * The step a clock's readings come in (ms): the smallest gap between two different sorted values.
+ * SIPp 3.6 reads a coarse clock (the kernel's tick: 4 ms at 250 Hz), so its setup times are whole
+ * ticks and a p99 moves by one tick or more; SIPp 3.7 reads microseconds.
+ */
+function resolution(sorted: readonly number[]): number {
+  let min = Infinity;
+  for (let i = 1; i < sorted.length; i++) {
+    const gap = (sorted[i] as number) - (sorted[i - 1] as number);
+    if (gap > 1e-6 && gap < min) min = gap;
+  }
+  return Number.isFinite(min) ? round(min, 3) : 0;
 }
 
 // ---------------------------------------------------------------------------------- setup helpers
@@ -661,6 +675,22 @@ function compare(rate: number | null, pairs: readonly { fslb: Step; bare: Step }
   };
 }
 
+/** The coarsest step SIPp's setup times came in, over both apps' steps of a comparison (ms). */
+function setupResolution(c: Comparison): number {
+  return Math.max(
+    0,
+    ...c.rounds.flatMap((r) => [r.setup_ms.fslb?.resolution_ms ?? 0, r.setup_ms.bare?.resolution_ms ?? 0]),
+  );
+}
+
+/** What a coarse clock of SIPp's does to the setup figures; '' for a fine one. */
+function resolutionWords(ms: number): string {
+  return ms >= 1
+    ? ` SIPp timed calls in steps of ${ms} ms here (before 3.7 it reads the kernel's coarse clock; FSLB_SIPP_BIN picks another ` +
+        `SIPp), so each p99 is a whole number of steps and so is the difference.`
+    : '';
+}
+
 function median(values: readonly number[]): number {
   const v = [...values].sort((a, b) => a - b);
   const mid = Math.floor(v.length / 2);
@@ -806,6 +836,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
             p50: round(quantile(setups, 0.5), 2),
             p99: round(quantile(setups, 0.99), 2),
             calls: setups.length,
+            resolution_ms: resolution(setups),
           },
     rate,
     pairs: lanes.length,
@@ -865,7 +896,8 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
     udp_backlog: udpBacklog,
     settle_ms: await settle(lanes),
   };
-  rmSync(dir, { recursive: true, force: true });
+  // BENCH_KEEP_WORK keeps SIPp's files of every step too (its -trace_rtt setup times among them).
+  if (!process.env.BENCH_KEEP_WORK) rmSync(dir, { recursive: true, force: true });
   return step;
 }
 
@@ -1283,7 +1315,9 @@ function cpuLine(v: unknown): string {
 /** The proxy's CPU and the setup time it adds against the bare app at 75 % of the bare app's best. */
 function compareLine(r: Record<string, unknown>): string {
   const a = r.setup_added_ms as
-    { rate: number; p50: number; p99: number; rounds: Comparison['rounds'] } | null | undefined;
+    | { rate: number; p50: number; p99: number; resolution_ms?: number; rounds: Comparison['rounds'] }
+    | null
+    | undefined;
   if (!a) return '';
   const each = a.rounds
     .map(
@@ -1296,7 +1330,7 @@ function compareLine(r: Record<string, unknown>): string {
     `At ${a.rate}/s (75 % of the bare app's highest clean rate, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
     `or the highest common clean step below it): the proxy's CPU per call ${String(r.proxy_cpu_ratio_to_bare)} x the bare app's ` +
     `(fslb at its default log level); fslb adds ${a.p50} ms to the setup time (SIPp, INVITE to 200) at p50 and ${a.p99} ms at p99. ` +
-    `Round by round: ${each}.\n\n`
+    `Round by round: ${each}.${resolutionWords(a.resolution_ms ?? 0)}\n\n`
   );
 }
 
@@ -1725,6 +1759,7 @@ try {
         rate: comparison.rate,
         p50: comparison.setup_p50_added_ms,
         p99: comparison.setup_p99_added_ms,
+        resolution_ms: setupResolution(comparison),
         rounds: comparison.rounds,
       }
     : null;
@@ -1776,7 +1811,8 @@ try {
       `the median over the ${comparison.rounds.length} round(s) both apps carried clean ` +
       `of fslb's p99 less the bare app's, at ${comparison.rate}/s: ${rounds}. ` +
       `Where both apps' p99 is far above the few ms either adds itself, the figure is the queue in front of ` +
-      `drachtio-server's SIP thread.`;
+      `drachtio-server's SIP thread.` +
+      resolutionWords(setupResolution(comparison));
   }
   Object.assign(result, {
     real_cps_fslb: fslbClean,

@@ -75,7 +75,7 @@ const skip =
   drachtio === undefined
     ? 'no drachtio-server: set FSLB_DRACHTIO_BIN to its binary or put `drachtio` on PATH'
     : sipp === undefined
-      ? 'sipp (Debian package sip-tester) is not on PATH'
+      ? 'no SIPp: set FSLB_SIPP_BIN or put `sipp` (Debian package sip-tester) on PATH'
       : undefined;
 if (skip !== undefined) {
   console.log(`soak skipped: ${skip}`);
