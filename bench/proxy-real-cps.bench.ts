@@ -46,7 +46,9 @@
  * step of BENCH_COMPARE_S (20) for each app at that rate, the order swapped each round; the medians of the rounds where
  * both were clean, else the highest step below it where both were clean),
  * proxy_cpu_ratio_to_bare (fslb-proxy at its default log level, info) and setup_p99_added_ms
- * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app); and
+ * (p99 of SIPp's INVITE-to-200 time through fslb minus through the bare app), with
+ * setup_p99_control_apart_ms beside it (each round runs the bare app a second time, the control:
+ * how far its two p99s lay apart, the median over rounds; BENCH_COMPARE_CONTROL=0 leaves it out); and
  * overload_goodput_fslb / _bare: at each app's first step past its limit, the calls completed
  * per second over those at the clean step below (each step also counts the datagrams the kernel
  * dropped, `udp_drops`).
@@ -102,6 +104,7 @@ import {
   clockTicksPerSecond,
   machineTicks,
   memoryMiB,
+  processSwitches,
   processTicks,
   threadTicks,
   udpReceiveBufferErrors,
@@ -142,6 +145,8 @@ const COMPARE_S = Number(process.env.BENCH_COMPARE_S ?? 20);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Rounds of the comparison at 75 % of the bare app's best (one fslb step, one bare step each). */
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
+/** Each comparison round also runs the bare app a second time, the control (BENCH_COMPARE_CONTROL=0: not). */
+const CONTROL = process.env.BENCH_COMPARE_CONTROL !== '0';
 /** Finer steps tried between an app's highest clean rate and its first step that was not. */
 const FINE_STEPS = Number(process.env.BENCH_FINE_STEPS ?? 4);
 /** Length of the sustained run that confirms a series' highest clean rate. */
@@ -224,6 +229,7 @@ if (skip !== undefined) {
     overload_goodput_fslb: null,
     overload_goodput_bare: null,
     setup_p99_added_ms: null,
+    setup_p99_control_apart_ms: null,
     real_cps_fslb_no_reservations: null,
     notes: Object.fromEntries(
       ['real_cps_fslb', 'real_cps_bare', 'real_cps_ratio', 'real_cps_two_pairs'].map((k) => [k, skip]),
@@ -319,6 +325,52 @@ interface Step {
    * mark (1 MiB): how close the step came to shedding or dropping.
    */
   udp_backlog: { peak_kib: number; p99_kib: number; longest_over_mark_ms: number; samples: number };
+  /**
+   * Per completed call, for the apps, the drachtio-servers and Redis (each summed over its
+   * processes): system calls that read and wrote, and context switches given up (the process
+   * waited) and taken (it was preempted): what each puts on the scheduler of a shared host.
+   */
+  switches_per_call: Record<'app' | 'drachtio' | 'redis', Switches>;
+}
+
+type Switches = { reads: number; writes: number; voluntary: number; involuntary: number };
+
+/** The system calls and context switches of the apps, the drachtio-servers and Redis, now. */
+function switchesOf(
+  lanes: readonly Lane[],
+  redisPid: number | undefined,
+): Record<'app' | 'drachtio' | 'redis', Switches> {
+  const add = (pids: readonly number[]): Switches => {
+    const t = { reads: 0, writes: 0, voluntary: 0, involuntary: 0 };
+    for (const pid of pids) {
+      const x = processSwitches(pid);
+      if (!x) continue;
+      t.reads += x.reads;
+      t.writes += x.writes;
+      t.voluntary += x.voluntary;
+      t.involuntary += x.involuntary;
+    }
+    return t;
+  };
+  return {
+    app: add(lanes.map((l) => l.app.pid)),
+    drachtio: add(lanes.map((l) => l.serverPid)),
+    redis: add(redisPid === undefined ? [] : [redisPid]),
+  };
+}
+
+function perCall(
+  a: Record<'app' | 'drachtio' | 'redis', Switches>,
+  b: Record<'app' | 'drachtio' | 'redis', Switches>,
+  calls: number,
+): Record<'app' | 'drachtio' | 'redis', Switches> {
+  const one = (x: Switches, y: Switches): Switches => ({
+    reads: round((y.reads - x.reads) / calls, 2),
+    writes: round((y.writes - x.writes) / calls, 2),
+    voluntary: round((y.voluntary - x.voluntary) / calls, 2),
+    involuntary: round((y.involuntary - x.involuntary) / calls, 2),
+  });
+  return { app: one(a.app, b.app), drachtio: one(a.drachtio, b.drachtio), redis: one(a.redis, b.redis) };
 }
 
 interface Skipped {
@@ -645,28 +697,46 @@ interface Comparison {
   cpu_ratio: number | null;
   setup_p50_added_ms: number;
   setup_p99_added_ms: number;
+  /**
+   * The bare app against itself (the control step of each round): the median over rounds of how
+   * far its two p99s lay apart, ms. What the host alone moves a p99 by; null without controls.
+   */
+  control_p99_apart_ms: number | null;
   rounds: {
     cpu_ms_per_call: { fslb: number; bare: number };
-    setup_ms: { fslb: Step['setup_ms']; bare: Step['setup_ms'] };
+    setup_ms: { fslb: Step['setup_ms']; bare: Step['setup_ms']; control?: Step['setup_ms'] };
     /** How busy drachtio-server's busiest thread (its SIP thread) was in each app's step, %. */
     drachtio_busiest_thread_pct: { fslb: number; bare: number };
   }[];
 }
 
-function compare(rate: number | null, pairs: readonly { fslb: Step; bare: Step }[]): Comparison {
+function compare(
+  rate: number | null,
+  pairs: readonly { fslb: Step; bare: Step; control?: Step }[],
+): Comparison {
   const ratios = pairs
     .filter((p) => p.bare.proxy_cpu_ms_per_call > 0)
     .map((p) => p.fslb.proxy_cpu_ms_per_call / p.bare.proxy_cpu_ms_per_call);
   const added = (k: 'p50' | 'p99'): number =>
     round(median(pairs.map((p) => (p.fslb.setup_ms?.[k] ?? 0) - (p.bare.setup_ms?.[k] ?? 0))), 2);
+  const apart = pairs.flatMap((p) =>
+    p.control?.clean && p.control.setup_ms && p.bare.setup_ms
+      ? [Math.abs(p.control.setup_ms.p99 - p.bare.setup_ms.p99)]
+      : [],
+  );
   return {
     rate,
     cpu_ratio: ratios.length > 0 ? round(median(ratios), 2) : null,
     setup_p50_added_ms: added('p50'),
     setup_p99_added_ms: added('p99'),
+    control_p99_apart_ms: apart.length > 0 ? round(median(apart), 2) : null,
     rounds: pairs.map((p) => ({
       cpu_ms_per_call: { fslb: p.fslb.proxy_cpu_ms_per_call, bare: p.bare.proxy_cpu_ms_per_call },
-      setup_ms: { fslb: p.fslb.setup_ms, bare: p.bare.setup_ms },
+      setup_ms: {
+        fslb: p.fslb.setup_ms,
+        bare: p.bare.setup_ms,
+        ...(p.control ? { control: p.control.setup_ms } : {}),
+      },
       drachtio_busiest_thread_pct: {
         fslb: p.fslb.drachtio_busiest_thread_pct,
         bare: p.bare.drachtio_busiest_thread_pct,
@@ -681,6 +751,14 @@ function setupResolution(c: Comparison): number {
     0,
     ...c.rounds.flatMap((r) => [r.setup_ms.fslb?.resolution_ms ?? 0, r.setup_ms.bare?.resolution_ms ?? 0]),
   );
+}
+
+/** What the control says of the host's own noise in a p99; '' without controls. */
+function controlWords(apart: number | null | undefined): string {
+  return apart === null || apart === undefined
+    ? ''
+    : ` The bare app run twice in a round (the control) put its p99 ${apart} ms apart (median over rounds): ` +
+        `a difference within that is the host's, not the proxy's.`;
 }
 
 /** What a coarse clock of SIPp's does to the setup figures; '' for a fine one. */
@@ -750,6 +828,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const rpid = redisServer?.pid;
   const r0 = rpid === undefined ? undefined : processTicks(rpid);
   const u0 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
+  const sw0 = switchesOf(lanes, rpid);
   const m0 = machineTicks();
   // Drops at drachtio-server's SIP sockets and at the callees' (the proxy's own reading of them).
   const serverPorts = new Set(lanes.map((l) => l.server.sipPort));
@@ -791,6 +870,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
   const dt1 = lanes.map((l) => threadTicks(l.serverPid));
   const r1 = rpid === undefined ? undefined : processTicks(rpid);
   const u1 = uas.map((u) => processTicks(u.child.pid ?? 0) ?? 0);
+  const sw1 = switchesOf(lanes, rpid);
   const m1 = machineTicks();
   const drops1 = { server: readUdpBacklog(serverPorts).drops, callees: readUdpBacklog(calleePorts).drops };
   const rcvbuf1 = udpReceiveBufferErrors();
@@ -894,6 +974,7 @@ async function runStep(lanes: readonly Lane[], rate: number, calls: number): Pro
       all: rcvbuf1 - rcvbuf0,
     },
     udp_backlog: udpBacklog,
+    switches_per_call: perCall(sw0, sw1, Math.max(1, successful)),
     settle_ms: await settle(lanes),
   };
   // BENCH_KEEP_WORK keeps SIPp's files of every step too (its -trace_rtt setup times among them).
@@ -983,6 +1064,8 @@ function show(label: string, s: Step): void {
       `drachtio ${s.drachtio_cpu_ms_per_call.toFixed(3)} ms/call (busiest thread ${s.drachtio_busiest_thread_pct} %)  ` +
       `machine ${s.machine_busy_pct} %  rss ${s.proxy_rss_mib ?? '-'} MiB  retrans ${s.retransmissions}` +
       (s.setup_ms ? `  setup p50 ${s.setup_ms.p50} p99 ${s.setup_ms.p99} ms` : '') +
+      `  per call: app ${s.switches_per_call.app.writes} writes, ${s.switches_per_call.app.voluntary}+${s.switches_per_call.app.involuntary} switches; ` +
+      `redis ${s.switches_per_call.redis.voluntary}+${s.switches_per_call.redis.involuntary}` +
       `  backlog peak ${s.udp_backlog.peak_kib} KiB` +
       (s.udp_backlog.longest_over_mark_ms > 0
         ? ` (${s.udp_backlog.longest_over_mark_ms} ms past 1 MiB)`
@@ -1315,7 +1398,14 @@ function cpuLine(v: unknown): string {
 /** The proxy's CPU and the setup time it adds against the bare app at 75 % of the bare app's best. */
 function compareLine(r: Record<string, unknown>): string {
   const a = r.setup_added_ms as
-    | { rate: number; p50: number; p99: number; resolution_ms?: number; rounds: Comparison['rounds'] }
+    | {
+        rate: number;
+        p50: number;
+        p99: number;
+        resolution_ms?: number;
+        control_p99_apart_ms?: number | null;
+        rounds: Comparison['rounds'];
+      }
     | null
     | undefined;
   if (!a) return '';
@@ -1323,14 +1413,15 @@ function compareLine(r: Record<string, unknown>): string {
     .map(
       (x) =>
         `fslb ${x.cpu_ms_per_call.fslb} ms CPU, setup p50/p99 ${x.setup_ms.fslb?.p50}/${x.setup_ms.fslb?.p99} ms; ` +
-        `bare ${x.cpu_ms_per_call.bare} ms, ${x.setup_ms.bare?.p50}/${x.setup_ms.bare?.p99} ms`,
+        `bare ${x.cpu_ms_per_call.bare} ms, ${x.setup_ms.bare?.p50}/${x.setup_ms.bare?.p99} ms` +
+        (x.setup_ms.control ? `, bare again ${x.setup_ms.control.p50}/${x.setup_ms.control.p99} ms` : ''),
     )
     .join('; then ');
   return (
     `At ${a.rate}/s (75 % of the bare app's highest clean rate, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
     `or the highest common clean step below it): the proxy's CPU per call ${String(r.proxy_cpu_ratio_to_bare)} x the bare app's ` +
     `(fslb at its default log level); fslb adds ${a.p50} ms to the setup time (SIPp, INVITE to 200) at p50 and ${a.p99} ms at p99. ` +
-    `Round by round: ${each}.${resolutionWords(a.resolution_ms ?? 0)}\n\n`
+    `Round by round: ${each}.${controlWords(a.control_p99_apart_ms)}${resolutionWords(a.resolution_ms ?? 0)}\n\n`
   );
 }
 
@@ -1636,7 +1727,7 @@ try {
   // way. Where no round was clean for both, they are taken at the highest step of the series
   // below that rate where both were clean.
   const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
-  const rounds: { fslb: Step; bare: Step }[] = [];
+  const rounds: { fslb: Step; bare: Step; control?: Step }[] = [];
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
     const one = async (label: string, start: () => Promise<App>): Promise<Step> => {
       await freshServer(lane);
@@ -1655,12 +1746,17 @@ try {
       const fslbStep = (): Promise<Step> =>
         one('fslb', () => startFslb('info', lane.server, `pair-1-compare-${i + 1}`));
       const bareStep = (): Promise<Step> => one('bare', () => startBare(lane.server));
+      // The control: the bare app once more, beside its own step, so that what the host alone
+      // does to a p99 from one step to the next is measured in the same run.
+      const controlStep = (): Promise<Step> => one('bare again', () => startBare(lane.server));
       if (i % 2 === 0) {
         const f = await fslbStep();
-        rounds.push({ fslb: f, bare: await bareStep() });
-      } else {
         const b = await bareStep();
-        rounds.push({ fslb: await fslbStep(), bare: b });
+        rounds.push({ fslb: f, bare: b, ...(CONTROL ? { control: await controlStep() } : {}) });
+      } else {
+        const c = CONTROL ? await controlStep() : undefined;
+        const b = await bareStep();
+        rounds.push({ fslb: await fslbStep(), bare: b, ...(c ? { control: c } : {}) });
       }
     }
     steps.compare = { rate: compareAt, rounds };
@@ -1760,6 +1856,7 @@ try {
         p50: comparison.setup_p50_added_ms,
         p99: comparison.setup_p99_added_ms,
         resolution_ms: setupResolution(comparison),
+        control_p99_apart_ms: comparison.control_p99_apart_ms,
         rounds: comparison.rounds,
       }
     : null;
@@ -1812,6 +1909,7 @@ try {
       `of fslb's p99 less the bare app's, at ${comparison.rate}/s: ${rounds}. ` +
       `Where both apps' p99 is far above the few ms either adds itself, the figure is the queue in front of ` +
       `drachtio-server's SIP thread.` +
+      controlWords(comparison.control_p99_apart_ms) +
       resolutionWords(setupResolution(comparison));
   }
   Object.assign(result, {
@@ -1826,6 +1924,7 @@ try {
     overload_goodput_fslb: overloadGoodput(fslbSteps),
     overload_goodput_bare: overloadGoodput(bareSteps),
     setup_p99_added_ms: setupAdded?.p99 ?? null,
+    setup_p99_control_apart_ms: setupAdded?.control_p99_apart_ms ?? null,
     setup_added_ms: setupAdded,
     compare_rate: comparison?.rate ?? null,
     real_cps_two_pairs: twoConfirmed.rate,

@@ -49,6 +49,8 @@ const FIGURES = [
   ['real_cps_ratio_rr', 'proxy-real-cps', '', '≥ 0.95', (v) => v >= 0.95],
   ['proxy_cpu_ratio_to_bare', 'proxy-real-cps', '', '≤ 1.2', (v) => v <= 1.2],
   ['setup_p99_added_ms', 'proxy-real-cps', 'ms', '≤ 5', (v) => v <= 5],
+  // The bare app against itself in the same rounds: how far the host alone moves a p99.
+  ['setup_p99_control_apart_ms', 'proxy-real-cps', 'ms', null],
   // Just past the chain's limit, the share of what it carried that it still completes: shedding
   // on drachtio-server's backlog holds it there; a chain without it collapses.
   ['overload_goodput_fslb', 'proxy-real-cps', '', '≥ 0.8', (v) => v >= 0.8],

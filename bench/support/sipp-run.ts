@@ -149,7 +149,12 @@ export function readMessageTable(file: string): MessageRow[] {
   const end = text.indexOf('Statistics Screen');
   const rows: MessageRow[] = [];
   for (const line of (end < 0 ? text : text.slice(0, end)).split('\n')) {
-    const m = /^\s*(\S+)\s+(-+>|<-+)\s+(\d+)\s+(\d+)(?:\s+(\d+))?(?:\s+(\d+))?/.exec(line);
+    // `  200 <----------  E-RTD1 10  0 ...`: SIPp 3.7 puts the row's index first (`4 :`), and a
+    // message that starts or ends a timed span carries its mark (B-RTD1, E-RTD1) before the count.
+    const m =
+      /^\s*(?:\d+\s*:\s*)?(\S+)\s+(-+>|<-+)\s+(?:[BE]-RTD\d+\s+)?(\d+)\s+(\d+)(?:\s+(\d+))?(?:\s+(\d+))?/.exec(
+        line,
+      );
     if (!m) continue;
     const dir = (m[2] ?? '').startsWith('<') ? '<-' : '->';
     rows.push({

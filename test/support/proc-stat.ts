@@ -137,3 +137,36 @@ export function udpReceiveBufferErrors(): number {
     return NaN;
   }
 }
+
+/**
+ * A process's system calls that read and wrote (syscr, syscw of /proc/<pid>/io) and its threads'
+ * context switches, given up (voluntary: it waited) and taken (involuntary: preempted), summed.
+ * Undefined when it is gone or /proc/<pid>/io is not readable.
+ */
+export function processSwitches(
+  pid: number,
+): { reads: number; writes: number; voluntary: number; involuntary: number } | undefined {
+  let io: string;
+  let tids: string[];
+  try {
+    io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return undefined;
+  }
+  const field = (text: string, name: string): number =>
+    Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  let voluntary = 0;
+  let involuntary = 0;
+  for (const tid of tids) {
+    let status: string;
+    try {
+      status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // the thread ended between the listing and the reading
+    }
+    voluntary += field(status, 'voluntary_ctxt_switches');
+    involuntary += field(status, 'nonvoluntary_ctxt_switches');
+  }
+  return { reads: field(io, 'syscr'), writes: field(io, 'syscw'), voluntary, involuntary };
+}
