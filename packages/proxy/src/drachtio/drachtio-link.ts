@@ -395,11 +395,17 @@ class SrfRequest implements InboundRequest {
  * system call: under load one read from drachtio-server brings several requests (and one from
  * Redis several reservations), and a write per proxy command was the costliest thing the proxy
  * did per call, on both sides of the socket. A batch is sent when it holds BATCH_MAX commands,
- * or at the end of this turn of the event loop, whichever comes first: held for a whole turn, a
- * burst after a stall (a garbage collection, a busy host) reached drachtio-server as dozens of
- * commands at once, which its SIP thread then worked through while every message behind them
- * waited, where sent a few at a time drachtio-server starts on them while the proxy makes the
- * rest. The commands keep their order.
+ * or once the read that brought them is handled (process.nextTick: after the requests of one
+ * read, and the continuations they set off, have run), whichever comes first.
+ * - Held for a whole turn of the event loop, a burst after a stall (a garbage collection, a busy
+ *   host) reached drachtio-server as dozens of commands at once, which its SIP thread then worked
+ *   through while every message behind them waited; sent a few at a time, drachtio-server starts
+ *   on them while the proxy makes the rest.
+ * - Held until the turn's end (setImmediate), a command also waited for whatever else the turn
+ *   read (Redis replies, other sockets): measured at 1050 calls/s through real peers, the time
+ *   from an INVITE reaching the proxy to its command's write had a p99 of 1.75 ms (p99.9 6.7);
+ *   sent after its own read, 0.91 ms (2.95), in as many writes a call (0.68).
+ * The commands keep their order.
  */
 function batchWrites(socket: Writable | undefined): void {
   if (socket === undefined) return;
@@ -407,7 +413,7 @@ function batchWrites(socket: Writable | undefined): void {
   if (held === undefined) {
     batches.set(socket, 1);
     socket.cork();
-    setImmediate(uncork, socket);
+    process.nextTick(uncork, socket);
   } else if (held >= BATCH_MAX) {
     // Send the full batch; this command starts the next one.
     socket.uncork();
