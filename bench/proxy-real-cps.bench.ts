@@ -327,8 +327,9 @@ interface Step {
   udp_backlog: { peak_kib: number; p99_kib: number; longest_over_mark_ms: number; samples: number };
   /**
    * Per completed call, for the apps, the drachtio-servers and Redis (each summed over its
-   * processes): system calls that read and wrote, and context switches given up (the process
-   * waited) and taken (it was preempted): what each puts on the scheduler of a shared host.
+   * processes): read- and write-family system calls (socket calls such as recvmsg and sendto are
+   * not counted, and drachtio-server's read 0), and context switches given up (the process waited)
+   * and taken (it was preempted): what each puts on the scheduler of a shared host.
    */
   switches_per_call: Record<'app' | 'drachtio' | 'redis', Switches>;
 }

@@ -139,9 +139,11 @@ export function udpReceiveBufferErrors(): number {
 }
 
 /**
- * A process's system calls that read and wrote (syscr, syscw of /proc/<pid>/io) and its threads'
- * context switches, given up (voluntary: it waited) and taken (involuntary: preempted), summed.
- * Undefined when it is gone or /proc/<pid>/io is not readable.
+ * A process's read- and write-family system calls (syscr, syscw of /proc/<pid>/io: read, readv,
+ * write, writev and the like; socket calls such as recvmsg and sendto are not counted there, so a
+ * program that uses only those reads 0) and its threads' context switches, given up (voluntary:
+ * it waited) and taken (involuntary: preempted), summed. Undefined when it is gone or
+ * /proc/<pid>/io is not readable.
  */
 export function processSwitches(
   pid: number,
