@@ -147,6 +147,13 @@ const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
 /** Each comparison round also runs the bare app a second time, the control (BENCH_COMPARE_CONTROL=0: not). */
 const CONTROL = process.env.BENCH_COMPARE_CONTROL !== '0';
+/**
+ * BENCH_BARE_OPTIONS_IN_TURN=1 (investigations): the bare app that takes turns with fslb-proxy asks
+ * drachtio-server for fslb-proxy's proxy options (bare-srf-proxy.mjs `fslb-options`; which ones:
+ * BENCH_BARE_OPTIONS), with record-routing too, so that the two put the same work on
+ * drachtio-server. Its figures then stand for that app, not the bare one.
+ */
+const BARE_OPTIONS_IN_TURN = process.env.BENCH_BARE_OPTIONS_IN_TURN === '1';
 /** Finer steps tried between an app's highest clean rate and its first step that was not. */
 const FINE_STEPS = Number(process.env.BENCH_FINE_STEPS ?? 4);
 /** Length of the sustained run that confirms a series' highest clean rate. */
@@ -1600,7 +1607,7 @@ try {
     const bareLane: Lane = {
       server: own.server,
       serverPid: own.pid,
-      app: await startBare(own.server, recordRoute),
+      app: await startBare(own.server, recordRoute, BARE_OPTIONS_IN_TURN),
     };
     const label = (k: string): string => k.replace('_', ' ');
     const [f, b] = await inTurn(
