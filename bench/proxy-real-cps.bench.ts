@@ -59,6 +59,7 @@
  * BENCH_KEEP_WORK (set: keep the apps' logs and every step's SIPp files, its -trace_rtt setup times among them, and print where),
  * BENCH_BACKLOG_TRACE (a directory: each step's drachtio-server socket backlog readings, one file a step;
  *   columns ms, bytes, the busiest drachtio-server thread's ticks and fslb-proxy's admission share),
+ * BENCH_BARE_OPTIONS_IN_TURN=1 (the bare app taking turns with fslb-proxy asks for its proxy options),
  * BENCH_CPS_SERIES (fslb,nores,bare,bareopts,two,rr: which series run; the figures of a series left out are
  * null; nores is fslb-proxy with proxy.reservations false, to tell the reservation's cost apart;
  * bareopts tells drachtio-server's share apart).
