@@ -27,29 +27,24 @@ const expected = [
   { msg: 'ACK ->', count: 10, retrans: 0, timeout: 0, unexpected: 0 },
 ];
 
+/** SIPp 3.6's rows; 3.7 writes the same ones led by their index (`0 :`). */
+const rows36 = [
+  '      INVITE ---------->         10        1         0                         ',
+  '         100 <----------         0         0         0         0               ',
+  '         503 <----------         3         0         0         2               ',
+  '         200 <----------  E-RTD1 7         0         0         0               ',
+  '         ACK ---------->         10        0                                   ',
+  '       Pause [      0ms]         10                            0        ',
+];
+
 describe('readMessageTable (bench/support/sipp-run.ts)', () => {
   it("reads SIPp 3.6's rows, the one marked as the end of a timed span included", () => {
-    const file = screen('v36.screen', [
-      '      INVITE ---------->         10        1         0                         ',
-      '         100 <----------         0         0         0         0               ',
-      '         503 <----------         3         0         0         2               ',
-      '         200 <----------  E-RTD1 7         0         0         0               ',
-      '         ACK ---------->         10        0                                   ',
-      '       Pause [      0ms]         10                            0        ',
-    ]);
-    assert.deepEqual(readMessageTable(file), expected);
+    assert.deepEqual(readMessageTable(screen('v36.screen', rows36)), expected);
   });
 
   it("reads SIPp 3.7's rows, which start with their index", () => {
-    const file = screen('v37.screen', [
-      '0 :      INVITE ---------->         10        1         0                            ',
-      '1 :         100 <----------         0         0         0         0                  ',
-      '2 :         503 <----------         3         0         0         2                  ',
-      '3 :         200 <----------  E-RTD1 7         0         0         0                  ',
-      '4 :         ACK ---------->         10        0                                      ',
-      '5 :       Pause [      0ms]         10                            0        ',
-    ]);
-    assert.deepEqual(readMessageTable(file), expected);
+    const rows37 = rows36.map((row, i) => `${i} :${row}`);
+    assert.deepEqual(readMessageTable(screen('v37.screen', rows37)), expected);
   });
 
   it('reads nothing from a file that is not there', () => {
