@@ -339,26 +339,18 @@ interface Step {
    * not counted, and drachtio-server's read 0), and context switches given up (the process waited)
    * and taken (it was preempted): what each puts on the scheduler of a shared host.
    */
-  switches_per_call: Record<'app' | 'drachtio' | 'redis', Switches>;
+  switches_per_call: Processes;
 }
 
 type Switches = { reads: number; writes: number; voluntary: number; involuntary: number };
+const SWITCH_KEYS = ['reads', 'writes', 'voluntary', 'involuntary'] as const;
+type Processes = Record<'app' | 'drachtio' | 'redis', Switches>;
 
 /** The system calls and context switches of the apps, the drachtio-servers and Redis, now. */
-function switchesOf(
-  lanes: readonly Lane[],
-  redisPid: number | undefined,
-): Record<'app' | 'drachtio' | 'redis', Switches> {
+function switchesOf(lanes: readonly Lane[], redisPid: number | undefined): Processes {
   const add = (pids: readonly number[]): Switches => {
     const t = { reads: 0, writes: 0, voluntary: 0, involuntary: 0 };
-    for (const pid of pids) {
-      const x = processSwitches(pid);
-      if (!x) continue;
-      t.reads += x.reads;
-      t.writes += x.writes;
-      t.voluntary += x.voluntary;
-      t.involuntary += x.involuntary;
-    }
+    for (const x of pids.map(processSwitches)) if (x) for (const k of SWITCH_KEYS) t[k] += x[k];
     return t;
   };
   return {
@@ -368,17 +360,13 @@ function switchesOf(
   };
 }
 
-function perCall(
-  a: Record<'app' | 'drachtio' | 'redis', Switches>,
-  b: Record<'app' | 'drachtio' | 'redis', Switches>,
-  calls: number,
-): Record<'app' | 'drachtio' | 'redis', Switches> {
-  const one = (x: Switches, y: Switches): Switches => ({
-    reads: round((y.reads - x.reads) / calls, 2),
-    writes: round((y.writes - x.writes) / calls, 2),
-    voluntary: round((y.voluntary - x.voluntary) / calls, 2),
-    involuntary: round((y.involuntary - x.involuntary) / calls, 2),
-  });
+/** What each group of processes did between two readings, per call. */
+function perCall(a: Processes, b: Processes, calls: number): Processes {
+  const one = (x: Switches, y: Switches): Switches => {
+    const d = { reads: 0, writes: 0, voluntary: 0, involuntary: 0 };
+    for (const k of SWITCH_KEYS) d[k] = round((y[k] - x[k]) / calls, 2);
+    return d;
+  };
   return { app: one(a.app, b.app), drachtio: one(a.drachtio, b.drachtio), redis: one(a.redis, b.redis) };
 }
 

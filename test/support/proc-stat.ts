@@ -66,6 +66,11 @@ export function busiestThreadDelta(before: Map<number, number>, after: Map<numbe
   return max;
 }
 
+/** The number after `name:` at the start of a line of a /proc text (status, io); `missing` if there is none. */
+function procField(text: string, name: string, missing = NaN): number {
+  return Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? missing);
+}
+
 /** Resident set size now and its peak (VmRSS, VmHWM), in MiB. */
 export function memoryMiB(pid: number): { rss: number; peak: number } | undefined {
   let text: string;
@@ -74,8 +79,7 @@ export function memoryMiB(pid: number): { rss: number; peak: number } | undefine
   } catch {
     return undefined;
   }
-  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+  return { rss: procField(text, 'VmRSS') / 1024, peak: procField(text, 'VmHWM') / 1024 };
 }
 
 /** Whole-machine CPU time from /proc/stat, in ticks: busy (not idle or iowait) and total. */
@@ -156,8 +160,6 @@ export function processSwitches(
   } catch {
     return undefined;
   }
-  const field = (text: string, name: string): number =>
-    Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? 0);
   let voluntary = 0;
   let involuntary = 0;
   for (const tid of tids) {
@@ -167,8 +169,8 @@ export function processSwitches(
     } catch {
       continue; // the thread ended between the listing and the reading
     }
-    voluntary += field(status, 'voluntary_ctxt_switches');
-    involuntary += field(status, 'nonvoluntary_ctxt_switches');
+    voluntary += procField(status, 'voluntary_ctxt_switches', 0);
+    involuntary += procField(status, 'nonvoluntary_ctxt_switches', 0);
   }
-  return { reads: field(io, 'syscr'), writes: field(io, 'syscw'), voluntary, involuntary };
+  return { reads: procField(io, 'syscr', 0), writes: procField(io, 'syscw', 0), voluntary, involuntary };
 }
