@@ -246,9 +246,12 @@ export class FaultRig {
     return this.nodes.find((n) => n.sipPort === port)?.id;
   }
 
-  /** Every child's output lines (monitors and proxies), for repair lines and crash checks. */
+  /**
+   * The monitors' output lines, for repair lines and crash checks (a proxy's are in its
+   * `warnings` and `stderr`).
+   */
   logLines(): string[] {
-    return [...this.monitors.flatMap((m) => m.lines)];
+    return this.monitors.flatMap((m) => m.lines);
   }
 
   /** Starts a steady load: one INVITE every `intervalMs`, round robin over the live proxies. */
