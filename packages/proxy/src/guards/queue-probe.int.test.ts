@@ -3,7 +3,7 @@ import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { describe, it, type TestContext } from 'node:test';
 import { captureLogger } from '../../../../test/support/log-capture.js';
 import { waitFor } from '../../../../test/support/wait.js';
-import { PROBE_LOST_MS, probeTarget, QueueProbe } from './queue-probe.js';
+import { PROBE_GAP_MS, PROBE_LOST_MS, probeTarget, QueueProbe } from './queue-probe.js';
 
 /**
  * The queue probe over real UDP on loopback, against a socket that answers an OPTIONS the way
@@ -71,7 +71,13 @@ describe('QueueProbe', () => {
   it('keeps the highest recent rate: a probe answered late does not make the queue look slower', async (t) => {
     const p = await peer(t);
     const { log } = captureLogger('info');
-    const probe = new QueueProbe({ target: { address: '127.0.0.1', port: p.port, family: 4 }, log });
+    // The probe's clock runs with real time, a gap ahead (probes go at most every PROBE_GAP_MS).
+    let skew = 0;
+    const probe = new QueueProbe({
+      target: { address: '127.0.0.1', port: p.port, family: 4 },
+      log,
+      now: () => performance.now() + skew,
+    });
     t.after(() => probe.close());
     await probe.open();
     p.answerAfterMs = 10;
@@ -80,13 +86,14 @@ describe('QueueProbe', () => {
     const fast = probe.drainBytesPerMs ?? 0;
     // The same bytes ahead, answered ten times later (this process busy, say).
     p.answerAfterMs = 100;
+    skew += PROBE_GAP_MS;
     probe.send(500_000);
     await waitFor('the second probe answered', () => probe.answered === 2);
     const after = (probe as { drainBytesPerMs: number | undefined }).drainBytesPerMs ?? 0;
     assert.ok(after > 0.9 * fast, `rate ${after} bytes/ms after a slow answer, ${fast} before`);
   });
 
-  it('keeps one probe on its way at a time, and sends another only once that one is taken as lost', async (t) => {
+  it('keeps one probe on its way at a time, at most one every PROBE_GAP_MS, and sends another only once that one is taken as lost', async (t) => {
     const p = await peer(t);
     let now = 0;
     const probe = new QueueProbe({
@@ -104,13 +111,18 @@ describe('QueueProbe', () => {
     assert.equal(p.received.length, 1, 'one probe on its way at a time');
     p.answerAfterMs = undefined;
     p.received.length = 0;
+    now = PROBE_GAP_MS - 1;
+    probe.send(100_000);
+    assert.equal(probe.sent, 1, 'none within PROBE_GAP_MS of the one before, answered or not');
+    now = PROBE_GAP_MS;
     probe.send(100_000);
     await waitFor('the next probe arrived', () => p.received.length === 1);
-    now = PROBE_LOST_MS - 1;
+    now = PROBE_GAP_MS + PROBE_LOST_MS - 1;
     probe.send(100_000);
-    now = PROBE_LOST_MS;
+    now = PROBE_GAP_MS + PROBE_LOST_MS;
     probe.send(100_000);
     await waitFor('a second probe arrived', () => p.received.length === 2);
+    assert.equal(probe.sent, 3);
     assert.equal(probe.answered, 1);
     assert.notEqual(
       /^Call-ID: (.*)\r$/m.exec(p.received[0] ?? '')?.[1],

@@ -6,7 +6,7 @@
  * chain carried.
  *
  * While the backlog is past the low mark, the probe sends drachtio-server an OPTIONS from a UDP
- * socket of its own, one at a time, noting the bytes queued ahead of it. drachtio-server hands the
+ * socket of its own, one at a time and at most four a second, noting the bytes queued ahead of it. drachtio-server hands the
  * OPTIONS to this proxy, whose router answers it at once (`isProbe`), and the 200 comes back here:
  * the bytes ahead over the round trip is the rate the queue drains at (bytes per ms). The round
  * trip holds drachtio-server's and this proxy's own turns too, so a rate can only err low: the
@@ -43,6 +43,12 @@ export function probeTarget(hostports: string): ProbeTarget | undefined {
 /** A probe unanswered this long is taken as lost, and another may go. */
 export const PROBE_LOST_MS = 2000;
 /**
+ * At most one probe leaves in this long. Each is a request drachtio-server's SIP thread handles
+ * while it is busiest (the backlog past the low mark), and the rate kept is the recent high over
+ * many seconds, which a few probes a second keep up to date.
+ */
+export const PROBE_GAP_MS = 250;
+/**
  * How the highest rate measured forgets, ms. Every error of a probe is a longer round trip (its
  * own turns, a pause of this process), so the rate is the recent high, not an average.
  */
@@ -57,6 +63,7 @@ export class QueueProbe {
   #socket: Socket | undefined;
   #seq = 0;
   #inFlight: { callId: string; sentAt: number; bytesAhead: number } | undefined;
+  #lastSentAt = -Infinity;
   #rate: number | undefined;
   #rateAt = 0;
   #answered = 0;
@@ -72,6 +79,11 @@ export class QueueProbe {
   /** Bytes per ms drachtio-server drains its queue at, learnt from answered probes. */
   get drainBytesPerMs(): number | undefined {
     return this.#rate;
+  }
+
+  /** Probes sent so far (metrics, tests). */
+  get sent(): number {
+    return this.#seq;
   }
 
   /** Probes answered so far (metrics, tests). */
@@ -107,13 +119,15 @@ export class QueueProbe {
 
   /**
    * Sends a probe behind `bytesAhead` queued bytes (the backlog just read), unless one is still
-   * on its way.
+   * on its way or one left less than PROBE_GAP_MS ago.
    */
   send(bytesAhead: number): void {
     const socket = this.#socket;
     if (!socket) return;
     const now = this.#now();
     if (this.#inFlight && now - this.#inFlight.sentAt < PROBE_LOST_MS) return;
+    if (now - this.#lastSentAt < PROBE_GAP_MS) return;
+    this.#lastSentAt = now;
     const seq = ++this.#seq;
     const callId = `${this.callIdPrefix}${seq}`;
     this.#inFlight = { callId, sentAt: now, bytesAhead };
