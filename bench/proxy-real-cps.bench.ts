@@ -57,7 +57,7 @@
  * per second over those at the clean step below (each step also counts the datagrams the kernel
  * dropped, `udp_drops`).
  * Env: BENCH_RATES (one pair, comma list), BENCH_RATES_TWO (two pairs, summed), BENCH_CALLS
- * (100000), BENCH_STEP_S (4), BENCH_COMPARE_S (20), BENCH_CONFIRM_S (0: off), BENCH_RETRY (1; 0: no second try), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
+ * (100000), BENCH_STEP_S (4), BENCH_COMPARE_S (20), BENCH_COMPARE_RATE (0: 75 % of the bare app's rate), BENCH_CONFIRM_S (0: off), BENCH_RETRY (1; 0: no second try), BENCH_FINE_STEPS (4; 0: off), BENCH_INFO_RATE (0: off; a rate runs fslb-proxy
  * at log level info once there), BENCH_PROXY_JSON (extra proxy settings, e.g. '{"recordRoute":true}'),
  * BENCH_APP_NODE_ARGS (Node.js options for fslb-proxy and the bare app, e.g. --cpu-prof),
  * BENCH_KEEP_WORK (set: keep the apps' logs and every step's SIPp files, its -trace_rtt setup times among them, and print where),
@@ -150,6 +150,8 @@ const COMPARE_S = Number(process.env.BENCH_COMPARE_S ?? 20);
 const INFO_RATE = Number(process.env.BENCH_INFO_RATE ?? 0);
 /** Rounds of the comparison at 75 % of the bare app's best (one fslb step, one bare step each). */
 const COMPARE_ROUNDS = Number(process.env.BENCH_COMPARE_ROUNDS ?? 3);
+/** The comparison's rate, for experiments (0: 75 % of the bare app's highest clean rate). */
+const COMPARE_RATE = Number(process.env.BENCH_COMPARE_RATE ?? 0);
 /** Each comparison round also runs the bare app a second time, the control (BENCH_COMPARE_CONTROL=0: not). */
 const CONTROL = process.env.BENCH_COMPARE_CONTROL !== '0';
 /**
@@ -1455,7 +1457,7 @@ function compareLine(r: Record<string, unknown>): string {
     )
     .join('; then ');
   return (
-    `At ${a.rate}/s (75 % of the bare app's highest clean rate, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
+    `At ${a.rate}/s (${COMPARE_RATE > 0 ? 'BENCH_COMPARE_RATE' : "75 % of the bare app's highest clean rate"}, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
     `or the highest common clean step below it): the proxy's CPU per call ${String(r.proxy_cpu_ratio_to_bare)} x the bare app's ` +
     `(fslb at its default log level); fslb adds ${a.p50} ms to the setup time (SIPp, INVITE to 200) at p50 and ${a.p99} ms at p99. ` +
     `Round by round: ${each}.${controlWords(a.control_p99_apart_ms)}${resolutionWords(a.resolution_ms ?? 0)}\n\n`
@@ -1761,7 +1763,12 @@ try {
   // step (a stall of the VM, a burst of retransmissions) moves a p99 by hundreds of ms either
   // way. Where no round was clean for both, they are taken at the highest step of the series
   // below that rate where both were clean.
-  const compareAt = bareClean !== null ? Math.round((0.75 * bareClean) / 10) * 10 : undefined;
+  const compareAt =
+    COMPARE_RATE > 0
+      ? COMPARE_RATE
+      : bareClean !== null
+        ? Math.round((0.75 * bareClean) / 10) * 10
+        : undefined;
   const rounds: { fslb: Step; bare: Step; control?: Step }[] = [];
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
     const one = async (label: string, start: () => Promise<App>): Promise<Step> => {
@@ -1775,7 +1782,7 @@ try {
       return st;
     };
     console.log(
-      `at 75 % of the bare app's highest clean rate (${compareAt} calls/s), ${COMPARE_ROUNDS} rounds:`,
+      `at ${COMPARE_RATE > 0 ? 'BENCH_COMPARE_RATE' : "75 % of the bare app's highest clean rate"} (${compareAt} calls/s), ${COMPARE_ROUNDS} rounds:`,
     );
     for (let i = 0; i < COMPARE_ROUNDS; i++) {
       const fslbStep = (): Promise<Step> =>
