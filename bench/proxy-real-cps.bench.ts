@@ -167,6 +167,13 @@ const FINE_STEPS = Number(process.env.BENCH_FINE_STEPS ?? 4);
 const CONFIRM_S = Number(process.env.BENCH_CONFIRM_S ?? 0);
 /** A step of the apps in turn that is not clean gets a second try (`alternate`); BENCH_RETRY=0: none. */
 const RETRY = process.env.BENCH_RETRY !== '0';
+/** The comparison's rate, in words for the summaries. */
+const COMPARE_AT_WORDS =
+  COMPARE_RATE > 0 ? 'BENCH_COMPARE_RATE' : "75 % of the bare app's highest clean rate";
+/** The second try, in words for the summaries. */
+const RETRIED = RETRY
+  ? 'where the apps ran in turn, a step that was not clean run once more on a fresh drachtio-server and counted if that try was clean'
+  : '';
 /** How the figure was confirmed, for the summaries: nothing past the steps unless CONFIRM_S is set. */
 const HELD = CONFIRM_S > 0 ? `, then held ${CONFIRM_S} s (else the next lower clean rate is tried)` : '';
 /** Extra proxy settings for experiments, e.g. '{"recordRoute":true}' (recorded in the result). */
@@ -1143,6 +1150,22 @@ async function rampUp(lanes: readonly Lane[], rate: number, rates: readonly numb
   if (below.length > 0) console.log(`  ramp: ${below.join(', ')}/s, 2 s each`);
 }
 
+/**
+ * Starts the lane's app afresh (the one before already stopped) on a new drachtio-server of its
+ * own, warmed up and ramped through `rates` below `rate`, as a series brings a chain there.
+ */
+async function freshAt(
+  lane: Lane,
+  start: (server: RealDrachtio) => Promise<App>,
+  rate: number,
+  rates: readonly number[] = RATES,
+): Promise<void> {
+  await freshServer(lane);
+  lane.app = await start(lane.server);
+  await warmUp([lane]);
+  await rampUp([lane], rate, rates);
+}
+
 /** One of the apps `alternate` runs in turn. */
 interface TurnApp {
   lane: Lane;
@@ -1210,10 +1233,7 @@ async function alternate(
       show(x.label, step);
       if (!step.clean && RETRY) {
         await stopApp(x.lane.app);
-        await freshServer(x.lane);
-        x.lane.app = await x.restart(x.lane.server);
-        await warmUp([x.lane]);
-        await rampUp([x.lane], rate, ramp);
+        await freshAt(x.lane, x.restart, rate, ramp);
         const again = await runStep([x.lane], rate, calls);
         show(`${x.label} again`, again);
         step = { ...again, first_try: step };
@@ -1296,11 +1316,8 @@ async function refine(
   for (const [k, a] of apps.entries()) {
     const first = ladders[k]?.[0];
     if (first === undefined) continue;
-    await freshServer(a.lane);
-    a.lane.app = await a.start(a.lane.server);
+    await freshAt(a.lane, a.start, first, rates);
     started.push(a.lane);
-    await warmUp([a.lane]);
-    await rampUp([a.lane], first, rates);
   }
   const fine = await alternate(
     apps.map((a) => ({ lane: a.lane, label: `${a.label} fine`, restart: a.start })),
@@ -1457,7 +1474,7 @@ function compareLine(r: Record<string, unknown>): string {
     )
     .join('; then ');
   return (
-    `At ${a.rate}/s (${COMPARE_RATE > 0 ? 'BENCH_COMPARE_RATE' : "75 % of the bare app's highest clean rate"}, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
+    `At ${a.rate}/s (${COMPARE_AT_WORDS}, ${a.rounds.length} round(s) where both apps were clean, the medians; ` +
     `or the highest common clean step below it): the proxy's CPU per call ${String(r.proxy_cpu_ratio_to_bare)} x the bare app's ` +
     `(fslb at its default log level); fslb adds ${a.p50} ms to the setup time (SIPp, INVITE to 200) at p50 and ${a.p99} ms at p99. ` +
     `Round by round: ${each}.${controlWords(a.control_p99_apart_ms)}${resolutionWords(a.resolution_ms ?? 0)}\n\n`
@@ -1488,7 +1505,7 @@ function markdown(r: Record<string, unknown>): string {
   };
   return `## proxy-real-cps: SIPp -> drachtio-server ${typeof r.drachtio_server === 'string' ? r.drachtio_server : ''} -> app -> SIPp callees
 
-Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}${RETRY ? ' (where the apps ran in turn, a step that was not clean run once more on a fresh drachtio-server and counted if that try was clean)' : ''}, ${FINE_STEPS > 0 ? `then ${FINE_STEPS} finer steps up to the first that was not` : 'no finer steps'}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**. Just past each app's limit, the share of what it carried that it still completed: **fslb-proxy ${String(r.overload_goodput_fslb)}, the bare app ${String(r.overload_goodput_bare)}**.
+Highest rate with < ${CLEAN_PCT} % failed calls and >= ${PACE * 100} % of the pace, at every lower step${HELD}${RETRIED ? ` (${RETRIED})` : ''}, ${FINE_STEPS > 0 ? `then ${FINE_STEPS} finer steps up to the first that was not` : 'no finer steps'}: **fslb-proxy ${String(r.real_cps_fslb)}/s, a bare drachtio-srf proxy app ${String(r.real_cps_bare)}/s (ratio ${String(r.real_cps_ratio)}); fslb-proxy without reservations ${String(r.real_cps_fslb_no_reservations)}/s; the bare app asking drachtio-server for fslb-proxy's proxy options (two destinations, its timeouts, a slot header) ${String(r.real_cps_bare_fslb_options)}/s; two drachtio-server + fslb-proxy pairs ${String(r.real_cps_two_pairs)}/s** in all. Record-routing on: **fslb-proxy ${String(r.real_cps_fslb_rr)}/s, the bare app ${String(r.real_cps_bare_rr)}/s (ratio ${String(r.real_cps_ratio_rr)})**. Just past each app's limit, the share of what it carried that it still completed: **fslb-proxy ${String(r.overload_goodput_fslb)}, the bare app ${String(r.overload_goodput_bare)}**.
 
 ${table(
   [
@@ -1772,18 +1789,13 @@ try {
   const rounds: { fslb: Step; bare: Step; control?: Step }[] = [];
   if (compareAt !== undefined && SERIES.has('fslb') && SERIES.has('bare') && COMPARE_ROUNDS > 0) {
     const one = async (label: string, start: () => Promise<App>): Promise<Step> => {
-      await freshServer(lane);
-      lane.app = await start();
-      await warmUp([lane]);
-      await rampUp([lane], compareAt);
+      await freshAt(lane, start, compareAt);
       const st = await runStep([lane], compareAt, Math.min(MAX_CALLS, Math.round(compareAt * COMPARE_S)));
       show(label, st);
       await stopApp(lane.app);
       return st;
     };
-    console.log(
-      `at ${COMPARE_RATE > 0 ? 'BENCH_COMPARE_RATE' : "75 % of the bare app's highest clean rate"} (${compareAt} calls/s), ${COMPARE_ROUNDS} rounds:`,
-    );
+    console.log(`at ${COMPARE_AT_WORDS} (${compareAt} calls/s), ${COMPARE_ROUNDS} rounds:`);
     for (let i = 0; i < COMPARE_ROUNDS; i++) {
       const fslbStep = (): Promise<Step> =>
         one('fslb', () => startFslb('info', lane.server, `pair-1-compare-${i + 1}`));
@@ -1976,9 +1988,7 @@ try {
     clean_definition:
       `under ${CLEAN_PCT} % of calls failed AND calls completed at >= ${PACE * 100} % of the offered rate (wall time <= calls / (${PACE} x rate) + ${TAIL_S} s), at that rate and every lower ` +
       `${STEP_S} s step${HELD}` +
-      (RETRY
-        ? '; where the apps ran in turn, a step that was not clean was run once more on a fresh drachtio-server, and counted clean if that try was'
-        : '') +
+      (RETRIED ? `; ${RETRIED}` : '') +
       (FINE_STEPS > 0
         ? `; where the apps ran in turn, then up to ${FINE_STEPS} finer steps between that rate and the first step that was not clean, each ladder stopping at its first step that is not`
         : ''),
